@@ -1,0 +1,203 @@
+//! Environment variables → `Config`. Pure: no I/O, no globals, so every rule
+//! here is unit-tested. A bad value never stops the host: it becomes a warning
+//! that names the variable, the value and the default used instead.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Every variable memguard reads; anything else starting with `MEMGUARD_` is
+/// reported as unknown (usually a typo the user wants to hear about).
+pub const KNOWN_VARS: &[&str] = &["MEMGUARD", "MEMGUARD_DIR", "MEMGUARD_NEAR_LIMIT_SNAPSHOTS", "MEMGUARD_LOG"];
+
+/// Where bundles go when `MEMGUARD_DIR` is not set, relative to the working
+/// directory (like Node's own `--diagnostic-dir` default, the cwd).
+pub const DEFAULT_DIR_NAME: &str = "memguard-bundles";
+pub const DEFAULT_NEAR_LIMIT_SNAPSHOTS: u32 = 1;
+/// More snapshots than this near the limit would each raise the heap limit
+/// again; a cap keeps a typo from letting the heap grow far past its limit.
+pub const MAX_NEAR_LIMIT_SNAPSHOTS: u32 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Silent,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    pub enabled: bool,
+    pub dir: PathBuf,
+    pub near_limit_snapshots: u32,
+    pub log: LogLevel,
+}
+
+impl Config {
+    pub fn defaults(cwd: &Path) -> Config {
+        Config {
+            enabled: true,
+            dir: cwd.join(DEFAULT_DIR_NAME),
+            near_limit_snapshots: DEFAULT_NEAR_LIMIT_SNAPSHOTS,
+            log: LogLevel::Info,
+        }
+    }
+
+    /// Resolves the settings from `MEMGUARD*` variables (others are ignored).
+    /// Returns the config and one warning per problem found.
+    pub fn from_vars<I, K, V>(vars: I, cwd: &Path) -> (Config, Vec<String>)
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut config = Config::defaults(cwd);
+        let mut warnings = Vec::new();
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
+            .filter(|(k, _)| k == "MEMGUARD" || k.starts_with("MEMGUARD_"))
+            .collect();
+        vars.sort();
+
+        for (name, raw) in &vars {
+            let value = raw.trim();
+            match name.as_str() {
+                "MEMGUARD" => match parse_switch(value) {
+                    Some(on) => config.enabled = on,
+                    None => warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", "on")),
+                },
+                "MEMGUARD_DIR" => {
+                    if value.is_empty() {
+                        warnings.push(bad(name, raw, "is empty", &config.dir.display().to_string()));
+                    } else if value.contains('\0') {
+                        warnings.push(bad(name, raw, "contains a NUL byte", &config.dir.display().to_string()));
+                    } else {
+                        config.dir = cwd.join(value);
+                    }
+                }
+                "MEMGUARD_NEAR_LIMIT_SNAPSHOTS" => match value.parse::<u32>() {
+                    Ok(n) if n <= MAX_NEAR_LIMIT_SNAPSHOTS => config.near_limit_snapshots = n,
+                    _ => warnings.push(bad(
+                        name,
+                        raw,
+                        &format!("is not a whole number from 0 to {MAX_NEAR_LIMIT_SNAPSHOTS}"),
+                        &DEFAULT_NEAR_LIMIT_SNAPSHOTS.to_string(),
+                    )),
+                },
+                "MEMGUARD_LOG" => match value.to_ascii_lowercase().as_str() {
+                    "silent" | "off" | "none" => config.log = LogLevel::Silent,
+                    "info" => config.log = LogLevel::Info,
+                    "debug" => config.log = LogLevel::Debug,
+                    _ => warnings.push(bad(name, raw, "is not silent, info or debug", "info")),
+                },
+                _ => warnings.push(format!(
+                    "unknown variable {name} ignored (known: {})",
+                    KNOWN_VARS.join(", ")
+                )),
+            }
+        }
+        (config, warnings)
+    }
+}
+
+fn parse_switch(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "" | "1" | "on" | "true" | "yes" => Some(true),
+        "0" | "off" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn bad(name: &str, raw: &str, problem: &str, default: &str) -> String {
+    format!("{name}={raw:?} {problem}; using the default {default}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> (Config, Vec<String>) {
+        Config::from_vars(vars.iter().copied(), Path::new("/srv/app"))
+    }
+
+    #[test]
+    fn no_variables_gives_documented_defaults() {
+        let (c, w) = parse(&[("PATH", "/bin"), ("HOME", "/root")]);
+        assert!(w.is_empty());
+        assert!(c.enabled);
+        assert_eq!(c.dir, PathBuf::from("/srv/app/memguard-bundles"));
+        assert_eq!(c.near_limit_snapshots, 1);
+        assert_eq!(c.log, LogLevel::Info);
+    }
+
+    #[test]
+    fn memguard_switch_accepts_common_spellings() {
+        for off in ["0", "off", "OFF", "false", "no", " off "] {
+            assert!(!parse(&[("MEMGUARD", off)]).0.enabled, "{off:?}");
+        }
+        for on in ["1", "on", "true", "yes", ""] {
+            assert!(parse(&[("MEMGUARD", on)]).0.enabled, "{on:?}");
+        }
+    }
+
+    #[test]
+    fn bad_switch_warns_and_stays_on() {
+        let (c, w) = parse(&[("MEMGUARD", "maybe")]);
+        assert!(c.enabled);
+        assert_eq!(w, vec![r#"MEMGUARD="maybe" is not on/off (1/0, true/false); using the default on"#]);
+    }
+
+    #[test]
+    fn dir_is_resolved_against_cwd() {
+        assert_eq!(parse(&[("MEMGUARD_DIR", "out")]).0.dir, PathBuf::from("/srv/app/out"));
+        assert_eq!(parse(&[("MEMGUARD_DIR", "/var/dumps")]).0.dir, PathBuf::from("/var/dumps"));
+    }
+
+    #[test]
+    fn empty_dir_warns_and_keeps_default() {
+        let (c, w) = parse(&[("MEMGUARD_DIR", "  ")]);
+        assert_eq!(c.dir, PathBuf::from("/srv/app/memguard-bundles"));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].starts_with("MEMGUARD_DIR=\"  \" is empty"), "{}", w[0]);
+    }
+
+    #[test]
+    fn snapshot_count_is_validated() {
+        assert_eq!(parse(&[("MEMGUARD_NEAR_LIMIT_SNAPSHOTS", "3")]).0.near_limit_snapshots, 3);
+        assert_eq!(parse(&[("MEMGUARD_NEAR_LIMIT_SNAPSHOTS", "0")]).0.near_limit_snapshots, 0);
+        for bad in ["-1", "two", "1.5", "21", ""] {
+            let (c, w) = parse(&[("MEMGUARD_NEAR_LIMIT_SNAPSHOTS", bad)]);
+            assert_eq!(c.near_limit_snapshots, 1, "{bad:?}");
+            assert_eq!(w.len(), 1, "{bad:?}");
+            assert!(w[0].contains("MEMGUARD_NEAR_LIMIT_SNAPSHOTS"));
+            assert!(w[0].ends_with("using the default 1"), "{}", w[0]);
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!(parse(&[("MEMGUARD_LOG", "debug")]).0.log, LogLevel::Debug);
+        assert_eq!(parse(&[("MEMGUARD_LOG", "Silent")]).0.log, LogLevel::Silent);
+        let (c, w) = parse(&[("MEMGUARD_LOG", "verbose")]);
+        assert_eq!(c.log, LogLevel::Info);
+        assert_eq!(w, vec![r#"MEMGUARD_LOG="verbose" is not silent, info or debug; using the default info"#]);
+    }
+
+    #[test]
+    fn unknown_memguard_variable_is_reported_once() {
+        let (_, w) = parse(&[("MEMGUARD_DIRR", "/x"), ("MEMGUARDIAN", "1")]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].starts_with("unknown variable MEMGUARD_DIRR ignored"));
+    }
+
+    #[test]
+    fn several_problems_give_several_warnings_in_stable_order() {
+        let (_, w) = parse(&[("MEMGUARD_LOG", "x"), ("MEMGUARD", "x")]);
+        assert_eq!(w.len(), 2);
+        assert!(w[0].starts_with("MEMGUARD="));
+        assert!(w[1].starts_with("MEMGUARD_LOG="));
+    }
+}

@@ -1,0 +1,9 @@
+//! memguard's V8-free half: configuration, bundle files, the manifest and the
+//! background writer thread. Nothing here links against Node or V8, so all of
+//! it is tested with plain `cargo test`.
+
+pub mod bundle;
+pub mod config;
+pub mod log;
+pub mod manifest;
+pub mod writer;

@@ -1,0 +1,166 @@
+//! `summary.json`: what a bundle holds and why it was written. Rewritten
+//! whole (atomically) each time an artifact appears, so it is always valid.
+
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// `v8::HeapStatistics`, as plain numbers.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeapStats {
+    pub total_heap_size: u64,
+    pub total_heap_size_executable: u64,
+    pub total_physical_size: u64,
+    pub total_available_size: u64,
+    pub used_heap_size: u64,
+    pub heap_size_limit: u64,
+    pub malloced_memory: u64,
+    pub peak_malloced_memory: u64,
+    pub external_memory: u64,
+    pub number_of_native_contexts: u64,
+    pub number_of_detached_contexts: u64,
+    pub total_global_handles_size: u64,
+    pub used_global_handles_size: u64,
+}
+
+/// `v8::HeapSpaceStatistics` for one space.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpaceStats {
+    pub space_name: String,
+    pub space_size: u64,
+    pub space_used_size: u64,
+    pub space_available_size: u64,
+    pub physical_space_size: u64,
+}
+
+/// One file written into the bundle.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileRecord {
+    pub name: String,
+    /// Size on disk.
+    pub bytes: u64,
+    /// Size before compression (what `gunzip` gives back).
+    pub uncompressed_bytes: u64,
+    pub millis: u64,
+}
+
+/// The near-heap-limit callback's view of the limit when it fired.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeapLimit {
+    pub current: u64,
+    pub initial: u64,
+    /// The limit memguard returned to V8 (headroom for the snapshot).
+    pub granted: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capture {
+    pub seq: u32,
+    /// `near-heap-limit` or `api`.
+    pub trigger: String,
+    pub reason: Option<String>,
+    pub time: String,
+    pub heap: HeapStats,
+    pub spaces: Vec<SpaceStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap_limit: Option<HeapLimit>,
+    pub files: Vec<FileRecord>,
+    /// `written` or `failed`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub millis: u64,
+}
+
+/// Facts about the process, gathered by `index.js` (Node's view of itself).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub thread_id: u32,
+    pub node_version: String,
+    pub v8_version: String,
+    pub abi: String,
+    pub argv: Vec<String>,
+    pub exec_argv: Vec<String>,
+    /// Node's own `--heapsnapshot-near-heap-limit=N` option if given (empty
+    /// otherwise): then Node, not memguard, handles the near-limit event.
+    #[serde(default, skip_serializing)]
+    pub node_near_limit_flag: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub memguard: &'static str,
+    pub node: String,
+    pub v8: String,
+    pub abi: String,
+    pub pid: u32,
+    pub thread_id: u32,
+    pub argv: Vec<String>,
+    pub exec_argv: Vec<String>,
+    pub started_at: String,
+    pub config: Config,
+    pub captures: Vec<Capture>,
+}
+
+impl Manifest {
+    pub fn new(info: &ProcessInfo, config: &Config, started_at: String) -> Manifest {
+        Manifest {
+            memguard: env!("CARGO_PKG_VERSION"),
+            node: info.node_version.clone(),
+            v8: info.v8_version.clone(),
+            abi: info.abi.clone(),
+            pid: info.pid,
+            thread_id: info.thread_id,
+            argv: info.argv.clone(),
+            exec_argv: info.exec_argv.clone(),
+            started_at,
+            config: config.clone(),
+            captures: Vec::new(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        out.push(b'\n');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn manifest_serializes_with_camel_case_fields() {
+        let info = ProcessInfo { pid: 7, node_version: "v20.0.0".into(), ..Default::default() };
+        let mut m = Manifest::new(&info, &Config::defaults(Path::new("/a")), "2026-01-01T00:00:00Z".into());
+        m.captures.push(Capture {
+            seq: 1,
+            trigger: "api".into(),
+            reason: Some("test".into()),
+            time: "t".into(),
+            heap: HeapStats { used_heap_size: 5, ..Default::default() },
+            spaces: vec![],
+            heap_limit: None,
+            files: vec![FileRecord { name: "heap-1.heapsnapshot.gz".into(), bytes: 1, uncompressed_bytes: 2, millis: 3 }],
+            outcome: "written".into(),
+            error: None,
+            millis: 4,
+        });
+        let v: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+        assert_eq!(v["pid"], 7);
+        assert_eq!(v["config"]["nearLimitSnapshots"], 1);
+        assert_eq!(v["captures"][0]["heap"]["usedHeapSize"], 5);
+        assert_eq!(v["captures"][0]["files"][0]["uncompressedBytes"], 2);
+        assert!(v["captures"][0].get("heapLimit").is_none());
+    }
+}

@@ -1,0 +1,130 @@
+'use strict';
+// memguard: `require('memguard')` (or `node -r memguard app.js`) guards this
+// thread's V8 heap and writes a compressed heap snapshot before an
+// out-of-memory crash. Configured only by MEMGUARD* environment variables.
+//
+// This file loads the binary built for this Node's ABI, starts the guard and
+// exports the API. It never throws at load time: a problem becomes one
+// `memguard:` line on stderr and an inactive API; the host runs on.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { threadId } = require('node:worker_threads');
+
+// One instance per thread even if two copies of the package get loaded.
+const INSTANCE = Symbol.for('memguard.instance');
+
+function binaryDir() {
+  return path.join(__dirname, 'build');
+}
+
+function loadBinding() {
+  const abi = process.versions.modules;
+  const name = `memguard-${process.platform}-${process.arch}-abi${abi}.node`;
+  const file = path.join(binaryDir(), name);
+  if (!fs.existsSync(file)) {
+    let built = [];
+    try {
+      built = fs.readdirSync(binaryDir()).filter((f) => /^memguard-.*\.node$/.test(f));
+    } catch {}
+    throw new Error(
+      `no binary for Node ${process.version} (ABI ${abi}) in ${binaryDir()} ` +
+        `(built: ${built.length ? built.join(', ') : 'none'}); build one with: ` +
+        `npm run build --prefix ${JSON.stringify(__dirname)}`,
+    );
+  }
+  const binding = require(file);
+  if (binding.builtAbi() !== abi) {
+    throw new Error(`${file} was built for ABI ${binding.builtAbi()}, not ${abi}; rebuild with: npm run build`);
+  }
+  return binding;
+}
+
+// Node's own --heapsnapshot-near-heap-limit, from the command line or
+// NODE_OPTIONS, if set to a positive count.
+function nodeNearLimitFlag() {
+  const args = [...process.execArgv, ...(process.env.NODE_OPTIONS || '').split(/\s+/)];
+  for (let i = 0; i < args.length; i++) {
+    const m = /^--heapsnapshot-near-heap-limit(?:=(.*))?$/.exec(args[i]);
+    if (m) {
+      const value = m[1] !== undefined ? m[1] : args[i + 1];
+      if (Number(value) > 0) return `--heapsnapshot-near-heap-limit=${value}`;
+    }
+  }
+  return '';
+}
+
+function memguardVars() {
+  const vars = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k === 'MEMGUARD' || k.startsWith('MEMGUARD_')) vars[k] = String(v);
+  }
+  return vars;
+}
+
+function cwd() {
+  try {
+    return process.cwd();
+  } catch {
+    return require('node:os').tmpdir(); // the working directory was deleted
+  }
+}
+
+function create() {
+  let binding = null;
+  let state = { active: false, bundleDir: null, config: null };
+  try {
+    binding = loadBinding();
+    state = binding.start(
+      memguardVars(),
+      {
+        pid: process.pid,
+        threadId,
+        nodeVersion: process.version,
+        v8Version: process.versions.v8,
+        abi: process.versions.modules,
+        argv: process.argv,
+        execArgv: process.execArgv,
+        nodeNearLimitFlag: nodeNearLimitFlag(),
+      },
+      cwd(),
+    );
+  } catch (err) {
+    const off = /^\s*(0|off|false|no)\s*$/i.test(process.env.MEMGUARD || '');
+    if (!off) process.stderr.write(`memguard: error: ${err.message}; memguard is inactive\n`);
+  }
+
+  return {
+    /** True while memguard guards this thread. */
+    get active() {
+      return state.active;
+    },
+    /** This thread's bundle directory (created when the first artifact is written). */
+    get bundleDir() {
+      return state.bundleDir;
+    },
+    /** The settings in force, resolved from the environment. */
+    get config() {
+      return state.config;
+    },
+    /** Writes a compressed heap snapshot now; returns its path (null when inactive). */
+    snapshot(reason) {
+      if (!state.active) return null;
+      return binding.snapshot(reason === undefined || reason === null ? undefined : String(reason));
+    },
+    /** V8 heap statistics and per-space statistics of this thread. */
+    stats() {
+      return binding ? binding.stats() : null;
+    },
+    /** Stops guarding this thread (the near-heap-limit hook is removed). */
+    stop() {
+      if (binding) binding.stop();
+      state = { ...state, active: false };
+    },
+  };
+}
+
+if (!globalThis[INSTANCE]) {
+  Object.defineProperty(globalThis, INSTANCE, { value: create(), enumerable: false });
+}
+module.exports = globalThis[INSTANCE];

@@ -1,0 +1,120 @@
+//! What a capture does, whatever triggered it: read the heap statistics,
+//! stream a snapshot to the writer thread, and keep `summary.json` current
+//! before, during and after — so even a process killed mid-snapshot leaves a
+//! manifest that says what was under way.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::{SecondsFormat, Utc};
+use memguard_core::log;
+use memguard_core::manifest::{Capture, HeapLimit};
+use memguard_core::writer::Writer;
+
+use crate::guard::{thread_note, Guard};
+use crate::v8::SnapshotError;
+
+pub enum Trigger {
+    NearHeapLimit(HeapLimit),
+    Api(Option<String>),
+}
+
+const MANIFEST: &str = "summary.json";
+
+/// Takes a compressed heap snapshot into the guard's bundle and returns its
+/// path. Errors are reported once (stderr + manifest) and returned as text.
+pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
+    let started = Instant::now();
+    let seq = guard.next_seq();
+    let (trigger_name, reason, heap_limit) = match trigger {
+        Trigger::NearHeapLimit(limit) => ("near-heap-limit", None, Some(limit)),
+        Trigger::Api(reason) => ("api", reason, None),
+    };
+    let file_name = format!("heap-{seq}.heapsnapshot.gz");
+    let index = {
+        let mut manifest = guard.manifest.borrow_mut();
+        manifest.captures.push(Capture {
+            seq,
+            trigger: trigger_name.into(),
+            reason,
+            time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            heap: guard.isolate.heap_stats(),
+            spaces: guard.isolate.space_stats(),
+            heap_limit,
+            files: Vec::new(),
+            outcome: "writing".into(),
+            error: None,
+            millis: 0,
+        });
+        manifest.captures.len() - 1
+    };
+
+    let Some(writer) = Writer::global() else {
+        return fail(guard, index, started, "could not start memguard's writer thread".into());
+    };
+    // First write: the bundle exists and says a snapshot is under way.
+    if let Err(e) = save_manifest(guard, writer) {
+        return fail(guard, index, started, format!("cannot write to {}: {e}", guard.bundle.path().display()));
+    }
+    let sink = match writer.start_file(&guard.bundle, &file_name) {
+        Ok(sink) => sink,
+        Err(e) => return fail(guard, index, started, e.to_string()),
+    };
+    let streamed = guard.isolate.write_heap_snapshot(&mut |chunk| sink.write(chunk));
+    let record = match streamed {
+        Ok(()) => sink.finish(),
+        Err(SnapshotError::Stopped) => sink.finish(), // the writer's own error explains why
+        Err(SnapshotError::NotTaken) => {
+            sink.abort();
+            return fail(guard, index, started, "V8 could not take a heap snapshot".into());
+        }
+    };
+    let record = match record {
+        Ok(record) => record,
+        Err(e) => {
+            let dir = guard.bundle.path();
+            return fail(guard, index, started, format!("writing {} failed: {e}", dir.join(&file_name).display()));
+        }
+    };
+
+    let path = guard.bundle.path().join(&record.name);
+    log::info(&format!(
+        "wrote {} ({:.1} MB compressed from {:.1} MB in {:.1} s){}",
+        path.display(),
+        record.bytes as f64 / 1e6,
+        record.uncompressed_bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        thread_note(guard.manifest.borrow().thread_id),
+    ));
+    {
+        let mut manifest = guard.manifest.borrow_mut();
+        let entry = &mut manifest.captures[index];
+        entry.files.push(record);
+        entry.outcome = "written".into();
+        entry.millis = started.elapsed().as_millis() as u64;
+    }
+    if let Err(e) = save_manifest(guard, writer) {
+        log::warn(&format!("could not update {MANIFEST} in {}: {e}", guard.bundle.path().display()));
+    }
+    Ok(path)
+}
+
+fn save_manifest(guard: &Guard, writer: &Writer) -> std::io::Result<()> {
+    let json = guard.manifest.borrow().to_json();
+    writer.write_atomic(&guard.bundle, MANIFEST, json)
+}
+
+fn fail(guard: &Guard, index: usize, started: Instant, error: String) -> Result<PathBuf, String> {
+    log::warn(&format!("heap snapshot not written: {error}; the application continues"));
+    {
+        let mut manifest = guard.manifest.borrow_mut();
+        let entry = &mut manifest.captures[index];
+        entry.outcome = "failed".into();
+        entry.error = Some(error.clone());
+        entry.millis = started.elapsed().as_millis() as u64;
+    }
+    if let Some(writer) = Writer::global() {
+        let _ = save_manifest(guard, writer);
+    }
+    Err(error)
+}

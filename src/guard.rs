@@ -1,0 +1,138 @@
+//! Per-isolate state: one `Guard` for the main thread and one for each worker
+//! that loads memguard. It lives in a thread-local (one isolate per thread in
+//! Node) and in the near-heap-limit hook; both go away in the env cleanup
+//! hook, so a worker's exit frees everything it had.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use memguard_core::bundle::Bundle;
+use memguard_core::config::Config;
+use memguard_core::log;
+use memguard_core::manifest::{HeapLimit, Manifest};
+
+use crate::capture::{self, Trigger};
+use crate::v8::{Isolate, NearHeapLimitHandler, NearHeapLimitHook};
+
+/// Below this, extra heap for the snapshot is too small to be useful (it is
+/// what Node grants a worker).
+const MIN_HEADROOM: usize = 16 << 20;
+/// V8 brings the raised limit back once used heap falls under 95 % of the
+/// initial one (Node's value): a later leak then gets a fresh episode.
+const RESTORE_THRESHOLD: f64 = 0.95;
+
+pub struct Guard {
+    pub isolate: Isolate,
+    pub config: Config,
+    pub bundle: Bundle,
+    pub manifest: RefCell<Manifest>,
+    seq: Cell<u32>,
+    near_limit_taken: Cell<u32>,
+    /// Set while our own near-limit capture runs: the snapshot allocates and
+    /// V8 may call back in.
+    in_near_limit: Cell<bool>,
+    nested_grant_used: Cell<bool>,
+    hook: RefCell<Option<NearHeapLimitHook<Guard>>>,
+}
+
+impl Guard {
+    pub fn new(isolate: Isolate, config: Config, bundle: Bundle, manifest: Manifest) -> Rc<Guard> {
+        Rc::new(Guard {
+            isolate,
+            config,
+            bundle,
+            manifest: RefCell::new(manifest),
+            seq: Cell::new(0),
+            near_limit_taken: Cell::new(0),
+            in_near_limit: Cell::new(false),
+            nested_grant_used: Cell::new(false),
+            hook: RefCell::new(None),
+        })
+    }
+
+    pub fn next_seq(&self) -> u32 {
+        self.seq.set(self.seq.get() + 1);
+        self.seq.get()
+    }
+
+    pub fn watch_near_heap_limit(self: &Rc<Self>) {
+        if self.config.near_limit_snapshots > 0 {
+            *self.hook.borrow_mut() = Some(NearHeapLimitHook::install(self.isolate, self));
+        }
+    }
+
+    /// Removes the V8 callback (and the reference it holds on the guard).
+    pub fn unwatch(&self) {
+        drop(self.hook.borrow_mut().take());
+    }
+
+    /// Heap to grant for the snapshot: about the young generation, like Node
+    /// (objects promoted while the snapshot is taken need room).
+    fn headroom(&self, current: usize) -> usize {
+        let limit = self.isolate.heap_stats().heap_size_limit as usize;
+        limit.saturating_sub(current).max(MIN_HEADROOM)
+    }
+}
+
+impl NearHeapLimitHandler for Guard {
+    fn near_heap_limit(&self, current: usize, initial: usize) -> usize {
+        let granted = current.saturating_add(self.headroom(current));
+        if self.in_near_limit.get() {
+            // Re-entered from inside our own snapshot: one more grant so the
+            // snapshot can finish; after that V8 fails as it would anyway.
+            return if self.nested_grant_used.replace(true) { current } else { granted };
+        }
+        self.in_near_limit.set(true);
+        self.nested_grant_used.set(false);
+
+        let taken = self.near_limit_taken.get() + 1;
+        self.near_limit_taken.set(taken);
+        log::info(&format!(
+            "heap is near its limit ({} MB used of {} MB){}; writing a heap snapshot",
+            self.isolate.heap_stats().used_heap_size >> 20,
+            current >> 20,
+            thread_note(self.manifest.borrow().thread_id),
+        ));
+        let limit = HeapLimit { current: current as u64, initial: initial as u64, granted: granted as u64 };
+        // Failures are already reported (warning + manifest); the host's fate
+        // is V8's to decide, exactly as without memguard.
+        let _ = capture::capture(self, Trigger::NearHeapLimit(limit));
+
+        if taken >= self.config.near_limit_snapshots {
+            // Last one: later near-limit events go to V8 (or Node's worker
+            // handler) as if memguard had never been there.
+            self.unwatch();
+        }
+        self.isolate.restore_initial_heap_limit(RESTORE_THRESHOLD);
+        self.in_near_limit.set(false);
+        granted
+    }
+}
+
+pub fn thread_note(thread_id: u32) -> String {
+    if thread_id == 0 {
+        String::new()
+    } else {
+        format!(" in worker {thread_id}")
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Guard>>> = const { RefCell::new(None) };
+}
+
+/// The guard of this thread's isolate, if memguard is active here.
+pub fn current() -> Option<Rc<Guard>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+pub fn set_current(guard: Rc<Guard>) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(guard));
+}
+
+/// Stops guarding this thread's isolate: removes the callback, frees state.
+pub fn release_current() {
+    if let Some(guard) = CURRENT.with(|c| c.borrow_mut().take()) {
+        guard.unwatch();
+    }
+}

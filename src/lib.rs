@@ -1,0 +1,141 @@
+//! The napi surface of memguard: the functions `index.js` calls, and nothing
+//! else. Each runs on the calling thread's isolate (main thread or worker).
+
+mod capture;
+mod guard;
+mod v8;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use serde_json::{json, Value};
+
+use memguard_core::bundle::{bundle_name, check_root, fallback_root, Bundle};
+use memguard_core::config::Config;
+use memguard_core::log;
+use memguard_core::manifest::{Manifest, ProcessInfo};
+
+use crate::capture::Trigger;
+use crate::guard::Guard;
+
+/// The ABI (`process.versions.modules`) this binary was compiled for.
+#[napi]
+pub fn built_abi() -> String {
+    env!("MEMGUARD_BUILT_ABI").to_string()
+}
+
+/// Starts guarding the calling thread's isolate. `vars` are the `MEMGUARD*`
+/// variables of this thread's `process.env`, `info` what Node knows of the
+/// process (see index.js). Returns `{active, bundleDir, config}`. Calling it
+/// again on a guarded thread returns the same answer and changes nothing.
+#[napi]
+pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) -> Result<Value> {
+    if let Some(guard) = guard::current() {
+        return Ok(describe(true, Some(&guard.bundle.path()), &guard.config));
+    }
+    let (config, warnings) = Config::from_vars(&vars, Path::new(&cwd));
+    log::set_level(config.log);
+    for warning in &warnings {
+        log::warn_once(warning);
+    }
+    if !config.enabled {
+        log::debug("disabled by MEMGUARD");
+        return Ok(describe(false, None, &config));
+    }
+    let info: ProcessInfo = serde_json::from_value(info).map_err(|e| Error::from_reason(e.to_string()))?;
+    let Some(isolate) = v8::Isolate::current() else {
+        log::warn_once("no V8 isolate on this thread; memguard is inactive here");
+        return Ok(describe(false, None, &config));
+    };
+    let Some(root) = usable_root(&config.dir) else {
+        return Ok(describe(false, None, &config));
+    };
+
+    let started = process_start();
+    let bundle = Bundle { root, name: bundle_name(started, info.pid, info.thread_id) };
+    let manifest = Manifest::new(&info, &config, started.to_rfc3339_opts(SecondsFormat::Secs, true));
+    let guard = Guard::new(isolate, config, bundle, manifest);
+    let node_flag = &info.node_near_limit_flag;
+    if !node_flag.is_empty() {
+        // V8 runs only the newest near-limit callback: installing ours would
+        // silently switch off the snapshot the user asked Node for.
+        log::info_once(&format!(
+            "Node's {node_flag} is set, so Node writes the near-heap-limit snapshots; memguard leaves that to it"
+        ));
+    } else {
+        guard.watch_near_heap_limit();
+    }
+    guard::set_current(guard.clone());
+    // A worker's isolate goes away with the worker: drop our callback first.
+    env.add_env_cleanup_hook((), |()| guard::release_current())?;
+    log::debug(&format!(
+        "guarding {} (bundle {})",
+        if info.thread_id == 0 { "the main thread".to_string() } else { format!("worker {}", info.thread_id) },
+        guard.bundle.path().display()
+    ));
+    Ok(describe(true, Some(&guard.bundle.path()), &guard.config))
+}
+
+fn describe(active: bool, bundle: Option<&Path>, config: &Config) -> Value {
+    json!({
+        "active": active,
+        "bundleDir": bundle.map(|p| p.display().to_string()),
+        "config": config,
+    })
+}
+
+/// The configured root if it can be written, else a private temp dir; `None`
+/// (with a warning) when neither can.
+fn usable_root(dir: &Path) -> Option<PathBuf> {
+    let problem = match check_root(dir) {
+        Ok(()) => return Some(dir.to_path_buf()),
+        Err(problem) => problem,
+    };
+    let fallback = fallback_root();
+    match check_root(&fallback) {
+        Ok(()) => {
+            log::warn_once(&format!("MEMGUARD_DIR: {problem}; writing bundles to {} instead", fallback.display()));
+            Some(fallback)
+        }
+        Err(second) => {
+            log::warn_once(&format!(
+                "MEMGUARD_DIR: {problem}, and the fallback is unusable too ({second}); heap snapshots are off"
+            ));
+            None
+        }
+    }
+}
+
+/// When memguard first started in this process: all bundles of a process
+/// carry the same time, so they sort together.
+fn process_start() -> DateTime<Utc> {
+    static START: OnceLock<DateTime<Utc>> = OnceLock::new();
+    *START.get_or_init(Utc::now)
+}
+
+/// Writes a compressed heap snapshot now; returns its path, or `null` when
+/// memguard is not active on this thread.
+#[napi]
+pub fn snapshot(reason: Option<String>) -> Result<Option<String>> {
+    let Some(guard) = guard::current() else { return Ok(None) };
+    capture::capture(&guard, Trigger::Api(reason))
+        .map(|path| Some(path.display().to_string()))
+        .map_err(Error::from_reason)
+}
+
+/// Heap statistics and per-space statistics of this thread's isolate.
+#[napi]
+pub fn stats() -> Result<Value> {
+    let isolate = v8::Isolate::current().ok_or_else(|| Error::from_reason("no V8 isolate on this thread"))?;
+    Ok(json!({ "heap": isolate.heap_stats(), "spaces": isolate.space_stats() }))
+}
+
+/// Stops guarding this thread: the V8 callback is removed, state freed.
+#[napi]
+pub fn stop() {
+    guard::release_current();
+}

@@ -1,0 +1,202 @@
+//! The V8 boundary: every `unsafe` line and every call into C++ (shim.cc).
+//! Everything outside this module sees a safe API. Callbacks from V8 enter
+//! Rust through trampolines that catch panics: a panic must never unwind
+//! into V8.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::rc::Rc;
+
+use memguard_core::manifest::{HeapStats, SpaceStats};
+
+#[repr(C)]
+#[derive(Default)]
+struct RawHeapStats {
+    total_heap_size: u64,
+    total_heap_size_executable: u64,
+    total_physical_size: u64,
+    total_available_size: u64,
+    used_heap_size: u64,
+    heap_size_limit: u64,
+    malloced_memory: u64,
+    peak_malloced_memory: u64,
+    external_memory: u64,
+    number_of_native_contexts: u64,
+    number_of_detached_contexts: u64,
+    total_global_handles_size: u64,
+    used_global_handles_size: u64,
+}
+
+#[repr(C)]
+struct RawSpaceStats {
+    name: [c_char; 48],
+    space_size: u64,
+    space_used_size: u64,
+    space_available_size: u64,
+    physical_space_size: u64,
+}
+
+type NearLimitFn = extern "C" fn(*mut c_void, usize, usize) -> usize;
+type ChunkFn = extern "C" fn(*mut c_void, *const c_char, usize) -> c_int;
+
+extern "C" {
+    fn mg_current_isolate() -> *mut c_void;
+    fn mg_heap_stats(isolate: *mut c_void, out: *mut RawHeapStats);
+    fn mg_heap_space_count(isolate: *mut c_void) -> usize;
+    fn mg_heap_space_stats(isolate: *mut c_void, index: usize, out: *mut RawSpaceStats) -> c_int;
+    fn mg_add_near_heap_limit_callback(isolate: *mut c_void, cb: NearLimitFn, data: *mut c_void);
+    fn mg_remove_near_heap_limit_callback(isolate: *mut c_void, cb: NearLimitFn);
+    fn mg_restore_initial_heap_limit(isolate: *mut c_void, threshold_percent: f64);
+    fn mg_write_heap_snapshot(isolate: *mut c_void, sink: ChunkFn, data: *mut c_void) -> c_int;
+}
+
+/// The V8 isolate of the calling thread. Not `Send`: V8 may only be called on
+/// the isolate's own thread, so the handle cannot leave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Isolate {
+    ptr: NonNull<c_void>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+#[derive(Debug)]
+pub enum SnapshotError {
+    /// The sink refused a chunk (the writer failed: disk full, …).
+    Stopped,
+    /// V8 returned no snapshot.
+    NotTaken,
+}
+
+impl Isolate {
+    /// The isolate entered on this thread, if any (inside a napi call there
+    /// always is one).
+    pub fn current() -> Option<Isolate> {
+        // SAFETY: Isolate::TryGetCurrent only reads a thread-local.
+        NonNull::new(unsafe { mg_current_isolate() }).map(|ptr| Isolate { ptr, _not_send: PhantomData })
+    }
+
+    pub fn heap_stats(self) -> HeapStats {
+        let mut s = RawHeapStats::default();
+        // SAFETY: `self` is the live isolate of this thread; `s` is writable.
+        unsafe { mg_heap_stats(self.ptr.as_ptr(), &mut s) };
+        HeapStats {
+            total_heap_size: s.total_heap_size,
+            total_heap_size_executable: s.total_heap_size_executable,
+            total_physical_size: s.total_physical_size,
+            total_available_size: s.total_available_size,
+            used_heap_size: s.used_heap_size,
+            heap_size_limit: s.heap_size_limit,
+            malloced_memory: s.malloced_memory,
+            peak_malloced_memory: s.peak_malloced_memory,
+            external_memory: s.external_memory,
+            number_of_native_contexts: s.number_of_native_contexts,
+            number_of_detached_contexts: s.number_of_detached_contexts,
+            total_global_handles_size: s.total_global_handles_size,
+            used_global_handles_size: s.used_global_handles_size,
+        }
+    }
+
+    pub fn space_stats(self) -> Vec<SpaceStats> {
+        // SAFETY: as above; each `raw` is a writable struct the shim fills.
+        let count = unsafe { mg_heap_space_count(self.ptr.as_ptr()) };
+        (0..count)
+            .filter_map(|i| {
+                let mut raw = RawSpaceStats {
+                    name: [0; 48],
+                    space_size: 0,
+                    space_used_size: 0,
+                    space_available_size: 0,
+                    physical_space_size: 0,
+                };
+                if unsafe { mg_heap_space_stats(self.ptr.as_ptr(), i, &mut raw) } == 0 {
+                    return None;
+                }
+                // SAFETY: the shim NUL-terminates `name` within its 48 bytes.
+                let name = unsafe { CStr::from_ptr(raw.name.as_ptr()) }.to_string_lossy().into_owned();
+                Some(SpaceStats {
+                    space_name: name,
+                    space_size: raw.space_size,
+                    space_used_size: raw.space_used_size,
+                    space_available_size: raw.space_available_size,
+                    physical_space_size: raw.physical_space_size,
+                })
+            })
+            .collect()
+    }
+
+    /// Lets V8 bring a raised heap limit back down once used heap falls below
+    /// `threshold` of the initial limit.
+    pub fn restore_initial_heap_limit(self, threshold: f64) {
+        // SAFETY: live isolate of this thread.
+        unsafe { mg_restore_initial_heap_limit(self.ptr.as_ptr(), threshold) };
+    }
+
+    /// Takes a heap snapshot and streams its JSON to `sink`, chunk by chunk;
+    /// `sink` returns `false` to stop. Synchronous, on this thread.
+    pub fn write_heap_snapshot(self, sink: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), SnapshotError> {
+        extern "C" fn trampoline(data: *mut c_void, bytes: *const c_char, len: usize) -> c_int {
+            // SAFETY: `data` is the `&mut &mut dyn FnMut` below, alive for the
+            // whole mg_write_heap_snapshot call; V8 gives `len` valid bytes.
+            let sink = unsafe { &mut *(data as *mut &mut dyn FnMut(&[u8]) -> bool) };
+            let chunk = unsafe { std::slice::from_raw_parts(bytes as *const u8, len) };
+            match catch_unwind(AssertUnwindSafe(|| sink(chunk))) {
+                Ok(true) => 0,
+                _ => 1,
+            }
+        }
+        let mut sink = sink;
+        let data = &mut sink as *mut &mut dyn FnMut(&[u8]) -> bool as *mut c_void;
+        // SAFETY: live isolate of this thread; `data` outlives the call.
+        match unsafe { mg_write_heap_snapshot(self.ptr.as_ptr(), trampoline, data) } {
+            0 => Ok(()),
+            1 => Err(SnapshotError::Stopped),
+            _ => Err(SnapshotError::NotTaken),
+        }
+    }
+}
+
+/// What V8 calls when the heap nears its limit. Runs on the isolate's
+/// thread, inside a GC: it may take a heap snapshot but must not run JS.
+/// Returns the new limit: strictly more than `current` grants headroom;
+/// anything else lets V8 fail with its usual out-of-memory error.
+pub trait NearHeapLimitHandler {
+    fn near_heap_limit(&self, current: usize, initial: usize) -> usize;
+}
+
+/// An installed near-heap-limit callback. Holds a reference to its handler
+/// until removed (explicitly or on drop).
+pub struct NearHeapLimitHook<H: NearHeapLimitHandler> {
+    isolate: Isolate,
+    handler: *const H,
+}
+
+impl<H: NearHeapLimitHandler> NearHeapLimitHook<H> {
+    extern "C" fn trampoline(data: *mut c_void, current: usize, initial: usize) -> usize {
+        // SAFETY: `data` came from Rc::into_raw in `install` and is released
+        // only in `drop`, after the callback was removed from V8.
+        let handler = unsafe { &*(data as *const H) };
+        // A panic here would unwind into V8; answer as if memguard were absent.
+        catch_unwind(AssertUnwindSafe(|| handler.near_heap_limit(current, initial))).unwrap_or(current)
+    }
+
+    /// Adds `handler` as the isolate's near-heap-limit callback. V8 runs only
+    /// the most recently added one.
+    pub fn install(isolate: Isolate, handler: &Rc<H>) -> Self {
+        let handler = Rc::into_raw(Rc::clone(handler));
+        // SAFETY: live isolate of this thread; `handler` stays valid until drop.
+        unsafe { mg_add_near_heap_limit_callback(isolate.ptr.as_ptr(), Self::trampoline, handler as *mut c_void) };
+        NearHeapLimitHook { isolate, handler }
+    }
+}
+
+impl<H: NearHeapLimitHandler> Drop for NearHeapLimitHook<H> {
+    fn drop(&mut self) {
+        // SAFETY: removal happens on the isolate's thread (the hook is not
+        // Send); afterwards V8 no longer holds `handler`, so it is released.
+        unsafe {
+            mg_remove_near_heap_limit_callback(self.isolate.ptr.as_ptr(), Self::trampoline);
+            drop(Rc::from_raw(self.handler));
+        }
+    }
+}

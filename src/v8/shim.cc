@@ -1,0 +1,141 @@
+// The only C++ in memguard: thin extern "C" wrappers over the V8 API that
+// Node-API cannot reach. No policy lives here; src/v8/mod.rs wraps each
+// function in a safe Rust API, and callbacks go straight to Rust.
+//
+// V8's C++ API is not ABI-stable: this file is compiled against the headers
+// of the exact Node that loads the addon (see build.rs).
+
+#include <v8.h>
+#include <v8-profiler.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#define MG_EXPORT extern "C" __attribute__((visibility("hidden")))
+
+extern "C" {
+
+// Mirrors memguard_core::manifest::HeapStats field by field (see mod.rs).
+struct mg_heap_stats {
+  uint64_t total_heap_size;
+  uint64_t total_heap_size_executable;
+  uint64_t total_physical_size;
+  uint64_t total_available_size;
+  uint64_t used_heap_size;
+  uint64_t heap_size_limit;
+  uint64_t malloced_memory;
+  uint64_t peak_malloced_memory;
+  uint64_t external_memory;
+  uint64_t number_of_native_contexts;
+  uint64_t number_of_detached_contexts;
+  uint64_t total_global_handles_size;
+  uint64_t used_global_handles_size;
+};
+
+struct mg_space_stats {
+  char name[48];
+  uint64_t space_size;
+  uint64_t space_used_size;
+  uint64_t space_available_size;
+  uint64_t physical_space_size;
+};
+
+typedef size_t (*mg_near_limit_fn)(void* data, size_t current, size_t initial);
+// Returns 0 to continue, anything else to stop the snapshot.
+typedef int (*mg_chunk_fn)(void* data, const char* bytes, size_t len);
+
+}  // extern "C"
+
+namespace {
+
+v8::Isolate* As(void* isolate) { return static_cast<v8::Isolate*>(isolate); }
+
+// Hands V8's serialized snapshot to Rust chunk by chunk.
+class ChunkStream final : public v8::OutputStream {
+ public:
+  ChunkStream(mg_chunk_fn sink, void* data) : sink_(sink), data_(data) {}
+  // Larger than V8's 1 KiB default: fewer calls and channel messages.
+  int GetChunkSize() override { return 64 * 1024; }
+  void EndOfStream() override {}
+  WriteResult WriteAsciiChunk(char* bytes, int size) override {
+    if (size < 0 || sink_(data_, bytes, static_cast<size_t>(size)) != 0) {
+      aborted_ = true;
+      return kAbort;
+    }
+    return kContinue;
+  }
+  bool aborted() const { return aborted_; }
+
+ private:
+  mg_chunk_fn sink_;
+  void* data_;
+  bool aborted_ = false;
+};
+
+}  // namespace
+
+MG_EXPORT void* mg_current_isolate() { return v8::Isolate::TryGetCurrent(); }
+
+MG_EXPORT void mg_heap_stats(void* isolate, mg_heap_stats* out) {
+  v8::HeapStatistics s;
+  As(isolate)->GetHeapStatistics(&s);
+  out->total_heap_size = s.total_heap_size();
+  out->total_heap_size_executable = s.total_heap_size_executable();
+  out->total_physical_size = s.total_physical_size();
+  out->total_available_size = s.total_available_size();
+  out->used_heap_size = s.used_heap_size();
+  out->heap_size_limit = s.heap_size_limit();
+  out->malloced_memory = s.malloced_memory();
+  out->peak_malloced_memory = s.peak_malloced_memory();
+  out->external_memory = s.external_memory();
+  out->number_of_native_contexts = s.number_of_native_contexts();
+  out->number_of_detached_contexts = s.number_of_detached_contexts();
+  out->total_global_handles_size = s.total_global_handles_size();
+  out->used_global_handles_size = s.used_global_handles_size();
+}
+
+MG_EXPORT size_t mg_heap_space_count(void* isolate) { return As(isolate)->NumberOfHeapSpaces(); }
+
+MG_EXPORT int mg_heap_space_stats(void* isolate, size_t index, mg_space_stats* out) {
+  v8::HeapSpaceStatistics s;
+  if (!As(isolate)->GetHeapSpaceStatistics(&s, index)) return 0;
+  std::memset(out->name, 0, sizeof(out->name));
+  if (s.space_name() != nullptr) std::strncpy(out->name, s.space_name(), sizeof(out->name) - 1);
+  out->space_size = s.space_size();
+  out->space_used_size = s.space_used_size();
+  out->space_available_size = s.space_available_size();
+  out->physical_space_size = s.physical_space_size();
+  return 1;
+}
+
+MG_EXPORT void mg_add_near_heap_limit_callback(void* isolate, mg_near_limit_fn cb, void* data) {
+  As(isolate)->AddNearHeapLimitCallback(cb, data);
+}
+
+// heap_limit 0: keep the current (raised) limit; V8 restores the initial one
+// later through AutomaticallyRestoreInitialHeapLimit.
+MG_EXPORT void mg_remove_near_heap_limit_callback(void* isolate, mg_near_limit_fn cb) {
+  As(isolate)->RemoveNearHeapLimitCallback(cb, 0);
+}
+
+MG_EXPORT void mg_restore_initial_heap_limit(void* isolate, double threshold_percent) {
+  As(isolate)->AutomaticallyRestoreInitialHeapLimit(threshold_percent);
+}
+
+// Takes a heap snapshot and streams it, as DevTools' JSON, to `sink`.
+// Returns 0 when the whole snapshot was streamed, 1 if the sink stopped it,
+// 2 if V8 could not take one.
+MG_EXPORT int mg_write_heap_snapshot(void* isolate, mg_chunk_fn sink, void* data) {
+  v8::Isolate* iso = As(isolate);
+  v8::HandleScope scope(iso);
+  v8::HeapProfiler* profiler = iso->GetHeapProfiler();
+  // Same options as v8.writeHeapSnapshot() by default.
+  const v8::HeapSnapshot* snapshot = profiler->TakeHeapSnapshot(v8::HeapProfiler::HeapSnapshotOptions());
+  if (snapshot == nullptr) return 2;
+  ChunkStream stream(sink, data);
+  snapshot->Serialize(&stream, v8::HeapSnapshot::kJSON);
+  // Free the graph (often 10× the heap) before anything else runs.
+  const_cast<v8::HeapSnapshot*>(snapshot)->Delete();
+  return stream.aborted() ? 1 : 0;
+}
