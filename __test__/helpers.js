@@ -1,0 +1,112 @@
+'use strict';
+// Shared helpers for the tests: spawn real Node children, find bundles,
+// read heap snapshots. No mocks: every test runs a real process.
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const zlib = require('node:zlib');
+
+const ROOT = path.resolve(__dirname, '..');
+const MEMGUARD = path.join(ROOT, 'index.js');
+const fixture = (name) => path.join(__dirname, 'fixtures', name);
+
+/** A fresh temp dir, removed when the test ends. */
+function tempDir(t, prefix = 'memguard-test-') {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Environment for a child: the parent's minus any MEMGUARD* setting, plus `extra`. */
+function childEnv(extra = {}) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k !== 'MEMGUARD' && !k.startsWith('MEMGUARD_') && k !== 'NODE_OPTIONS') env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
+/** Runs `node ...args`; resolves with {code, signal, stdout, stderr}. */
+function runNode(args, { env = {}, cwd, timeoutMs = 120_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { env: childEnv(env), cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Bundle directories under `root` (none if root does not exist). */
+function bundles(root) {
+  if (!fs.existsSync(root)) return [];
+  return fs
+    .readdirSync(root)
+    .filter((n) => /^\d{8}-\d{6}-\d+(-t\d+)?$/.test(n))
+    .map((n) => path.join(root, n));
+}
+
+/** Every file under `dir`, recursively, as paths relative to it. */
+function filesUnder(dir) {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { recursive: true }).filter((f) => fs.statSync(path.join(dir, f)).isFile());
+}
+
+function readSummary(bundleDir) {
+  return JSON.parse(fs.readFileSync(path.join(bundleDir, 'summary.json'), 'utf8'));
+}
+
+/** Gunzips and parses a `.heapsnapshot.gz`; throws if it is not a heap snapshot. */
+function readSnapshot(file) {
+  const snapshot = JSON.parse(zlib.gunzipSync(fs.readFileSync(file)).toString('utf8'));
+  const meta = snapshot.snapshot && snapshot.snapshot.meta;
+  if (!meta || !Array.isArray(snapshot.nodes) || !Array.isArray(snapshot.strings)) {
+    throw new Error(`${file} is not a heap snapshot`);
+  }
+  if (snapshot.nodes.length !== snapshot.snapshot.node_count * meta.node_fields.length) {
+    throw new Error(`${file}: node array does not match node_count`);
+  }
+  return snapshot;
+}
+
+/** Instance counts of `object` nodes by constructor name, as DevTools groups them. */
+function countByClass(snapshot) {
+  const meta = snapshot.snapshot.meta;
+  const stride = meta.node_fields.length;
+  const typeField = meta.node_fields.indexOf('type');
+  const nameField = meta.node_fields.indexOf('name');
+  const objectType = meta.node_types[0].indexOf('object');
+  const counts = new Map();
+  for (let i = 0; i < snapshot.nodes.length; i += stride) {
+    if (snapshot.nodes[i + typeField] !== objectType) continue;
+    const name = snapshot.strings[snapshot.nodes[i + nameField]];
+    counts.set(name, (counts.get(name) || 0) + 1);
+  }
+  return counts;
+}
+
+/** The `memguard:` lines a child printed on stderr. */
+function memguardLines(stderr) {
+  return stderr.split('\n').filter((l) => l.startsWith('memguard:'));
+}
+
+module.exports = {
+  ROOT,
+  MEMGUARD,
+  fixture,
+  tempDir,
+  runNode,
+  bundles,
+  filesUnder,
+  readSummary,
+  readSnapshot,
+  countByClass,
+  memguardLines,
+};
