@@ -1,0 +1,101 @@
+'use strict';
+// The JS API and the ways to load memguard: require, -r, --import.
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { test } = require('node:test');
+const h = require('./helpers');
+
+test('snapshot() writes the same compressed snapshot on demand, listed in summary.json', async (t) => {
+  const dir = h.tempDir(t);
+  const script = `
+    const memguard = require(${JSON.stringify(h.MEMGUARD)});
+    class OnDemandMarker { constructor(i) { this.i = i; } }
+    globalThis.keep = Array.from({ length: 3000 }, (_, i) => new OnDemandMarker(i));
+    const first = memguard.snapshot('before-deploy');
+    const second = memguard.snapshot();
+    console.log(JSON.stringify({ first, second, bundleDir: memguard.bundleDir, config: memguard.config }));`;
+  const r = await h.runNode(['-e', script], { env: { MEMGUARD_DIR: dir } });
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.first, path.join(out.bundleDir, 'heap-1.heapsnapshot.gz'));
+  assert.equal(out.second, path.join(out.bundleDir, 'heap-2.heapsnapshot.gz'));
+  assert.equal(path.dirname(out.bundleDir), dir);
+  assert.deepEqual(out.config, { enabled: true, dir, nearLimitSnapshots: 1, log: 'info' });
+  assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
+  const summary = h.readSummary(out.bundleDir);
+  assert.deepEqual(
+    summary.captures.map((c) => [c.seq, c.trigger, c.reason, c.outcome, c.files.map((f) => f.name)]),
+    [
+      [1, 'api', 'before-deploy', 'written', ['heap-1.heapsnapshot.gz']],
+      [2, 'api', null, 'written', ['heap-2.heapsnapshot.gz']],
+    ],
+  );
+});
+
+test('a non-leaking app exits 0 and leaves no snapshot', async (t) => {
+  const dir = h.tempDir(t);
+  const r = await h.runNode(['--max-old-space-size=64', '-r', h.MEMGUARD, h.fixture('app.js')], { env: { MEMGUARD_DIR: dir } });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(h.memguardLines(r.stderr), []);
+  assert.equal(JSON.parse(r.stdout).active, true);
+  assert.deepEqual(h.filesUnder(dir), []);
+});
+
+test('requiring twice (and from -r) is harmless: one guard, one bundle', async (t) => {
+  const dir = h.tempDir(t);
+  const script = `
+    const a = require(${JSON.stringify(h.MEMGUARD)});
+    delete require.cache[${JSON.stringify(h.MEMGUARD)}];
+    const b = require(${JSON.stringify(h.MEMGUARD)});
+    console.log(JSON.stringify({ same: a === b, p1: a.snapshot('one'), p2: b.snapshot('two') }));`;
+  const r = await h.runNode(['-r', h.MEMGUARD, '-e', script], { env: { MEMGUARD_DIR: dir, MEMGUARD_LOG: 'silent' } });
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.same, true);
+  assert.equal(path.basename(out.p2), 'heap-2.heapsnapshot.gz');
+  assert.equal(h.bundles(dir).length, 1);
+  assert.equal(r.stderr, '');
+});
+
+test('stats() reports heap and per-space statistics; stop() turns memguard off', async (t) => {
+  const dir = h.tempDir(t);
+  const script = `
+    const v8 = require('node:v8');
+    const memguard = require(${JSON.stringify(h.MEMGUARD)});
+    const s = memguard.stats();
+    const limit = v8.getHeapStatistics().heap_size_limit;
+    const names = v8.getHeapSpaceStatistics().map((x) => x.space_name);
+    memguard.stop();
+    console.log(JSON.stringify({ limit, names, s, active: memguard.active, after: memguard.snapshot('x') }));`;
+  const r = await h.runNode(['--max-old-space-size=100', '-e', script], { env: { MEMGUARD_DIR: dir } });
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.s.heap.heapSizeLimit, out.limit);
+  assert.ok(out.s.heap.usedHeapSize > 0 && out.s.heap.usedHeapSize <= out.s.heap.totalHeapSize);
+  assert.deepEqual(out.s.spaces.map((x) => x.spaceName), out.names);
+  assert.equal(out.active, false);
+  assert.equal(out.after, null);
+  assert.deepEqual(h.bundles(dir), []);
+});
+
+test('by package name: node --import memguard (ESM) and node -r memguard (CommonJS)', async (t) => {
+  const dir = h.tempDir(t);
+  fs.mkdirSync(path.join(dir, 'node_modules'));
+  fs.symlinkSync(h.ROOT, path.join(dir, 'node_modules', 'memguard'));
+  fs.writeFileSync(
+    path.join(dir, 'app.mjs'),
+    `import memguard, { snapshot } from 'memguard';
+     console.log(JSON.stringify({ active: memguard.active, path: snapshot('esm') }));`,
+  );
+  fs.writeFileSync(path.join(dir, 'app.cjs'), `console.log(JSON.stringify({ active: require('memguard').active }));`);
+  const env = { MEMGUARD_DIR: path.join(dir, 'bundles') };
+  const esm = await h.runNode(['--import', 'memguard', 'app.mjs'], { env, cwd: dir });
+  assert.equal(esm.code, 0, esm.stderr);
+  const out = JSON.parse(esm.stdout);
+  assert.equal(out.active, true);
+  assert.ok(fs.existsSync(out.path));
+  const cjs = await h.runNode(['-r', 'memguard', 'app.cjs'], { env, cwd: dir });
+  assert.equal(cjs.code, 0, cjs.stderr);
+  assert.deepEqual(JSON.parse(cjs.stdout), { active: true });
+});
