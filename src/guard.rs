@@ -66,11 +66,14 @@ impl Guard {
         drop(self.hook.borrow_mut().take());
     }
 
-    /// Heap to grant for the snapshot: about the young generation, like Node
-    /// (objects promoted while the snapshot is taken need room).
+    /// Heap to grant for the snapshot: the young generation's size, like Node
+    /// (objects promoted while the snapshot is taken need room), but at most
+    /// a quarter of the limit: on a small heap the young generation can be as
+    /// large as the old one, and doubling the heap of a dying process only
+    /// delays its end and blurs the snapshot.
     fn headroom(&self, current: usize) -> usize {
-        let limit = self.isolate.heap_stats().heap_size_limit as usize;
-        limit.saturating_sub(current).max(MIN_HEADROOM)
+        let young = (self.isolate.heap_stats().heap_size_limit as usize).saturating_sub(current);
+        young.min(current / 4).max(MIN_HEADROOM)
     }
 }
 
