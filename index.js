@@ -9,7 +9,7 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
-const { threadId } = require('node:worker_threads');
+const { threadId, isMainThread } = require('node:worker_threads');
 
 // One instance per thread even if two copies of the package get loaded.
 const INSTANCE = Symbol.for('memguard.instance');
@@ -93,6 +93,7 @@ function create() {
     const off = /^\s*(0|off|false|no)\s*$/i.test(process.env.MEMGUARD || '');
     if (!off) process.stderr.write(`memguard: error: ${err.message}; memguard is inactive\n`);
   }
+  const detach = state.active && state.config.timeline ? record(binding, state.config.intervalMs) : () => {};
 
   return {
     /** True while memguard guards this thread. */
@@ -116,11 +117,47 @@ function create() {
     stats() {
       return binding ? binding.stats() : null;
     },
-    /** Stops guarding this thread (the near-heap-limit hook is removed). */
+    /** The most recent flight-recorder records of this thread, oldest first. */
+    timeline({ last = 100 } = {}) {
+      if (!binding) return [];
+      return binding.timeline(Math.max(0, Math.min(Number(last) || 0, 10_000))).map((line) => JSON.parse(line));
+    },
+    /** Stops guarding this thread (hooks removed, timeline closed). */
     stop() {
+      detach();
       if (binding) binding.stop();
       state = { ...state, active: false };
     },
+  };
+}
+
+// The flight recorder's JS side: a heap sample every `intervalMs` from an
+// unref'd timer (it never keeps the process alive), and the ends of the
+// process recorded and flushed without changing how it ends.
+function record(binding, intervalMs) {
+  const arrayBuffers = () => process.memoryUsage().arrayBuffers;
+  const timer = setInterval(() => binding.sample(arrayBuffers()), intervalMs);
+  timer.unref();
+  // 'exit' also follows process.exit() and uncaught exceptions.
+  const onExit = (code) => binding.shutdown({ reason: 'exit', code });
+  process.on('exit', onExit);
+  // Fatal signals: flush, then — if nobody else listens — let the signal do
+  // what it would have done without us (die by it), by re-raising it.
+  const signals = isMainThread ? ['SIGTERM', 'SIGINT', 'SIGHUP'] : [];
+  const handlers = signals.map((signal) => {
+    const onSignal = () => {
+      if (process.listenerCount(signal) > 1) return binding.mark('signal', { signal });
+      binding.shutdown({ reason: 'signal', signal });
+      process.removeListener(signal, onSignal);
+      process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+    return [signal, onSignal];
+  });
+  return () => {
+    clearInterval(timer);
+    process.removeListener('exit', onExit);
+    for (const [signal, onSignal] of handlers) process.removeListener(signal, onSignal);
   };
 }
 

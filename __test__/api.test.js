@@ -21,7 +21,7 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
   assert.equal(out.first, path.join(out.bundleDir, 'heap-1.heapsnapshot.gz'));
   assert.equal(out.second, path.join(out.bundleDir, 'heap-2.heapsnapshot.gz'));
   assert.equal(path.dirname(out.bundleDir), dir);
-  assert.deepEqual(out.config, { enabled: true, dir, nearLimitSnapshots: 1, log: 'info' });
+  assert.deepEqual(out.config, { enabled: true, dir, nearLimitSnapshots: 1, log: 'info', timeline: true, intervalMs: 1000 });
   assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
   const summary = h.readSummary(out.bundleDir);
   assert.deepEqual(
@@ -39,7 +39,7 @@ test('a non-leaking app exits 0 and leaves no snapshot', async (t) => {
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(h.memguardLines(r.stderr), []);
   assert.equal(JSON.parse(r.stdout).active, true);
-  assert.deepEqual(h.filesUnder(dir), []);
+  assert.deepEqual(h.snapshotsUnder(dir), []);
 });
 
 test('requiring twice (and from -r) is harmless: one guard, one bundle', async (t) => {
@@ -76,7 +76,7 @@ test('stats() reports heap and per-space statistics; stop() turns memguard off',
   assert.deepEqual(out.s.spaces.map((x) => x.spaceName), out.names);
   assert.equal(out.active, false);
   assert.equal(out.after, null);
-  assert.deepEqual(h.bundles(dir), []);
+  assert.deepEqual(h.snapshotsUnder(dir), []);
 });
 
 test('by package name: node --import memguard (ESM) and node -r memguard (CommonJS)', async (t) => {

@@ -59,6 +59,17 @@ function filesUnder(dir) {
   return fs.readdirSync(dir, { recursive: true }).filter((f) => fs.statSync(path.join(dir, f)).isFile());
 }
 
+/** Heap snapshot files anywhere under `dir`. */
+function snapshotsUnder(dir) {
+  return filesUnder(dir).filter((f) => /\.heapsnapshot(\.gz)?$/.test(f));
+}
+
+/** The records of a bundle's timeline.ndjson.gz (the whole file, all gzip members). */
+function readTimeline(bundleDir) {
+  const text = zlib.gunzipSync(fs.readFileSync(path.join(bundleDir, 'timeline.ndjson.gz'))).toString('utf8');
+  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+}
+
 function readSummary(bundleDir) {
   return JSON.parse(fs.readFileSync(path.join(bundleDir, 'summary.json'), 'utf8'));
 }
@@ -105,6 +116,8 @@ module.exports = {
   runNode,
   bundles,
   filesUnder,
+  snapshotsUnder,
+  readTimeline,
   readSummary,
   readSnapshot,
   countByClass,

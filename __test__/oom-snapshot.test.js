@@ -53,7 +53,7 @@ test('a leaking app still dies of OOM, and its bundle holds a snapshot naming th
   assert.ok(counts.get('LeakedSession') > 10_000, `LeakedSession: ${counts.get('LeakedSession')}`);
   const [top] = [...counts].sort((a, b) => b[1] - a[1]);
   assert.equal(top[0], 'LeakedSession', `most numerous object class is ${top[0]}`);
-  assert.deepEqual(h.filesUnder(bundle).sort(), ['heap-1.heapsnapshot.gz', 'summary.json']);
+  assert.deepEqual(h.filesUnder(bundle).sort(), ['heap-1.heapsnapshot.gz', 'summary.json', 'timeline.ndjson.gz']);
   assert.match(guarded.stderr, /^memguard: wrote .*heap-1\.heapsnapshot\.gz/m);
 });
 
@@ -63,7 +63,7 @@ test('MEMGUARD_NEAR_LIMIT_SNAPSHOTS=0 leaves the near-limit event to V8', async 
     env: { MEMGUARD_DIR: dir, MEMGUARD_NEAR_LIMIT_SNAPSHOTS: '0' },
   });
   assert.equal(r.signal, 'SIGABRT');
-  assert.deepEqual(h.bundles(dir), []);
+  assert.deepEqual(h.snapshotsUnder(dir), []);
 });
 
 test("with Node's own --heapsnapshot-near-heap-limit, Node writes the snapshot and memguard says so", async (t) => {
@@ -76,5 +76,5 @@ test("with Node's own --heapsnapshot-near-heap-limit, Node writes the snapshot a
   assert.equal(r.signal, 'SIGABRT');
   assert.match(r.stderr, /memguard: Node's --heapsnapshot-near-heap-limit=1 is set/);
   assert.equal(fs.readdirSync(cwd).filter((f) => f.endsWith('.heapsnapshot')).length, 1, r.stderr.slice(-500));
-  assert.deepEqual(h.bundles(dir), []);
+  assert.deepEqual(h.snapshotsUnder(dir), []);
 });

@@ -31,8 +31,10 @@ test('preloaded with -r: a worker that runs out of memory gets its own bundle, m
   const dir = h.tempDir(t);
   const r = await h.runNode(['-r', h.MEMGUARD, h.fixture('worker-leak.js')], { env: { MEMGUARD_DIR: dir } });
   await checkWorkerBundle(dir, r);
-  // The main thread did not leak: it wrote nothing.
-  assert.deepEqual(h.bundles(dir).filter((b) => !/-t\d+$/.test(b)), []);
+  // The main thread did not leak: no snapshot, only its timeline.
+  const [main] = h.bundles(dir).filter((b) => !/-t\d+$/.test(b));
+  assert.deepEqual(h.snapshotsUnder(main), []);
+  assert.ok(h.readTimeline(main).length > 0);
 });
 
 test('required from the worker code only: the worker is guarded', async (t) => {
@@ -58,6 +60,9 @@ test('many short-lived guarded workers start and stop cleanly', async (t) => {
   const r = await h.runNode(['-r', h.MEMGUARD, '-e', script], { env: { MEMGUARD_DIR: dir } });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /done/);
-  assert.deepEqual(h.bundles(dir), []);
-  assert.equal(fs.existsSync(dir), true);
+  assert.deepEqual(h.snapshotsUnder(dir), []);
+  // One bundle per thread, each with a complete timeline that records its end.
+  const all = h.bundles(dir);
+  assert.equal(all.length, 21);
+  for (const b of all) assert.equal(h.readTimeline(b).at(-1).name, 'end', b);
 });

@@ -19,8 +19,6 @@ pub enum Trigger {
     Api(Option<String>),
 }
 
-const MANIFEST: &str = "summary.json";
-
 /// Takes a compressed heap snapshot into the guard's bundle and returns its
 /// path. Errors are reported once (stderr + manifest) and returned as text.
 pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
@@ -53,9 +51,13 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
         return fail(guard, index, started, "could not start memguard's writer thread".into());
     };
     // First write: the bundle exists and says a snapshot is under way.
-    if let Err(e) = save_manifest(guard, writer) {
+    if let Err(e) = guard.save_manifest() {
         return fail(guard, index, started, format!("cannot write to {}: {e}", guard.bundle.path().display()));
     }
+    // The timeline up to this moment goes to disk first: the snapshot may be
+    // the last thing this process does.
+    guard.mark("snapshot-start", serde_json::json!({ "seq": seq, "trigger": trigger_name }));
+    guard.flush();
     let sink = match writer.start_file(&guard.bundle, &file_name) {
         Ok(sink) => sink,
         Err(e) => return fail(guard, index, started, e.to_string()),
@@ -93,15 +95,12 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
         entry.outcome = "written".into();
         entry.millis = started.elapsed().as_millis() as u64;
     }
-    if let Err(e) = save_manifest(guard, writer) {
-        log::warn(&format!("could not update {MANIFEST} in {}: {e}", guard.bundle.path().display()));
+    guard.mark("snapshot-end", serde_json::json!({ "seq": seq, "file": file_name, "ok": true }));
+    guard.flush();
+    if let Err(e) = guard.save_manifest() {
+        log::warn(&format!("could not update summary.json in {}: {e}", guard.bundle.path().display()));
     }
     Ok(path)
-}
-
-fn save_manifest(guard: &Guard, writer: &Writer) -> std::io::Result<()> {
-    let json = guard.manifest.borrow().to_json();
-    writer.write_atomic(&guard.bundle, MANIFEST, json)
 }
 
 fn fail(guard: &Guard, index: usize, started: Instant, error: String) -> Result<PathBuf, String> {
@@ -113,8 +112,8 @@ fn fail(guard: &Guard, index: usize, started: Instant, error: String) -> Result<
         entry.error = Some(error.clone());
         entry.millis = started.elapsed().as_millis() as u64;
     }
-    if let Some(writer) = Writer::global() {
-        let _ = save_manifest(guard, writer);
-    }
+    let seq = guard.manifest.borrow().captures[index].seq;
+    guard.mark("snapshot-end", serde_json::json!({ "seq": seq, "ok": false, "error": error }));
+    let _ = guard.save_manifest();
     Err(error)
 }

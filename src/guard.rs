@@ -9,10 +9,14 @@ use std::rc::Rc;
 use memguard_core::bundle::Bundle;
 use memguard_core::config::Config;
 use memguard_core::log;
-use memguard_core::manifest::{HeapLimit, Manifest};
+use memguard_core::manifest::{HeapLimit, Manifest, TimelineSummary};
+use memguard_core::recorder::TIMELINE_FILE;
+use memguard_core::writer::Writer;
+use serde_json::{json, Value};
 
 use crate::capture::{self, Trigger};
-use crate::v8::{Isolate, NearHeapLimitHandler, NearHeapLimitHook};
+use crate::timeline::Timeline;
+use crate::v8::{GcHook, Isolate, NearHeapLimitHandler, NearHeapLimitHook};
 
 /// Below this, extra heap for the snapshot is too small to be useful (it is
 /// what Node grants a worker).
@@ -33,11 +37,29 @@ pub struct Guard {
     in_near_limit: Cell<bool>,
     nested_grant_used: Cell<bool>,
     hook: RefCell<Option<NearHeapLimitHook<Guard>>>,
+    pub timeline: Option<Rc<Timeline>>,
+    gc_hook: RefCell<Option<GcHook<Timeline>>>,
 }
 
 impl Guard {
     pub fn new(isolate: Isolate, config: Config, bundle: Bundle, manifest: Manifest) -> Rc<Guard> {
+        let timeline = if config.timeline {
+            let header = json!({
+                "type": "start",
+                "t": memguard_core::recorder::now_ms(),
+                "pid": manifest.pid,
+                "threadId": manifest.thread_id,
+                "node": manifest.node,
+                "memguard": manifest.memguard,
+                "intervalMs": config.interval_ms,
+            });
+            Timeline::open(isolate, &bundle, header)
+        } else {
+            None
+        };
         Rc::new(Guard {
+            timeline,
+            gc_hook: RefCell::new(None),
             isolate,
             config,
             bundle,
@@ -64,6 +86,56 @@ impl Guard {
     /// Removes the V8 callback (and the reference it holds on the guard).
     pub fn unwatch(&self) {
         drop(self.hook.borrow_mut().take());
+    }
+
+    /// Starts recording every GC into the timeline (when it is on), and
+    /// writes the first `summary.json` naming it.
+    pub fn start_recording(&self) {
+        if let Some(timeline) = &self.timeline {
+            *self.gc_hook.borrow_mut() = Some(GcHook::install(self.isolate, timeline));
+            timeline.sample(0);
+            if let Err(e) = self.save_manifest() {
+                log::warn_once(&format!("cannot write summary.json in {}: {e}", self.bundle.path().display()));
+            }
+        }
+    }
+
+    pub fn mark(&self, name: &str, detail: Value) {
+        if let Some(timeline) = &self.timeline {
+            timeline.marker(name, detail);
+        }
+    }
+
+    /// Puts everything recorded so far on disk (bounded wait).
+    pub fn flush(&self) {
+        if let Some(timeline) = &self.timeline {
+            timeline.flush();
+        }
+    }
+
+    /// Rewrites `summary.json` (atomically) with the latest timeline digest.
+    pub fn save_manifest(&self) -> std::io::Result<()> {
+        let writer = Writer::global().ok_or_else(|| std::io::Error::other("memguard's writer thread is not running"))?;
+        if let Some(timeline) = &self.timeline {
+            self.manifest.borrow_mut().timeline =
+                Some(TimelineSummary { file: TIMELINE_FILE.into(), digest: timeline.shared.digest() });
+        }
+        let json = self.manifest.borrow().to_json();
+        writer.write_atomic(&self.bundle, "summary.json", json)
+    }
+
+    /// The thread is ending (exit, uncaught exception, worker end, a fatal
+    /// signal): record how, write the rest of the timeline and the final
+    /// manifest, and stop every callback. Idempotent.
+    pub fn shutdown(&self, ended: Value) {
+        self.unwatch();
+        drop(self.gc_hook.borrow_mut().take());
+        if let Some(timeline) = &self.timeline {
+            timeline.marker("end", ended.clone());
+            timeline.close();
+            self.manifest.borrow_mut().ended = Some(ended);
+            let _ = self.save_manifest();
+        }
     }
 
     /// Heap to grant for the snapshot: the young generation's size, like Node
@@ -133,9 +205,10 @@ pub fn set_current(guard: Rc<Guard>) {
     CURRENT.with(|c| *c.borrow_mut() = Some(guard));
 }
 
-/// Stops guarding this thread's isolate: removes the callback, frees state.
-pub fn release_current() {
+/// Stops guarding this thread's isolate: records how it ended, removes the
+/// callbacks, frees state.
+pub fn release_current(ended: Value) {
     if let Some(guard) = CURRENT.with(|c| c.borrow_mut().take()) {
-        guard.unwatch();
+        guard.shutdown(ended);
     }
 }

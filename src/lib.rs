@@ -3,6 +3,7 @@
 
 mod capture;
 mod guard;
+mod timeline;
 mod v8;
 
 use std::collections::HashMap;
@@ -70,8 +71,9 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
         guard.watch_near_heap_limit();
     }
     guard::set_current(guard.clone());
-    // A worker's isolate goes away with the worker: drop our callback first.
-    env.add_env_cleanup_hook((), |()| guard::release_current())?;
+    guard.start_recording();
+    // A worker's isolate goes away with the worker: drop our callbacks first.
+    env.add_env_cleanup_hook((), |()| guard::release_current(json!({ "reason": "environment-cleanup" })))?;
     log::debug(&format!(
         "guarding {} (bundle {})",
         if info.thread_id == 0 { "the main thread".to_string() } else { format!("worker {}", info.thread_id) },
@@ -134,8 +136,42 @@ pub fn stats() -> Result<Value> {
     Ok(json!({ "heap": isolate.heap_stats(), "spaces": isolate.space_stats() }))
 }
 
-/// Stops guarding this thread: the V8 callback is removed, state freed.
+/// Stops guarding this thread: the V8 callbacks are removed, the timeline
+/// closed, state freed.
 #[napi]
 pub fn stop() {
-    guard::release_current();
+    guard::release_current(json!({ "reason": "stop" }));
+}
+
+/// The thread is ending (`how`: e.g. `{reason: "exit", code}`): final
+/// timeline records and manifest, then everything is released.
+#[napi]
+pub fn shutdown(how: Value) {
+    guard::release_current(how);
+}
+
+/// Takes one heap sample into the timeline (called from an unref'd timer).
+#[napi]
+pub fn sample(array_buffers: f64) {
+    if let Some(timeline) = guard::current().and_then(|g| g.timeline.clone()) {
+        timeline.sample(array_buffers as u64);
+    }
+}
+
+/// Adds a marker record to the timeline and puts the timeline on disk.
+#[napi]
+pub fn mark(name: String, detail: Value) {
+    if let Some(guard) = guard::current() {
+        guard.mark(&name, detail);
+        guard.flush();
+    }
+}
+
+/// The last `last` timeline records (JSON lines), oldest first.
+#[napi]
+pub fn timeline(last: u32) -> Vec<String> {
+    guard::current()
+        .and_then(|g| g.timeline.clone())
+        .map(|t| t.shared.last(last as usize))
+        .unwrap_or_default()
 }

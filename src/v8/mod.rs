@@ -40,6 +40,7 @@ struct RawSpaceStats {
 
 type NearLimitFn = extern "C" fn(*mut c_void, usize, usize) -> usize;
 type ChunkFn = extern "C" fn(*mut c_void, *const c_char, usize) -> c_int;
+type GcFn = extern "C" fn(*mut c_void, c_int, c_int, c_int);
 
 extern "C" {
     fn mg_current_isolate() -> *mut c_void;
@@ -50,6 +51,9 @@ extern "C" {
     fn mg_remove_near_heap_limit_callback(isolate: *mut c_void, cb: NearLimitFn);
     fn mg_restore_initial_heap_limit(isolate: *mut c_void, threshold_percent: f64);
     fn mg_write_heap_snapshot(isolate: *mut c_void, sink: ChunkFn, data: *mut c_void) -> c_int;
+    fn mg_add_gc_callbacks(isolate: *mut c_void, cb: GcFn, data: *mut c_void) -> *mut c_void;
+    fn mg_remove_gc_callbacks(isolate: *mut c_void, cookie: *mut c_void);
+    fn mg_used_heap_size(isolate: *mut c_void) -> u64;
 }
 
 /// The V8 isolate of the calling thread. Not `Send`: V8 may only be called on
@@ -125,6 +129,12 @@ impl Isolate {
             .collect()
     }
 
+    /// Used heap only (for the GC callbacks, which run thousands of times a second).
+    pub fn used_heap_size(self) -> u64 {
+        // SAFETY: live isolate of this thread.
+        unsafe { mg_used_heap_size(self.ptr.as_ptr()) }
+    }
+
     /// Lets V8 bring a raised heap limit back down once used heap falls below
     /// `threshold` of the initial limit.
     pub fn restore_initial_heap_limit(self, threshold: f64) {
@@ -156,6 +166,30 @@ impl Isolate {
     }
 }
 
+/// A handler lent to V8 as a callback's `data` pointer: holds one strong
+/// reference until dropped, which must happen only after V8 forgot it.
+struct Lent<H>(*const H);
+
+impl<H> Lent<H> {
+    fn new(handler: &Rc<H>) -> Self {
+        Lent(Rc::into_raw(Rc::clone(handler)))
+    }
+    fn data(&self) -> *mut c_void {
+        self.0 as *mut c_void
+    }
+    /// SAFETY: `data` must come from `Lent::data` of a live `Lent<H>`.
+    unsafe fn get<'a>(data: *mut c_void) -> &'a H {
+        &*(data as *const H)
+    }
+}
+
+impl<H> Drop for Lent<H> {
+    fn drop(&mut self) {
+        // SAFETY: created by Rc::into_raw in `new`; released exactly once.
+        drop(unsafe { Rc::from_raw(self.0) });
+    }
+}
+
 /// What V8 calls when the heap nears its limit. Runs on the isolate's
 /// thread, inside a GC: it may take a heap snapshot but must not run JS.
 /// Returns the new limit: strictly more than `current` grants headroom;
@@ -164,18 +198,16 @@ pub trait NearHeapLimitHandler {
     fn near_heap_limit(&self, current: usize, initial: usize) -> usize;
 }
 
-/// An installed near-heap-limit callback. Holds a reference to its handler
-/// until removed (explicitly or on drop).
+/// An installed near-heap-limit callback; removed on drop.
 pub struct NearHeapLimitHook<H: NearHeapLimitHandler> {
     isolate: Isolate,
-    handler: *const H,
+    _handler: Lent<H>,
 }
 
 impl<H: NearHeapLimitHandler> NearHeapLimitHook<H> {
     extern "C" fn trampoline(data: *mut c_void, current: usize, initial: usize) -> usize {
-        // SAFETY: `data` came from Rc::into_raw in `install` and is released
-        // only in `drop`, after the callback was removed from V8.
-        let handler = unsafe { &*(data as *const H) };
+        // SAFETY: `data` is the hook's Lent, alive until the callback is removed.
+        let handler = unsafe { Lent::<H>::get(data) };
         // A panic here would unwind into V8; answer as if memguard were absent.
         catch_unwind(AssertUnwindSafe(|| handler.near_heap_limit(current, initial))).unwrap_or(current)
     }
@@ -183,20 +215,59 @@ impl<H: NearHeapLimitHandler> NearHeapLimitHook<H> {
     /// Adds `handler` as the isolate's near-heap-limit callback. V8 runs only
     /// the most recently added one.
     pub fn install(isolate: Isolate, handler: &Rc<H>) -> Self {
-        let handler = Rc::into_raw(Rc::clone(handler));
-        // SAFETY: live isolate of this thread; `handler` stays valid until drop.
-        unsafe { mg_add_near_heap_limit_callback(isolate.ptr.as_ptr(), Self::trampoline, handler as *mut c_void) };
-        NearHeapLimitHook { isolate, handler }
+        let handler = Lent::new(handler);
+        // SAFETY: live isolate of this thread; `handler` outlives the registration.
+        unsafe { mg_add_near_heap_limit_callback(isolate.ptr.as_ptr(), Self::trampoline, handler.data()) };
+        NearHeapLimitHook { isolate, _handler: handler }
     }
 }
 
 impl<H: NearHeapLimitHandler> Drop for NearHeapLimitHook<H> {
     fn drop(&mut self) {
-        // SAFETY: removal happens on the isolate's thread (the hook is not
-        // Send); afterwards V8 no longer holds `handler`, so it is released.
-        unsafe {
-            mg_remove_near_heap_limit_callback(self.isolate.ptr.as_ptr(), Self::trampoline);
-            drop(Rc::from_raw(self.handler));
-        }
+        // SAFETY: on the isolate's thread (the hook is not Send); `handler`
+        // is released after this, when V8 no longer holds it.
+        unsafe { mg_remove_near_heap_limit_callback(self.isolate.ptr.as_ptr(), Self::trampoline) };
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GcPhase {
+    Start,
+    End,
+}
+
+/// Told of every garbage collection, at its start and end, inside the GC:
+/// it must not allocate on the V8 heap, call JS, or block.
+pub trait GcHandler {
+    fn gc(&self, phase: GcPhase, kind: u32, flags: u32);
+}
+
+/// Installed GC prologue and epilogue callbacks; removed on drop.
+pub struct GcHook<H: GcHandler> {
+    isolate: Isolate,
+    cookie: *mut c_void,
+    _handler: Lent<H>,
+}
+
+impl<H: GcHandler> GcHook<H> {
+    extern "C" fn trampoline(data: *mut c_void, phase: c_int, kind: c_int, flags: c_int) {
+        // SAFETY: `data` is the hook's Lent, alive until the callbacks are removed.
+        let handler = unsafe { Lent::<H>::get(data) };
+        let phase = if phase == 0 { GcPhase::Start } else { GcPhase::End };
+        let _ = catch_unwind(AssertUnwindSafe(|| handler.gc(phase, kind as u32, flags as u32)));
+    }
+
+    pub fn install(isolate: Isolate, handler: &Rc<H>) -> Self {
+        let handler = Lent::new(handler);
+        // SAFETY: live isolate of this thread; `handler` outlives the registration.
+        let cookie = unsafe { mg_add_gc_callbacks(isolate.ptr.as_ptr(), Self::trampoline, handler.data()) };
+        GcHook { isolate, cookie, _handler: handler }
+    }
+}
+
+impl<H: GcHandler> Drop for GcHook<H> {
+    fn drop(&mut self) {
+        // SAFETY: on the isolate's thread; the cookie came from mg_add_gc_callbacks.
+        unsafe { mg_remove_gc_callbacks(self.isolate.ptr.as_ptr(), self.cookie) };
     }
 }

@@ -42,6 +42,8 @@ struct mg_space_stats {
 };
 
 typedef size_t (*mg_near_limit_fn)(void* data, size_t current, size_t initial);
+// phase 0 = prologue, 1 = epilogue; type and flags are V8's bit values.
+typedef void (*mg_gc_fn)(void* data, int phase, int type, int flags);
 // Returns 0 to continue, anything else to stop the snapshot.
 typedef int (*mg_chunk_fn)(void* data, const char* bytes, size_t len);
 
@@ -72,6 +74,22 @@ class ChunkStream final : public v8::OutputStream {
   void* data_;
   bool aborted_ = false;
 };
+
+// What V8's GC callbacks get back as `data`: the Rust callback and its state.
+struct GcHook {
+  mg_gc_fn fn;
+  void* data;
+};
+
+void GcPrologue(v8::Isolate*, v8::GCType type, v8::GCCallbackFlags flags, void* data) {
+  auto* hook = static_cast<GcHook*>(data);
+  hook->fn(hook->data, 0, static_cast<int>(type), static_cast<int>(flags));
+}
+
+void GcEpilogue(v8::Isolate*, v8::GCType type, v8::GCCallbackFlags flags, void* data) {
+  auto* hook = static_cast<GcHook*>(data);
+  hook->fn(hook->data, 1, static_cast<int>(type), static_cast<int>(flags));
+}
 
 }  // namespace
 
@@ -138,4 +156,25 @@ MG_EXPORT int mg_write_heap_snapshot(void* isolate, mg_chunk_fn sink, void* data
   // Free the graph (often 10× the heap) before anything else runs.
   const_cast<v8::HeapSnapshot*>(snapshot)->Delete();
   return stream.aborted() ? 1 : 0;
+}
+
+// Adds GC prologue and epilogue callbacks (all GC types); returns the cookie
+// to remove them with.
+MG_EXPORT void* mg_add_gc_callbacks(void* isolate, mg_gc_fn fn, void* data) {
+  auto* hook = new GcHook{fn, data};
+  As(isolate)->AddGCPrologueCallback(GcPrologue, hook, v8::kGCTypeAll);
+  As(isolate)->AddGCEpilogueCallback(GcEpilogue, hook, v8::kGCTypeAll);
+  return hook;
+}
+
+MG_EXPORT void mg_remove_gc_callbacks(void* isolate, void* cookie) {
+  As(isolate)->RemoveGCPrologueCallback(GcPrologue, cookie);
+  As(isolate)->RemoveGCEpilogueCallback(GcEpilogue, cookie);
+  delete static_cast<GcHook*>(cookie);
+}
+
+MG_EXPORT uint64_t mg_used_heap_size(void* isolate) {
+  v8::HeapStatistics s;
+  As(isolate)->GetHeapStatistics(&s);
+  return s.used_heap_size();
 }

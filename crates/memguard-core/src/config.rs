@@ -8,7 +8,14 @@ use serde::Serialize;
 
 /// Every variable memguard reads; anything else starting with `MEMGUARD_` is
 /// reported as unknown (usually a typo the user wants to hear about).
-pub const KNOWN_VARS: &[&str] = &["MEMGUARD", "MEMGUARD_DIR", "MEMGUARD_NEAR_LIMIT_SNAPSHOTS", "MEMGUARD_LOG"];
+pub const KNOWN_VARS: &[&str] = &[
+    "MEMGUARD",
+    "MEMGUARD_DIR",
+    "MEMGUARD_NEAR_LIMIT_SNAPSHOTS",
+    "MEMGUARD_LOG",
+    "MEMGUARD_TIMELINE",
+    "MEMGUARD_INTERVAL_MS",
+];
 
 /// Where bundles go when `MEMGUARD_DIR` is not set, relative to the working
 /// directory (like Node's own `--diagnostic-dir` default, the cwd).
@@ -17,6 +24,10 @@ pub const DEFAULT_NEAR_LIMIT_SNAPSHOTS: u32 = 1;
 /// More snapshots than this near the limit would each raise the heap limit
 /// again; a cap keeps a typo from letting the heap grow far past its limit.
 pub const MAX_NEAR_LIMIT_SNAPSHOTS: u32 = 20;
+pub const DEFAULT_INTERVAL_MS: u32 = 1000;
+/// Faster sampling than this costs more than it tells; slower than an hour
+/// is no timeline at all.
+pub const INTERVAL_MS_RANGE: std::ops::RangeInclusive<u32> = 10..=3_600_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,6 +44,10 @@ pub struct Config {
     pub dir: PathBuf,
     pub near_limit_snapshots: u32,
     pub log: LogLevel,
+    /// Flight recorder on (`MEMGUARD_TIMELINE`).
+    pub timeline: bool,
+    /// Heap sample period (`MEMGUARD_INTERVAL_MS`).
+    pub interval_ms: u32,
 }
 
 impl Config {
@@ -42,6 +57,8 @@ impl Config {
             dir: cwd.join(DEFAULT_DIR_NAME),
             near_limit_snapshots: DEFAULT_NEAR_LIMIT_SNAPSHOTS,
             log: LogLevel::Info,
+            timeline: true,
+            interval_ms: DEFAULT_INTERVAL_MS,
         }
     }
 
@@ -92,6 +109,23 @@ impl Config {
                     "info" => config.log = LogLevel::Info,
                     "debug" => config.log = LogLevel::Debug,
                     _ => warnings.push(bad(name, raw, "is not silent, info or debug", "info")),
+                },
+                "MEMGUARD_TIMELINE" => match parse_switch(value) {
+                    Some(on) => config.timeline = on,
+                    None => warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", "on")),
+                },
+                "MEMGUARD_INTERVAL_MS" => match value.parse::<u32>() {
+                    Ok(ms) if INTERVAL_MS_RANGE.contains(&ms) => config.interval_ms = ms,
+                    _ => warnings.push(bad(
+                        name,
+                        raw,
+                        &format!(
+                            "is not a whole number of milliseconds from {} to {}",
+                            INTERVAL_MS_RANGE.start(),
+                            INTERVAL_MS_RANGE.end()
+                        ),
+                        &DEFAULT_INTERVAL_MS.to_string(),
+                    )),
                 },
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
@@ -184,6 +218,22 @@ mod tests {
         let (c, w) = parse(&[("MEMGUARD_LOG", "verbose")]);
         assert_eq!(c.log, LogLevel::Info);
         assert_eq!(w, vec![r#"MEMGUARD_LOG="verbose" is not silent, info or debug; using the default info"#]);
+    }
+
+    #[test]
+    fn timeline_settings() {
+        let (c, w) = parse(&[("MEMGUARD_TIMELINE", "off"), ("MEMGUARD_INTERVAL_MS", "250")]);
+        assert!(w.is_empty());
+        assert!(!c.timeline);
+        assert_eq!(c.interval_ms, 250);
+        let (c, _) = parse(&[]);
+        assert!(c.timeline);
+        assert_eq!(c.interval_ms, 1000);
+        for bad in ["0", "5", "1s", "-100", "3600001"] {
+            let (c, w) = parse(&[("MEMGUARD_INTERVAL_MS", bad)]);
+            assert_eq!(c.interval_ms, 1000, "{bad:?}");
+            assert!(w[0].starts_with(&format!("MEMGUARD_INTERVAL_MS={bad:?} is not a whole number of milliseconds")), "{}", w[0]);
+        }
     }
 
     #[test]

@@ -6,4 +6,6 @@ pub mod bundle;
 pub mod config;
 pub mod log;
 pub mod manifest;
+pub mod procmem;
+pub mod recorder;
 pub mod writer;

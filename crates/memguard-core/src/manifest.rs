@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::recorder::Digest;
 
 /// `v8::HeapStatistics`, as plain numbers.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -107,7 +108,21 @@ pub struct Manifest {
     pub exec_argv: Vec<String>,
     pub started_at: String,
     pub config: Config,
+    /// The flight recorder's file and digest, when the timeline is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<TimelineSummary>,
     pub captures: Vec<Capture>,
+    /// How the process ended, when memguard saw it end (`exit` with its code,
+    /// or a signal); absent while running or after a crash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineSummary {
+    pub file: String,
+    pub digest: Digest,
 }
 
 impl Manifest {
@@ -123,7 +138,9 @@ impl Manifest {
             exec_argv: info.exec_argv.clone(),
             started_at,
             config: config.clone(),
+            timeline: None,
             captures: Vec::new(),
+            ended: None,
         }
     }
 

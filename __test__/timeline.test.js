@@ -1,0 +1,129 @@
+'use strict';
+// The flight recorder: a compressed, crash-safe timeline of GCs, heap
+// samples and markers that survives kill -9 and OOM aborts.
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const { test } = require('node:test');
+const h = require('./helpers');
+
+const gcs = (records) => records.filter((r) => r.type === 'gc');
+const samples = (records) => records.filter((r) => r.type === 'sample');
+
+test('a leaking app killed with SIGKILL leaves a timeline that decompresses and covers its life', async (t) => {
+  const dir = h.tempDir(t);
+  const child = spawn(process.execPath, ['-r', h.MEMGUARD, h.fixture('leak.js')], {
+    env: { ...process.env, MEMGUARD_DIR: dir, LEAK_START_MESSAGE: 'started' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  await new Promise((resolve) => child.stdout.once('data', resolve));
+  await new Promise((resolve) => setTimeout(resolve, 3500));
+  child.kill('SIGKILL');
+  await new Promise((resolve) => child.on('close', resolve));
+
+  const [bundle] = h.bundles(dir);
+  const records = h.readTimeline(bundle); // zlib.gunzipSync over the whole file
+  assert.equal(records[0].type, 'start');
+  const s = samples(records);
+  assert.ok(s.length >= 3, `${s.length} samples`);
+  assert.ok(s.at(-1).t - s[0].t >= 2000, `samples cover ${s.at(-1).t - s[0].t} ms`);
+  assert.ok(s.at(-1).heap.used > s[0].heap.used * 5, 'heap used climbs');
+  assert.ok(s[0].rss > 0 && s[0].spaces.old_space.length === 2);
+  const g = gcs(records);
+  assert.ok(g.length >= 10, `${g.length} GC events`);
+  assert.ok(g.some((e) => e.kind === 'scavenge') && g.some((e) => e.kind === 'mark-compact'));
+  for (let i = 1; i < records.length; i++) assert.ok(records[i].t >= records[i - 1].t - 5, `time goes forward at ${i}`);
+  // summary.json was written at start and names the timeline.
+  assert.equal(h.readSummary(bundle).timeline.file, 'timeline.ndjson.gz');
+});
+
+test('GC events match what --trace-gc prints for the same process', async (t) => {
+  const dir = h.tempDir(t);
+  const r = await h.runNode(['--trace-gc', '-r', h.MEMGUARD, h.fixture('churn.js')], {
+    env: { MEMGUARD_DIR: dir, CHURN_MS: '2000' },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const traced = r.stdout.split('\n').filter((l) => /ms: (Scavenge|Mark-Compact|Mark-Sweep|Minor Mark-Sweep|Minor Mark-Compact)/.test(l)).length;
+  const [bundle] = h.bundles(dir);
+  const recorded = gcs(h.readTimeline(bundle)).filter((e) => ['scavenge', 'mark-compact', 'minor-mark-sweep'].includes(e.kind)).length;
+  assert.ok(traced > 50, `--trace-gc printed ${traced} GCs`);
+  assert.ok(Math.abs(recorded - traced) <= Math.max(3, traced * 0.02), `recorded ${recorded}, --trace-gc ${traced}`);
+  const summary = h.readSummary(bundle);
+  assert.equal(summary.timeline.digest.gc.scavenge.count, gcs(h.readTimeline(bundle)).filter((e) => e.kind === 'scavenge').length);
+  assert.equal(summary.timeline.digest.dropped, 0);
+  assert.deepEqual(summary.ended, { reason: 'exit', code: 0 });
+});
+
+test('an app dying of OOM: the timeline reaches the end and shows the heap climbing to the limit', async (t) => {
+  const dir = h.tempDir(t);
+  const r = await h.runNode(['--max-old-space-size=64', '-r', h.MEMGUARD, h.fixture('leak.js')], {
+    env: { MEMGUARD_DIR: dir, MEMGUARD_INTERVAL_MS: '200' },
+  });
+  const died = Date.now();
+  assert.equal(r.signal, 'SIGABRT');
+  const [bundle] = h.bundles(dir);
+  const records = h.readTimeline(bundle);
+  const names = records.filter((x) => x.type === 'marker').map((x) => x.name);
+  assert.deepEqual(names.slice(0, 2), ['snapshot-start', 'snapshot-end']);
+  assert.ok(died - records.at(-1).t < 3000, `timeline ends ${died - records.at(-1).t} ms before the parent saw the death`);
+  const used = [...samples(records).map((x) => x.heap.used), ...gcs(records).map((x) => x.before)];
+  const limit = 64 * 1024 * 1024;
+  assert.ok(samples(records)[0].heap.used < limit / 3);
+  assert.ok(Math.max(...used) > limit * 0.9, `peak ${Math.max(...used)}`);
+  const digest = h.readSummary(bundle).timeline.digest;
+  assert.ok(digest.heapUsedPeak > limit * 0.9);
+  assert.ok(digest.gc['mark-compact'].count > 0);
+});
+
+test('an app that finishes its work exits by itself; exit codes, uncaught errors and signals are unchanged', async (t) => {
+  const dir = h.tempDir(t);
+  const env = { MEMGUARD_DIR: dir, MEMGUARD_INTERVAL_MS: '50' };
+  const done = await h.runNode(['-r', h.MEMGUARD, h.fixture('churn.js')], { env: { ...env, CHURN_MS: '300', CHURN_EXIT_CODE: '5' }, timeoutMs: 20_000 });
+  assert.equal(done.code, 5, done.stderr);
+  assert.match(done.stdout, /churn done/);
+
+  const thrown = await h.runNode(['-r', h.MEMGUARD, '-e', 'setTimeout(() => { throw new Error("boom") }, 100)'], { env });
+  assert.equal(thrown.code, 1);
+  assert.match(thrown.stderr, /Error: boom/);
+
+  const exited = await h.runNode(['-r', h.MEMGUARD, '-e', 'setTimeout(() => process.exit(7), 100)'], { env });
+  assert.equal(exited.code, 7);
+
+  const termed = await h.runNode(['-r', h.MEMGUARD, '-e', 'setTimeout(() => process.kill(process.pid, "SIGTERM"), 100); setInterval(() => {}, 1000)'], { env });
+  assert.equal(termed.signal, 'SIGTERM');
+
+  const own = await h.runNode(
+    ['-r', h.MEMGUARD, '-e', 'process.on("SIGTERM", () => { console.log("app handled"); process.exit(0) }); setTimeout(() => process.kill(process.pid, "SIGTERM"), 100); setInterval(() => {}, 1000)'],
+    { env },
+  );
+  assert.equal(own.code, 0, own.stderr);
+  assert.match(own.stdout, /app handled/);
+
+  const ends = h.bundles(dir).map((b) => h.readSummary(b).ended).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+  assert.deepEqual(ends, [
+    { reason: 'exit', code: 0 },
+    { reason: 'exit', code: 1 },
+    { reason: 'exit', code: 5 },
+    { reason: 'exit', code: 7 },
+    { reason: 'signal', signal: 'SIGTERM' },
+  ]);
+  for (const b of h.bundles(dir)) assert.equal(h.readTimeline(b).at(-1).name, 'end');
+});
+
+test('timeline({last}) returns recent records; MEMGUARD_TIMELINE=off records nothing', async (t) => {
+  const dir = h.tempDir(t);
+  const script = `
+    const memguard = require(${JSON.stringify(h.MEMGUARD)});
+    const junk = []; for (let i = 0; i < 3e5; i++) junk.push({ i }); junk.length = 0;
+    setTimeout(() => console.log(JSON.stringify(memguard.timeline({ last: 5 }))), 300);`;
+  const on = await h.runNode(['-e', script], { env: { MEMGUARD_DIR: dir, MEMGUARD_INTERVAL_MS: '100' } });
+  assert.equal(on.code, 0, on.stderr);
+  const recent = JSON.parse(on.stdout);
+  assert.equal(recent.length, 5);
+  assert.ok(recent.every((r) => ['gc', 'sample', 'marker'].includes(r.type)));
+
+  const offDir = h.tempDir(t);
+  const off = await h.runNode(['-e', script], { env: { MEMGUARD_DIR: offDir, MEMGUARD_TIMELINE: 'off' } });
+  assert.equal(off.code, 0, off.stderr);
+  assert.deepEqual(JSON.parse(off.stdout), []);
+  assert.deepEqual(h.filesUnder(offDir), []);
+});

@@ -1,0 +1,166 @@
+//! Process and container memory, read from /proc and /sys on the background
+//! thread (never V8). The parsers are pure and unit-tested; the readers
+//! return `None` wherever a value is not available.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Resident set size of this process, from /proc/self/statm.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// The memory cgroup the process is in and the files that tell its usage
+/// and limit. The tightest limit on the path up to the root wins (without a
+/// cgroup namespace the files at the mount root belong to an ancestor).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cgroup {
+    pub version: u8,
+    /// Directories from the process's own cgroup up to the mount root.
+    pub dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CgroupMemory {
+    pub usage: u64,
+    /// `None`: no limit set anywhere on the path.
+    pub limit: Option<u64>,
+}
+
+impl Cgroup {
+    /// Finds this process's memory cgroup (v2 unified, else v1 `memory`).
+    pub fn discover() -> Option<Cgroup> {
+        let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let mounts = fs::read_to_string("/proc/self/mountinfo").ok()?;
+        Cgroup::from_proc(&own, &mounts)
+    }
+
+    /// Pure part of `discover`: `/proc/self/cgroup` and `/proc/self/mountinfo`.
+    pub fn from_proc(own: &str, mountinfo: &str) -> Option<Cgroup> {
+        // A v1 memory controller, where mounted, is the one that limits
+        // memory (hybrid hosts have an unused v2 hierarchy beside it).
+        let mut v1 = None;
+        let mut v2 = None;
+        for line in own.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            if controllers.is_empty() {
+                v2 = Some(path.to_string());
+            } else if controllers.split(',').any(|c| c == "memory") {
+                v1 = Some(path.to_string());
+            }
+        }
+        let (version, path) = match (v1, v2) {
+            (Some(p), _) => (1, p),
+            (None, Some(p)) => (2, p),
+            (None, None) => return None,
+        };
+        for line in mountinfo.lines() {
+            // id parent major:minor root mount-point options ... - fstype source super-options
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
+            let (Some(root), Some(mount_point), Some(fstype)) = (fields.get(3), fields.get(4), fields.get(dash + 1)) else {
+                continue;
+            };
+            let super_opts = fields.get(dash + 3).copied().unwrap_or("");
+            let matches = match version {
+                1 => *fstype == "cgroup" && super_opts.split(',').any(|o| o == "memory"),
+                _ => *fstype == "cgroup2",
+            };
+            if !matches {
+                continue;
+            }
+            // The process's path is relative to the hierarchy root; the mount
+            // shows `root` of it at `mount_point`.
+            let rel = path.strip_prefix(root).unwrap_or(&path).trim_start_matches('/');
+            let mount = Path::new(mount_point);
+            let mut dirs = Vec::new();
+            let mut dir = mount.join(rel);
+            loop {
+                dirs.push(dir.clone());
+                if dir == mount || !dir.pop() {
+                    break;
+                }
+            }
+            return Some(Cgroup { version, dirs });
+        }
+        None
+    }
+
+    pub fn read(&self) -> Option<CgroupMemory> {
+        let (usage_file, limit_file) =
+            if self.version == 2 { ("memory.current", "memory.max") } else { ("memory.usage_in_bytes", "memory.limit_in_bytes") };
+        let usage = read_number(&self.dirs.first()?.join(usage_file))?;
+        let limit = self.dirs.iter().filter_map(|d| read_number(&d.join(limit_file))).filter(|&l| is_real_limit(l)).min();
+        Some(CgroupMemory { usage, limit })
+    }
+}
+
+fn read_number(path: &Path) -> Option<u64> {
+    parse_limit(&fs::read_to_string(path).ok()?)
+}
+
+/// `max` (v2's "no limit") reads as u64::MAX.
+pub fn parse_limit(text: &str) -> Option<u64> {
+    match text.trim() {
+        "max" => Some(u64::MAX),
+        t => t.parse().ok(),
+    }
+}
+
+/// cgroup v1 reports "no limit" as a huge page-rounded number.
+fn is_real_limit(limit: u64) -> bool {
+    limit < (1 << 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_limits() {
+        assert_eq!(parse_limit("max\n"), Some(u64::MAX));
+        assert_eq!(parse_limit("536870912\n"), Some(512 << 20));
+        assert_eq!(parse_limit("x"), None);
+        assert!(!is_real_limit(9223372036854771712));
+        assert!(is_real_limit(512 << 20));
+    }
+
+    #[test]
+    fn finds_v2_cgroup_path_up_to_mount() {
+        let own = "0::/system.slice/app.service\n";
+        let mounts = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        let cg = Cgroup::from_proc(own, mounts).unwrap();
+        assert_eq!(cg.version, 2);
+        assert_eq!(
+            cg.dirs,
+            vec![
+                PathBuf::from("/sys/fs/cgroup/system.slice/app.service"),
+                PathBuf::from("/sys/fs/cgroup/system.slice"),
+                PathBuf::from("/sys/fs/cgroup"),
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_v1_memory_cgroup_in_a_namespace() {
+        let own = "12:pids:/x\n4:memory:/docker/abc\n0::/\n";
+        let mounts = "\
+41 30 0:37 /docker/abc /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory
+42 30 0:38 / /sys/fs/cgroup/pids ro,nosuid - cgroup cgroup rw,pids\n";
+        let cg = Cgroup::from_proc(own, mounts).unwrap();
+        assert_eq!(cg.version, 1);
+        assert_eq!(cg.dirs, vec![PathBuf::from("/sys/fs/cgroup/memory")]);
+    }
+
+    #[test]
+    fn rss_is_read() {
+        assert!(rss_bytes().unwrap() > 1 << 20);
+    }
+}

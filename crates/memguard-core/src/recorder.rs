@@ -1,0 +1,457 @@
+//! The flight recorder's background thread: GC events, samples and markers
+//! from every guarded isolate arrive as plain values through one bounded
+//! channel; here they become NDJSON lines, gzip-compressed into
+//! `<bundle>/timeline.ndjson.gz`. Every second the current gzip member is
+//! finished and appended, so a file cut off by `kill -9` or an abort still
+//! decompresses up to the last second. No V8 calls happen on this thread.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::bundle::{create_private_file, Bundle};
+use crate::log;
+use crate::manifest::{HeapStats, SpaceStats};
+use crate::procmem::{self, Cgroup};
+
+pub const TIMELINE_FILE: &str = "timeline.ndjson.gz";
+/// Longest time a record waits before it is on disk.
+const MEMBER_EVERY: Duration = Duration::from_secs(1);
+/// Events in flight. At 2,000+ GCs/s this is seconds of slack; beyond it
+/// records are dropped (and counted), never waited for.
+const QUEUE: usize = 16_384;
+/// Records kept in memory per timeline for `memguard.timeline()`.
+pub const RING: usize = 10_000;
+
+/// Wall-clock milliseconds since the epoch (cheap: vDSO, no allocation).
+pub fn now_ms() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
+}
+
+/// One garbage collection, as the epilogue callback saw it. `Copy` and
+/// fixed-size: building and sending it allocates nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct GcRecord {
+    pub t_ms: f64,
+    /// V8's `GCType` bit.
+    pub kind: u32,
+    /// V8's `GCCallbackFlags`.
+    pub flags: u32,
+    pub pause_ns: u64,
+    pub used_before: u64,
+    pub used_after: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SampleRecord {
+    pub t_ms: f64,
+    pub heap: HeapStats,
+    pub spaces: Vec<SpaceStats>,
+    pub array_buffers: u64,
+}
+
+pub enum Event {
+    Open { id: u64, bundle: Bundle, header: Value, shared: Arc<Shared> },
+    Gc { id: u64, rec: GcRecord },
+    Sample { id: u64, rec: Box<SampleRecord> },
+    Marker { id: u64, t_ms: f64, name: String, detail: Value },
+    /// Write out every timeline's pending records now.
+    Flush { done: Sender<()> },
+    Close { id: u64, done: Sender<()> },
+}
+
+/// What a timeline shares with its isolate's thread: the recent records,
+/// the digest for `summary.json`, the count of records dropped.
+#[derive(Default)]
+pub struct Shared {
+    ring: Mutex<VecDeque<Box<str>>>,
+    digest: Mutex<Digest>,
+    pub dropped: AtomicU64,
+}
+
+impl Shared {
+    /// The last `n` records, oldest first, as JSON lines.
+    pub fn last(&self, n: usize) -> Vec<String> {
+        let ring = self.ring.lock();
+        ring.iter().skip(ring.len().saturating_sub(n)).map(|s| s.to_string()).collect()
+    }
+
+    pub fn digest(&self) -> Digest {
+        let mut d = self.digest.lock().clone();
+        d.dropped = self.dropped.load(Ordering::Relaxed);
+        d
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GcDigest {
+    pub count: u64,
+    pub total_pause_ms: f64,
+    pub max_pause_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Digest {
+    pub gc: BTreeMap<&'static str, GcDigest>,
+    pub heap_used_start: Option<u64>,
+    pub heap_used_peak: u64,
+    pub heap_used_end: u64,
+    pub samples: u64,
+    pub records: u64,
+    pub dropped: u64,
+    pub compressed_bytes: u64,
+    pub first_t: Option<f64>,
+    pub last_t: Option<f64>,
+}
+
+pub fn gc_kind_name(kind: u32) -> &'static str {
+    match kind {
+        1 => "scavenge",
+        2 => "minor-mark-sweep",
+        4 => "mark-compact",
+        8 => "incremental-marking",
+        16 => "weak-callbacks",
+        _ => "other",
+    }
+}
+
+const GC_FLAGS: &[(u32, &str)] = &[
+    (2, "retained-object-infos"),
+    (4, "forced"),
+    (8, "synchronous-phantom-callbacks"),
+    (16, "all-available-garbage"),
+    (32, "all-external-memory"),
+    (64, "idle"),
+];
+
+pub struct Recorder {
+    tx: Sender<Event>,
+}
+
+static RECORDER: OnceLock<Option<Recorder>> = OnceLock::new();
+
+impl Recorder {
+    /// The process's recorder thread, started on first use.
+    pub fn global() -> Option<&'static Recorder> {
+        RECORDER
+            .get_or_init(|| {
+                let (tx, rx) = bounded(QUEUE);
+                std::thread::Builder::new()
+                    .name("memguard-recorder".into())
+                    .spawn(move || run(rx))
+                    .ok()
+                    .map(|_| Recorder { tx })
+            })
+            .as_ref()
+    }
+
+    /// Never blocks: `false` if the queue is full (the caller counts a drop).
+    pub fn try_send(&self, event: Event) -> bool {
+        self.tx.try_send(event).is_ok()
+    }
+
+    /// Sends `make(done)` and waits up to `timeout` for the recorder to
+    /// acknowledge: used at the ends (exit, before a snapshot), where losing
+    /// the last second matters more than a short wait.
+    pub fn send_and_wait(&self, make: impl FnOnce(Sender<()>) -> Event, timeout: Duration) -> bool {
+        let (done, done_rx) = bounded(1);
+        self.tx.send_timeout(make(done), timeout).is_ok() && done_rx.recv_timeout(timeout).is_ok()
+    }
+}
+
+struct Timeline {
+    bundle: Bundle,
+    file: Option<File>,
+    encoder: GzEncoder<Vec<u8>>,
+    pending: u64,
+    shared: Arc<Shared>,
+    dropped_reported: u64,
+    line: String,
+}
+
+fn new_member() -> GzEncoder<Vec<u8>> {
+    GzEncoder::new(Vec::with_capacity(16 << 10), Compression::new(6))
+}
+
+fn run(rx: Receiver<Event>) {
+    let cgroup = Cgroup::discover();
+    let mut timelines: HashMap<u64, Timeline> = HashMap::new();
+    let mut next_member = Instant::now() + MEMBER_EVERY;
+    loop {
+        match rx.recv_timeout(next_member.saturating_duration_since(Instant::now())) {
+            Ok(event) => handle(event, &mut timelines, cgroup.as_ref()),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_member {
+            for tl in timelines.values_mut() {
+                tl.write_member();
+            }
+            next_member = Instant::now() + MEMBER_EVERY;
+        }
+    }
+}
+
+fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&Cgroup>) {
+    match event {
+        Event::Open { id, bundle, header, shared } => {
+            let mut tl = Timeline {
+                file: None,
+                encoder: new_member(),
+                pending: 0,
+                shared,
+                dropped_reported: 0,
+                line: String::with_capacity(256),
+                bundle,
+            };
+            match tl.bundle.ensure().and_then(|dir| create_private_file(&dir.join(TIMELINE_FILE))) {
+                Ok(file) => tl.file = Some(file),
+                Err(e) => log::warn_once(&format!(
+                    "cannot create {} in {}: {e}; the timeline is kept in memory only",
+                    TIMELINE_FILE,
+                    tl.bundle.path().display()
+                )),
+            }
+            tl.push_json(&header);
+            tl.write_member();
+            timelines.insert(id, tl);
+        }
+        Event::Gc { id, rec } => {
+            if let Some(tl) = timelines.get_mut(&id) {
+                tl.push_gc(&rec);
+            }
+        }
+        Event::Sample { id, rec } => {
+            if let Some(tl) = timelines.get_mut(&id) {
+                tl.push_sample(&rec, cgroup);
+            }
+        }
+        Event::Marker { id, t_ms, name, detail } => {
+            if let Some(tl) = timelines.get_mut(&id) {
+                let mut line = json!({ "type": "marker", "t": round_ms(t_ms), "name": name });
+                if let (Value::Object(line), Value::Object(detail)) = (&mut line, detail) {
+                    line.extend(detail);
+                }
+                tl.push_json(&line);
+            }
+        }
+        Event::Flush { done } => {
+            for tl in timelines.values_mut() {
+                tl.write_member();
+            }
+            let _ = done.send(());
+        }
+        Event::Close { id, done } => {
+            if let Some(mut tl) = timelines.remove(&id) {
+                tl.write_member();
+            }
+            let _ = done.send(());
+        }
+    }
+}
+
+fn round_ms(t: f64) -> f64 {
+    (t * 100.0).round() / 100.0
+}
+
+impl Timeline {
+    fn push_line(&mut self, t_ms: Option<f64>) {
+        self.line.push('\n');
+        if self.file.is_some() && self.encoder.write_all(self.line.as_bytes()).is_err() {
+            self.file = None;
+        }
+        self.pending += 1;
+        let mut digest = self.shared.digest.lock();
+        digest.records += 1;
+        if let Some(t) = t_ms {
+            digest.first_t.get_or_insert(t);
+            digest.last_t = Some(t);
+        }
+        drop(digest);
+        let mut ring = self.shared.ring.lock();
+        if ring.len() == RING {
+            ring.pop_front();
+        }
+        ring.push_back(self.line.trim_end().into());
+    }
+
+    fn push_json(&mut self, value: &Value) {
+        self.line.clear();
+        self.line.push_str(&value.to_string());
+        self.push_line(value.get("t").and_then(Value::as_f64));
+    }
+
+    /// Hand-formatted: this runs thousands of times a second.
+    fn push_gc(&mut self, r: &GcRecord) {
+        let kind = gc_kind_name(r.kind);
+        let pause_ms = r.pause_ns as f64 / 1e6;
+        {
+            let mut d = self.shared.digest.lock();
+            let g = d.gc.entry(kind).or_default();
+            g.count += 1;
+            g.total_pause_ms += pause_ms;
+            g.max_pause_ms = g.max_pause_ms.max(pause_ms);
+            d.heap_used_peak = d.heap_used_peak.max(r.used_before);
+            d.heap_used_end = r.used_after;
+        }
+        self.line.clear();
+        let _ = write!(
+            self.line,
+            r#"{{"type":"gc","t":{},"kind":"{kind}","ms":{},"before":{},"after":{}"#,
+            round_ms(r.t_ms),
+            (pause_ms * 1000.0).round() / 1000.0,
+            r.used_before,
+            r.used_after
+        );
+        if r.flags != 0 {
+            self.line.push_str(r#","flags":["#);
+            let names = GC_FLAGS.iter().filter(|(bit, _)| r.flags & bit != 0).map(|(_, name)| format!("\"{name}\""));
+            self.line.push_str(&names.collect::<Vec<_>>().join(","));
+            self.line.push(']');
+        }
+        self.line.push('}');
+        self.push_line(Some(r.t_ms));
+    }
+
+    fn push_sample(&mut self, s: &SampleRecord, cgroup: Option<&Cgroup>) {
+        {
+            let mut d = self.shared.digest.lock();
+            d.samples += 1;
+            d.heap_used_start.get_or_insert(s.heap.used_heap_size);
+            d.heap_used_peak = d.heap_used_peak.max(s.heap.used_heap_size);
+            d.heap_used_end = s.heap.used_heap_size;
+        }
+        let spaces: serde_json::Map<String, Value> = s
+            .spaces
+            .iter()
+            .filter(|sp| sp.space_size > 0)
+            .map(|sp| (sp.space_name.clone(), json!([sp.space_used_size, sp.space_size])))
+            .collect();
+        let mut line = json!({
+            "type": "sample",
+            "t": round_ms(s.t_ms),
+            "heap": {
+                "used": s.heap.used_heap_size,
+                "total": s.heap.total_heap_size,
+                "limit": s.heap.heap_size_limit,
+                "external": s.heap.external_memory,
+                "malloced": s.heap.malloced_memory,
+                "arrayBuffers": s.array_buffers,
+                "nativeContexts": s.heap.number_of_native_contexts,
+                "detachedContexts": s.heap.number_of_detached_contexts,
+            },
+            "spaces": spaces,
+            "rss": procmem::rss_bytes(),
+        });
+        // Only a real container limit: the usage of an unlimited (root)
+        // cgroup is the whole machine's, which would mislead.
+        if let Some(mem) = cgroup.and_then(Cgroup::read).filter(|m| m.limit.is_some()) {
+            line["cgroup"] = json!({ "usage": mem.usage, "limit": mem.limit });
+        }
+        self.push_json(&line);
+    }
+
+    /// Finishes the current gzip member and appends it to the file.
+    fn write_member(&mut self) {
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        if dropped > self.dropped_reported {
+            self.dropped_reported = dropped;
+            self.push_json(&json!({ "type": "dropped", "t": round_ms(now_ms()), "count": dropped }));
+        }
+        if self.pending == 0 {
+            return;
+        }
+        self.pending = 0;
+        let member = std::mem::replace(&mut self.encoder, new_member());
+        let Some(file) = self.file.as_mut() else { return };
+        if let Err(e) = member.finish().and_then(|bytes| append(file, &bytes)) {
+            log::warn_once(&format!(
+                "writing {} failed ({e}); the timeline is kept in memory only from now on",
+                self.bundle.path().join(TIMELINE_FILE).display()
+            ));
+            self.file = None;
+        } else if let Ok(meta) = file.metadata() {
+            self.shared.digest.lock().compressed_bytes = meta.len();
+        }
+    }
+}
+
+/// Appends a whole member or nothing: a short write (disk full) is cut off
+/// again so the file stays a valid series of gzip members.
+fn append(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    let len = file.metadata()?.len();
+    let result = file.write_all(bytes);
+    if result.is_err() {
+        let _ = file.set_len(len);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::read::MultiGzDecoder;
+    use std::io::Read;
+
+    fn read_lines(path: &std::path::Path) -> Vec<Value> {
+        let mut text = String::new();
+        MultiGzDecoder::new(File::open(path).unwrap()).read_to_string(&mut text).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn records_become_gzip_members_readable_after_each_flush() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = Bundle { root: tmp.path().to_path_buf(), name: "b".into() };
+        let rec = Recorder::global().unwrap();
+        let shared = Arc::new(Shared::default());
+        let id = 9001;
+        let header = json!({"type": "start", "t": 1.0});
+        assert!(rec.try_send(Event::Open { id, bundle: bundle.clone(), header, shared: shared.clone() }));
+        for i in 0..100 {
+            let gc = GcRecord { t_ms: 10.0 + i as f64, kind: 1, flags: if i == 0 { 4 } else { 0 }, pause_ns: 500_000, used_before: 2000, used_after: 1000 };
+            assert!(rec.try_send(Event::Gc { id, rec: gc }));
+        }
+        assert!(rec.send_and_wait(|done| Event::Flush { done }, Duration::from_secs(5)));
+        let path = bundle.path().join(TIMELINE_FILE);
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), 101);
+        assert_eq!(lines[1]["kind"], "scavenge");
+        assert_eq!(lines[1]["flags"], json!(["forced"]));
+        assert_eq!(lines[1]["ms"], 0.5);
+        assert!(lines[2].get("flags").is_none());
+
+        // A file cut off mid-member still yields every earlier member.
+        let whole = std::fs::metadata(&path).unwrap().len();
+        assert!(rec.try_send(Event::Marker { id, t_ms: 500.0, name: "late".into(), detail: json!({"seq": 1}) }));
+        assert!(rec.send_and_wait(|done| Event::Close { id, done }, Duration::from_secs(5)));
+        let bytes = std::fs::read(&path).unwrap();
+        let cut = tmp.path().join("cut.gz");
+        std::fs::write(&cut, &bytes[..whole as usize + 5]).unwrap();
+        let mut text = Vec::new();
+        let _ = MultiGzDecoder::new(File::open(&cut).unwrap()).read_to_end(&mut text);
+        assert_eq!(text.iter().filter(|&&b| b == b'\n').count(), 101);
+        let all = read_lines(&path);
+        assert_eq!(all.last().unwrap()["name"], "late");
+        assert_eq!(all.last().unwrap()["seq"], 1);
+
+        let d = shared.digest();
+        assert_eq!(d.gc["scavenge"].count, 100);
+        assert!((d.gc["scavenge"].total_pause_ms - 50.0).abs() < 1e-6);
+        assert_eq!(shared.last(2).len(), 2);
+        assert!(shared.last(1)[0].contains("late"));
+    }
+}
