@@ -45,8 +45,6 @@ impl Guard {
     pub fn new(isolate: Isolate, config: Config, bundle: Bundle, manifest: Manifest) -> Rc<Guard> {
         let timeline = if config.timeline {
             let header = json!({
-                "type": "start",
-                "t": memguard_core::recorder::now_ms(),
                 "pid": manifest.pid,
                 "threadId": manifest.thread_id,
                 "node": manifest.node,

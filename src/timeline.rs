@@ -40,7 +40,8 @@ impl Timeline {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared::default());
         // Same channel as every later record, so it is handled first.
-        if !recorder.try_send(Event::Open { id, bundle: bundle.clone(), header, shared: shared.clone() }) {
+        let open = Event::Open { id, bundle: bundle.clone(), t0_ms: now_ms(), header, shared: shared.clone() };
+        if !recorder.try_send(open) {
             return None;
         }
         Some(Rc::new(Timeline {

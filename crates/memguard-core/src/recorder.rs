@@ -4,6 +4,11 @@
 //! `<bundle>/timeline.ndjson.gz`. Every second the current gzip member is
 //! finished and appended, so a file cut off by `kill -9` or an abort still
 //! decompresses up to the last second. No V8 calls happen on this thread.
+//!
+//! Format: the first line is `{"type":"start","epochMs":…,"time":…}`; every
+//! record's `t` is milliseconds since then. GC records give heap used before
+//! and after in KB (1024 bytes) — enough precision, and it keeps a GC event
+//! under 10 bytes compressed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -13,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use parking_lot::Mutex;
@@ -31,6 +36,11 @@ const MEMBER_EVERY: Duration = Duration::from_secs(1);
 /// Events in flight. At 2,000+ GCs/s this is seconds of slack; beyond it
 /// records are dropped (and counted), never waited for.
 const QUEUE: usize = 16_384;
+/// The recorder drains its queue this often instead of sleeping on it: a
+/// sender that finds the receiver asleep must wake it (a futex syscall, ~3 µs
+/// — more than everything else a GC callback does), so the receiver never
+/// sleeps on the channel.
+const POLL: Duration = Duration::from_millis(20);
 /// Records kept in memory per timeline for `memguard.timeline()`.
 pub const RING: usize = 10_000;
 
@@ -62,7 +72,8 @@ pub struct SampleRecord {
 }
 
 pub enum Event {
-    Open { id: u64, bundle: Bundle, header: Value, shared: Arc<Shared> },
+    /// `header` gets `type`, `epochMs` and `time` (= t0) put first.
+    Open { id: u64, bundle: Bundle, t0_ms: f64, header: Value, shared: Arc<Shared> },
     Gc { id: u64, rec: GcRecord },
     Sample { id: u64, rec: Box<SampleRecord> },
     Marker { id: u64, t_ms: f64, name: String, detail: Value },
@@ -113,8 +124,6 @@ pub struct Digest {
     pub records: u64,
     pub dropped: u64,
     pub compressed_bytes: u64,
-    pub first_t: Option<f64>,
-    pub last_t: Option<f64>,
 }
 
 pub fn gc_kind_name(kind: u32) -> &'static str {
@@ -177,6 +186,8 @@ struct Timeline {
     file: Option<File>,
     encoder: GzEncoder<Vec<u8>>,
     pending: u64,
+    /// Epoch ms of the start record; every `t` is relative to it.
+    t0: f64,
     shared: Arc<Shared>,
     dropped_reported: u64,
     line: String,
@@ -191,10 +202,12 @@ fn run(rx: Receiver<Event>) {
     let mut timelines: HashMap<u64, Timeline> = HashMap::new();
     let mut next_member = Instant::now() + MEMBER_EVERY;
     loop {
-        match rx.recv_timeout(next_member.saturating_duration_since(Instant::now())) {
-            Ok(event) => handle(event, &mut timelines, cgroup.as_ref()),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        loop {
+            match rx.try_recv() {
+                Ok(event) => handle(event, &mut timelines, cgroup.as_ref()),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
         }
         if Instant::now() >= next_member {
             for tl in timelines.values_mut() {
@@ -202,16 +215,18 @@ fn run(rx: Receiver<Event>) {
             }
             next_member = Instant::now() + MEMBER_EVERY;
         }
+        std::thread::sleep(POLL);
     }
 }
 
 fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&Cgroup>) {
     match event {
-        Event::Open { id, bundle, header, shared } => {
+        Event::Open { id, bundle, t0_ms, header, shared } => {
             let mut tl = Timeline {
                 file: None,
                 encoder: new_member(),
                 pending: 0,
+                t0: t0_ms,
                 shared,
                 dropped_reported: 0,
                 line: String::with_capacity(256),
@@ -225,7 +240,13 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
                     tl.bundle.path().display()
                 )),
             }
-            tl.push_json(&header);
+            let time = chrono::DateTime::from_timestamp_millis(t0_ms as i64)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            let mut start = json!({ "type": "start", "t": 0.0, "epochMs": t0_ms, "time": time });
+            if let (Value::Object(start), Value::Object(header)) = (&mut start, header) {
+                start.extend(header);
+            }
+            tl.push_json(&start);
             tl.write_member();
             timelines.insert(id, tl);
         }
@@ -241,7 +262,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
         }
         Event::Marker { id, t_ms, name, detail } => {
             if let Some(tl) = timelines.get_mut(&id) {
-                let mut line = json!({ "type": "marker", "t": round_ms(t_ms), "name": name });
+                let mut line = json!({ "type": "marker", "t": tl.rel(t_ms), "name": name });
                 if let (Value::Object(line), Value::Object(detail)) = (&mut line, detail) {
                     line.extend(detail);
                 }
@@ -263,24 +284,19 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
     }
 }
 
-fn round_ms(t: f64) -> f64 {
-    (t * 100.0).round() / 100.0
-}
-
 impl Timeline {
-    fn push_line(&mut self, t_ms: Option<f64>) {
+    /// Milliseconds since the start record, to 0.1 ms.
+    fn rel(&self, t_ms: f64) -> f64 {
+        ((t_ms - self.t0) * 10.0).round() / 10.0
+    }
+
+    fn push_line(&mut self) {
         self.line.push('\n');
         if self.file.is_some() && self.encoder.write_all(self.line.as_bytes()).is_err() {
             self.file = None;
         }
         self.pending += 1;
-        let mut digest = self.shared.digest.lock();
-        digest.records += 1;
-        if let Some(t) = t_ms {
-            digest.first_t.get_or_insert(t);
-            digest.last_t = Some(t);
-        }
-        drop(digest);
+        self.shared.digest.lock().records += 1;
         let mut ring = self.shared.ring.lock();
         if ring.len() == RING {
             ring.pop_front();
@@ -291,7 +307,7 @@ impl Timeline {
     fn push_json(&mut self, value: &Value) {
         self.line.clear();
         self.line.push_str(&value.to_string());
-        self.push_line(value.get("t").and_then(Value::as_f64));
+        self.push_line();
     }
 
     /// Hand-formatted: this runs thousands of times a second.
@@ -307,14 +323,14 @@ impl Timeline {
             d.heap_used_peak = d.heap_used_peak.max(r.used_before);
             d.heap_used_end = r.used_after;
         }
+        let t = self.rel(r.t_ms);
         self.line.clear();
         let _ = write!(
             self.line,
-            r#"{{"type":"gc","t":{},"kind":"{kind}","ms":{},"before":{},"after":{}"#,
-            round_ms(r.t_ms),
-            (pause_ms * 1000.0).round() / 1000.0,
-            r.used_before,
-            r.used_after
+            r#"{{"type":"gc","t":{t},"kind":"{kind}","ms":{},"beforeKB":{},"afterKB":{}"#,
+            (pause_ms * 100.0).round() / 100.0,
+            r.used_before >> 10,
+            r.used_after >> 10
         );
         if r.flags != 0 {
             self.line.push_str(r#","flags":["#);
@@ -323,7 +339,7 @@ impl Timeline {
             self.line.push(']');
         }
         self.line.push('}');
-        self.push_line(Some(r.t_ms));
+        self.push_line();
     }
 
     fn push_sample(&mut self, s: &SampleRecord, cgroup: Option<&Cgroup>) {
@@ -342,7 +358,7 @@ impl Timeline {
             .collect();
         let mut line = json!({
             "type": "sample",
-            "t": round_ms(s.t_ms),
+            "t": self.rel(s.t_ms),
             "heap": {
                 "used": s.heap.used_heap_size,
                 "total": s.heap.total_heap_size,
@@ -369,7 +385,7 @@ impl Timeline {
         let dropped = self.shared.dropped.load(Ordering::Relaxed);
         if dropped > self.dropped_reported {
             self.dropped_reported = dropped;
-            self.push_json(&json!({ "type": "dropped", "t": round_ms(now_ms()), "count": dropped }));
+            self.push_json(&json!({ "type": "dropped", "t": self.rel(now_ms()), "count": dropped }));
         }
         if self.pending == 0 {
             return;
@@ -419,16 +435,27 @@ mod tests {
         let rec = Recorder::global().unwrap();
         let shared = Arc::new(Shared::default());
         let id = 9001;
-        let header = json!({"type": "start", "t": 1.0});
-        assert!(rec.try_send(Event::Open { id, bundle: bundle.clone(), header, shared: shared.clone() }));
+        let header = json!({"pid": 1});
+        let t0_ms = 1_700_000_000_000.0;
+        assert!(rec.try_send(Event::Open { id, bundle: bundle.clone(), t0_ms, header, shared: shared.clone() }));
         for i in 0..100 {
-            let gc = GcRecord { t_ms: 10.0 + i as f64, kind: 1, flags: if i == 0 { 4 } else { 0 }, pause_ns: 500_000, used_before: 2000, used_after: 1000 };
+            let gc = GcRecord {
+                t_ms: t0_ms + 10.0 + i as f64,
+                kind: 1,
+                flags: if i == 0 { 4 } else { 0 },
+                pause_ns: 500_000,
+                used_before: 2048,
+                used_after: 1024,
+            };
             assert!(rec.try_send(Event::Gc { id, rec: gc }));
         }
         assert!(rec.send_and_wait(|done| Event::Flush { done }, Duration::from_secs(5)));
         let path = bundle.path().join(TIMELINE_FILE);
         let lines = read_lines(&path);
         assert_eq!(lines.len(), 101);
+        assert_eq!(lines[0], json!({"type": "start", "t": 0.0, "epochMs": t0_ms, "time": "2023-11-14T22:13:20.000Z", "pid": 1}));
+        assert_eq!(lines[1]["t"], 10.0);
+        assert_eq!((lines[1]["beforeKB"].clone(), lines[1]["afterKB"].clone()), (json!(2), json!(1)));
         assert_eq!(lines[1]["kind"], "scavenge");
         assert_eq!(lines[1]["flags"], json!(["forced"]));
         assert_eq!(lines[1]["ms"], 0.5);
@@ -436,7 +463,7 @@ mod tests {
 
         // A file cut off mid-member still yields every earlier member.
         let whole = std::fs::metadata(&path).unwrap().len();
-        assert!(rec.try_send(Event::Marker { id, t_ms: 500.0, name: "late".into(), detail: json!({"seq": 1}) }));
+        assert!(rec.try_send(Event::Marker { id, t_ms: t0_ms + 500.0, name: "late".into(), detail: json!({"seq": 1}) }));
         assert!(rec.send_and_wait(|done| Event::Close { id, done }, Duration::from_secs(5)));
         let bytes = std::fs::read(&path).unwrap();
         let cut = tmp.path().join("cut.gz");
