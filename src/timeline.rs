@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memguard_core::bundle::Bundle;
-use memguard_core::recorder::{now_ms, Event, GcRecord, Recorder, SampleRecord, Shared};
+use memguard_core::recorder::{now_ms, Event, GcRecord, Marker, Open, Recorder, SampleRecord, Shared};
 use serde_json::Value;
 
 use crate::v8::{GcHandler, GcPhase, Isolate};
@@ -40,8 +40,8 @@ impl Timeline {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared::default());
         // Same channel as every later record, so it is handled first.
-        let open = Event::Open { id, bundle: bundle.clone(), t0_ms: now_ms(), header, shared: shared.clone() };
-        if !recorder.try_send(open) {
+        let open = Open { bundle: bundle.clone(), t0_ms: now_ms(), header, shared: shared.clone() };
+        if !recorder.try_send(Event::Open { id, open: Box::new(open) }) {
             return None;
         }
         Some(Rc::new(Timeline {
@@ -69,7 +69,8 @@ impl Timeline {
     }
 
     pub fn marker(&self, name: &str, detail: Value) {
-        let event = Event::Marker { id: self.id, t_ms: now_ms(), name: name.into(), detail };
+        let marker = Marker { t_ms: now_ms(), name: name.into(), detail };
+        let event = Event::Marker { id: self.id, marker: Box::new(marker) };
         if !self.recorder.try_send(event) {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }

@@ -35,14 +35,14 @@ pub const TIMELINE_FILE: &str = "timeline.ndjson.gz";
 const MEMBER_EVERY: Duration = Duration::from_secs(1);
 /// Events in flight. At 2,000+ GCs/s this is seconds of slack; beyond it
 /// records are dropped (and counted), never waited for.
-const QUEUE: usize = 16_384;
+const QUEUE: usize = 8_192;
 /// The recorder drains its queue this often instead of sleeping on it: a
 /// sender that finds the receiver asleep must wake it (a futex syscall, ~3 µs
 /// — more than everything else a GC callback does), so the receiver never
 /// sleeps on the channel.
 const POLL: Duration = Duration::from_millis(20);
 /// Records kept in memory per timeline for `memguard.timeline()`.
-pub const RING: usize = 10_000;
+pub const RING: usize = 5_000;
 
 /// Wall-clock milliseconds since the epoch (cheap: vDSO, no allocation).
 pub fn now_ms() -> f64 {
@@ -73,13 +73,28 @@ pub struct SampleRecord {
 
 pub enum Event {
     /// `header` gets `type`, `epochMs` and `time` (= t0) put first.
-    Open { id: u64, bundle: Bundle, t0_ms: f64, header: Value, shared: Arc<Shared> },
+    Open { id: u64, open: Box<Open> },
     Gc { id: u64, rec: GcRecord },
     Sample { id: u64, rec: Box<SampleRecord> },
-    Marker { id: u64, t_ms: f64, name: String, detail: Value },
+    Marker { id: u64, marker: Box<Marker> },
     /// Write out every timeline's pending records now.
     Flush { done: Sender<()> },
     Close { id: u64, done: Sender<()> },
+}
+
+// The rare, large events are boxed: every slot of the queue is as large as
+// the largest event, and the queue is sized for thousands of GC records.
+pub struct Open {
+    pub bundle: Bundle,
+    pub t0_ms: f64,
+    pub header: Value,
+    pub shared: Arc<Shared>,
+}
+
+pub struct Marker {
+    pub t_ms: f64,
+    pub name: String,
+    pub detail: Value,
 }
 
 /// What a timeline shares with its isolate's thread: the recent records,
@@ -221,7 +236,8 @@ fn run(rx: Receiver<Event>) {
 
 fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&Cgroup>) {
     match event {
-        Event::Open { id, bundle, t0_ms, header, shared } => {
+        Event::Open { id, open } => {
+            let Open { bundle, t0_ms, header, shared } = *open;
             let mut tl = Timeline {
                 file: None,
                 encoder: new_member(),
@@ -260,7 +276,8 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
                 tl.push_sample(&rec, cgroup);
             }
         }
-        Event::Marker { id, t_ms, name, detail } => {
+        Event::Marker { id, marker } => {
+            let Marker { t_ms, name, detail } = *marker;
             if let Some(tl) = timelines.get_mut(&id) {
                 let mut line = json!({ "type": "marker", "t": tl.rel(t_ms), "name": name });
                 if let (Value::Object(line), Value::Object(detail)) = (&mut line, detail) {
@@ -429,6 +446,11 @@ mod tests {
     }
 
     #[test]
+    fn queue_slots_stay_small() {
+        assert!(std::mem::size_of::<Event>() <= 64, "{}", std::mem::size_of::<Event>());
+    }
+
+    #[test]
     fn records_become_gzip_members_readable_after_each_flush() {
         let tmp = tempfile::tempdir().unwrap();
         let bundle = Bundle { root: tmp.path().to_path_buf(), name: "b".into() };
@@ -437,7 +459,8 @@ mod tests {
         let id = 9001;
         let header = json!({"pid": 1});
         let t0_ms = 1_700_000_000_000.0;
-        assert!(rec.try_send(Event::Open { id, bundle: bundle.clone(), t0_ms, header, shared: shared.clone() }));
+        let open = Open { bundle: bundle.clone(), t0_ms, header, shared: shared.clone() };
+        assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
         for i in 0..100 {
             let gc = GcRecord {
                 t_ms: t0_ms + 10.0 + i as f64,
@@ -463,7 +486,8 @@ mod tests {
 
         // A file cut off mid-member still yields every earlier member.
         let whole = std::fs::metadata(&path).unwrap().len();
-        assert!(rec.try_send(Event::Marker { id, t_ms: t0_ms + 500.0, name: "late".into(), detail: json!({"seq": 1}) }));
+        let marker = Marker { t_ms: t0_ms + 500.0, name: "late".into(), detail: json!({"seq": 1}) };
+        assert!(rec.try_send(Event::Marker { id, marker: Box::new(marker) }));
         assert!(rec.send_and_wait(|done| Event::Close { id, done }, Duration::from_secs(5)));
         let bytes = std::fs::read(&path).unwrap();
         let cut = tmp.path().join("cut.gz");
