@@ -40,7 +40,7 @@ test('preloaded with -r: a worker that runs out of memory gets its own bundle, m
 test('required from the worker code only: the worker is guarded', async (t) => {
   const dir = h.tempDir(t);
   const r = await h.runNode([h.fixture('worker-leak.js')], {
-    env: { MEMGUARD_DIR: dir, WORKER_ENTRY: 'worker-requires-memguard.js', MEMGUARD_UNDER_TEST: h.MEMGUARD },
+    env: { MEMGUARD_DIR: dir, WORKER_ENTRY: 'worker-requires-memguard.js', GUARD_MODULE: h.MEMGUARD },
   });
   await checkWorkerBundle(dir, r);
 });

@@ -21,6 +21,9 @@ use crate::v8::{GcHook, Isolate, NearHeapLimitHandler, NearHeapLimitHook};
 /// Below this, extra heap for the snapshot is too small to be useful (it is
 /// what Node grants a worker).
 const MIN_HEADROOM: usize = 16 << 20;
+/// Times V8 may call back in during one of our snapshots (it runs up to 7
+/// GCs; each may find the heap still over the limit). Past this, V8 fails.
+const MAX_NESTED_GRANTS: u32 = 8;
 /// V8 brings the raised limit back once used heap falls under 95 % of the
 /// initial one (Node's value): a later leak then gets a fresh episode.
 const RESTORE_THRESHOLD: f64 = 0.95;
@@ -35,7 +38,10 @@ pub struct Guard {
     /// Set while our own near-limit capture runs: the snapshot allocates and
     /// V8 may call back in.
     in_near_limit: Cell<bool>,
-    nested_grant_used: Cell<bool>,
+    nested_grants: Cell<u32>,
+    /// The limit V8 has now: nested calls raise it before the outer call
+    /// returns, and V8 accepts only a return larger than the limit it has.
+    limit_now: Cell<usize>,
     hook: RefCell<Option<NearHeapLimitHook<Guard>>>,
     pub timeline: Option<Rc<Timeline>>,
     gc_hook: RefCell<Option<GcHook<Timeline>>>,
@@ -65,7 +71,8 @@ impl Guard {
             seq: Cell::new(0),
             near_limit_taken: Cell::new(0),
             in_near_limit: Cell::new(false),
-            nested_grant_used: Cell::new(false),
+            nested_grants: Cell::new(0),
+            limit_now: Cell::new(0),
             hook: RefCell::new(None),
         })
     }
@@ -149,14 +156,24 @@ impl Guard {
 
 impl NearHeapLimitHandler for Guard {
     fn near_heap_limit(&self, current: usize, initial: usize) -> usize {
-        let granted = current.saturating_add(self.headroom(current));
         if self.in_near_limit.get() {
-            // Re-entered from inside our own snapshot: one more grant so the
-            // snapshot can finish; after that V8 fails as it would anyway.
-            return if self.nested_grant_used.replace(true) { current } else { granted };
+            // Re-entered from inside our own snapshot (its GCs find the heap
+            // still over the limit, which V8 only raises when we return): a
+            // little more, so V8 does not abort the snapshot — a bounded
+            // number of times, then V8 fails as it would have anyway.
+            let n = self.nested_grants.get() + 1;
+            self.nested_grants.set(n);
+            if n > MAX_NESTED_GRANTS {
+                return current;
+            }
+            let raised = current.saturating_add(MIN_HEADROOM);
+            self.limit_now.set(raised);
+            return raised;
         }
         self.in_near_limit.set(true);
-        self.nested_grant_used.set(false);
+        self.nested_grants.set(0);
+        self.limit_now.set(current);
+        let headroom = self.headroom(current);
 
         let taken = self.near_limit_taken.get() + 1;
         self.near_limit_taken.set(taken);
@@ -166,10 +183,15 @@ impl NearHeapLimitHandler for Guard {
             current >> 20,
             thread_note(self.manifest.borrow().thread_id),
         ));
-        let limit = HeapLimit { current: current as u64, initial: initial as u64, granted: granted as u64 };
+        let limit = HeapLimit {
+            current: current as u64,
+            initial: initial as u64,
+            granted: current.saturating_add(headroom) as u64,
+        };
         // Failures are already reported (warning + manifest); the host's fate
         // is V8's to decide, exactly as without memguard.
         let _ = capture::capture(self, Trigger::NearHeapLimit(limit));
+        let granted = self.limit_now.get().max(current).saturating_add(headroom);
 
         if taken >= self.config.near_limit_snapshots {
             // Last one: later near-limit events go to V8 (or Node's worker
