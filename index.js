@@ -117,6 +117,10 @@ function create() {
     stats() {
       return binding ? binding.stats() : null;
     },
+    /** The current sampling heap profile (DevTools' SamplingHeapProfile format), or null when off. */
+    allocationProfile() {
+      return state.active ? binding.allocationProfile() : null;
+    },
     /** The most recent flight-recorder records of this thread, oldest first. */
     timeline({ last = 100 } = {}) {
       if (!binding) return [];

@@ -21,14 +21,22 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
   assert.equal(out.first, path.join(out.bundleDir, 'heap-1.heapsnapshot.gz'));
   assert.equal(out.second, path.join(out.bundleDir, 'heap-2.heapsnapshot.gz'));
   assert.equal(path.dirname(out.bundleDir), dir);
-  assert.deepEqual(out.config, { enabled: true, dir, nearLimitSnapshots: 1, log: 'info', timeline: true, intervalMs: 1000 });
+  assert.deepEqual(out.config, {
+    enabled: true,
+    dir,
+    nearLimitSnapshots: 1,
+    log: 'info',
+    timeline: true,
+    intervalMs: 1000,
+    allocSampling: 524288,
+  });
   assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
   const summary = h.readSummary(out.bundleDir);
   assert.deepEqual(
     summary.captures.map((c) => [c.seq, c.trigger, c.reason, c.outcome, c.files.map((f) => f.name)]),
     [
-      [1, 'api', 'before-deploy', 'written', ['heap-1.heapsnapshot.gz']],
-      [2, 'api', null, 'written', ['heap-2.heapsnapshot.gz']],
+      [1, 'api', 'before-deploy', 'written', ['allocations-1.heapprofile', 'heap-1.heapsnapshot.gz']],
+      [2, 'api', null, 'written', ['allocations-2.heapprofile', 'heap-2.heapsnapshot.gz']],
     ],
   );
 });

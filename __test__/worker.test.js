@@ -22,7 +22,8 @@ async function checkWorkerBundle(dir, r) {
   assert.equal(capture.outcome, 'written');
   // The worker's own limit (48 MB old space), not the process's.
   assert.ok(capture.heapLimit.initial <= 48 << 20, `initial limit ${capture.heapLimit.initial}`);
-  const snapshot = h.readSnapshot(path.join(bundle, capture.files[0].name));
+  const heapFile = capture.files.find((f) => f.name.endsWith('.heapsnapshot.gz'));
+  const snapshot = h.readSnapshot(path.join(bundle, heapFile.name));
   assert.ok(h.countByClass(snapshot).get('LeakedSession') > 5_000);
   return bundle;
 }

@@ -8,11 +8,17 @@ use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
 use memguard_core::log;
-use memguard_core::manifest::{Capture, HeapLimit};
+use memguard_core::heapprofile;
+use memguard_core::manifest::{Capture, FileRecord, HeapLimit};
 use memguard_core::writer::Writer;
 
 use crate::guard::{thread_note, Guard};
 use crate::v8::SnapshotError;
+
+/// Frames of the JS stack recorded with a near-limit capture.
+const STACK_FRAMES: usize = 32;
+/// Allocation sites listed in `summary.json`.
+const TOP_SITES: usize = 10;
 
 pub enum Trigger {
     NearHeapLimit(HeapLimit),
@@ -40,6 +46,9 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
             spaces: guard.isolate.space_stats(),
             heap_limit,
             files: Vec::new(),
+            top_allocation_sites: None,
+            stack: None,
+            stack_taken: None,
             outcome: "writing".into(),
             error: None,
             millis: 0,
@@ -54,8 +63,10 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     if let Err(e) = guard.save_manifest() {
         return fail(guard, index, started, format!("cannot write to {}: {e}", guard.bundle.path().display()));
     }
-    // The timeline up to this moment goes to disk first: the snapshot may be
-    // the last thing this process does.
+    // The cheap artifacts first: the snapshot may be the last thing this
+    // process does (or more than its memory allows).
+    write_allocation_profile(guard, writer, index, seq);
+    // The timeline up to this moment goes to disk first too.
     guard.mark("snapshot-start", serde_json::json!({ "seq": seq, "trigger": trigger_name }));
     guard.flush();
     let sink = match writer.start_file(&guard.bundle, &file_name) {
@@ -95,6 +106,9 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
         entry.outcome = "written".into();
         entry.millis = started.elapsed().as_millis() as u64;
     }
+    if trigger_name == "near-heap-limit" {
+        stack_when_js_resumes(index);
+    }
     guard.mark("snapshot-end", serde_json::json!({ "seq": seq, "file": file_name, "ok": true }));
     guard.flush();
     if let Err(e) = guard.save_manifest() {
@@ -116,4 +130,47 @@ fn fail(guard: &Guard, index: usize, started: Instant, error: String) -> Result<
     guard.mark("snapshot-end", serde_json::json!({ "seq": seq, "ok": false, "error": error }));
     let _ = guard.save_manifest();
     Err(error)
+}
+
+/// Writes `allocations-<seq>.heapprofile` (DevTools' allocation profile) and
+/// the top allocation sites, when the sampling heap profiler runs.
+fn write_allocation_profile(guard: &Guard, writer: &Writer, index: usize, seq: u32) {
+    let started = Instant::now();
+    let Some((nodes, samples)) = guard.allocation_profile() else { return };
+    let name = format!("allocations-{seq}.heapprofile");
+    let bytes = serde_json::to_vec(&heapprofile::to_cdp(&nodes, &samples)).unwrap_or_default();
+    let size = bytes.len() as u64;
+    let written = writer.write_atomic(&guard.bundle, &name, bytes);
+    let mut manifest = guard.manifest.borrow_mut();
+    let entry = &mut manifest.captures[index];
+    entry.top_allocation_sites = Some(heapprofile::top_sites(&nodes, TOP_SITES));
+    match written {
+        Ok(()) => entry.files.push(FileRecord {
+            name,
+            bytes: size,
+            uncompressed_bytes: size,
+            millis: started.elapsed().as_millis() as u64,
+        }),
+        Err(e) => log::warn(&format!("could not write {name}: {e}")),
+    }
+}
+
+/// The JS stack of a near-limit capture: the code that was allocating when
+/// memory ran out. It cannot be walked inside the near-heap-limit callback
+/// (an optimized frame stopped at an inline allocation has no deopt info
+/// there, and V8 aborts the process), so it is taken at the first interrupt
+/// check after the capture — the same code, a few instructions later, at a
+/// point where V8 can describe every frame.
+fn stack_when_js_resumes(index: usize) {
+    let Some(guard) = crate::guard::current() else { return };
+    guard.isolate.request_interrupt(move |isolate| {
+        let stack = isolate.current_stack(STACK_FRAMES);
+        {
+            let mut manifest = guard.manifest.borrow_mut();
+            let entry = &mut manifest.captures[index];
+            entry.stack = Some(stack);
+            entry.stack_taken = Some("at the first interrupt check after the trigger".into());
+        }
+        let _ = guard.save_manifest();
+    });
 }

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use memguard_core::bundle::Bundle;
 use memguard_core::config::Config;
+use memguard_core::heapprofile::{ProfileNode, ProfileSample};
 use memguard_core::log;
 use memguard_core::manifest::{HeapLimit, Manifest, TimelineSummary};
 use memguard_core::recorder::TIMELINE_FILE;
@@ -45,6 +46,8 @@ pub struct Guard {
     hook: RefCell<Option<NearHeapLimitHook<Guard>>>,
     pub timeline: Option<Rc<Timeline>>,
     gc_hook: RefCell<Option<GcHook<Timeline>>>,
+    /// We started V8's sampling heap profiler (and so stop it at the end).
+    sampling: Cell<bool>,
 }
 
 impl Guard {
@@ -64,6 +67,7 @@ impl Guard {
         Rc::new(Guard {
             timeline,
             gc_hook: RefCell::new(None),
+            sampling: Cell::new(false),
             isolate,
             config,
             bundle,
@@ -91,6 +95,27 @@ impl Guard {
     /// Removes the V8 callback (and the reference it holds on the guard).
     pub fn unwatch(&self) {
         drop(self.hook.borrow_mut().take());
+    }
+
+    /// Starts V8's sampling heap profiler when configured. One profiler per
+    /// isolate: if someone else (an APM agent, DevTools) already runs it,
+    /// memguard reads their profile and leaves it running.
+    pub fn start_allocation_sampling(&self) {
+        if let Some(interval) = self.config.alloc_sampling {
+            if self.isolate.start_sampling_heap_profiler(interval) {
+                self.sampling.set(true);
+            } else {
+                log::info_once("V8's sampling heap profiler is already running; memguard reads its profile");
+            }
+        }
+    }
+
+    /// The current allocation profile, if a sampling heap profiler runs.
+    pub fn allocation_profile(&self) -> Option<(Vec<ProfileNode>, Vec<ProfileSample>)> {
+        if self.config.alloc_sampling.is_none() {
+            return None;
+        }
+        self.isolate.allocation_profile()
     }
 
     /// Starts recording every GC into the timeline (when it is on), and
@@ -135,6 +160,9 @@ impl Guard {
     pub fn shutdown(&self, ended: Value) {
         self.unwatch();
         drop(self.gc_hook.borrow_mut().take());
+        if self.sampling.replace(false) {
+            self.isolate.stop_sampling_heap_profiler();
+        }
         if let Some(timeline) = &self.timeline {
             timeline.marker("end", ended.clone());
             timeline.close();

@@ -71,6 +71,7 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
         guard.watch_near_heap_limit();
     }
     guard::set_current(guard.clone());
+    guard.start_allocation_sampling();
     guard.start_recording();
     // A worker's isolate goes away with the worker: drop our callbacks first.
     env.add_env_cleanup_hook((), |()| guard::release_current(json!({ "reason": "environment-cleanup" })))?;
@@ -174,4 +175,12 @@ pub fn timeline(last: u32) -> Vec<String> {
         .and_then(|g| g.timeline.clone())
         .map(|t| t.shared.last(last as usize))
         .unwrap_or_default()
+}
+
+/// The current sampling heap profile in DevTools' `SamplingHeapProfile`
+/// format, or `null` when allocation sampling is off.
+#[napi]
+pub fn allocation_profile() -> Option<Value> {
+    let (nodes, samples) = guard::current()?.allocation_profile()?;
+    Some(memguard_core::heapprofile::to_cdp(&nodes, &samples))
 }

@@ -9,7 +9,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::rc::Rc;
 
-use memguard_core::manifest::{HeapStats, SpaceStats};
+use memguard_core::heapprofile::{ProfileNode, ProfileSample};
+use memguard_core::manifest::{HeapStats, SpaceStats, StackFrame};
 
 #[repr(C)]
 #[derive(Default)]
@@ -41,6 +42,11 @@ struct RawSpaceStats {
 type NearLimitFn = extern "C" fn(*mut c_void, usize, usize) -> usize;
 type ChunkFn = extern "C" fn(*mut c_void, *const c_char, usize) -> c_int;
 type GcFn = extern "C" fn(*mut c_void, c_int, c_int, c_int);
+type ProfileNodeFn =
+    extern "C" fn(*mut c_void, u32, u32, *const c_char, usize, *const c_char, usize, c_int, c_int, c_int, u64);
+type ProfileSampleFn = extern "C" fn(*mut c_void, u32, u64, u32, u64);
+type InterruptFn = extern "C" fn(*mut c_void);
+type FrameFn = extern "C" fn(*mut c_void, *const c_char, usize, *const c_char, usize, c_int, c_int);
 
 extern "C" {
     fn mg_current_isolate() -> *mut c_void;
@@ -54,6 +60,16 @@ extern "C" {
     fn mg_add_gc_callbacks(isolate: *mut c_void, cb: GcFn, data: *mut c_void) -> *mut c_void;
     fn mg_remove_gc_callbacks(isolate: *mut c_void, cookie: *mut c_void);
     fn mg_used_heap_size(isolate: *mut c_void) -> u64;
+    fn mg_start_sampling_heap_profiler(isolate: *mut c_void, interval: u64, stack_depth: c_int) -> c_int;
+    fn mg_stop_sampling_heap_profiler(isolate: *mut c_void);
+    fn mg_allocation_profile(
+        isolate: *mut c_void,
+        node_fn: ProfileNodeFn,
+        sample_fn: ProfileSampleFn,
+        data: *mut c_void,
+    ) -> c_int;
+    fn mg_current_stack(isolate: *mut c_void, max_frames: c_int, fn_: FrameFn, data: *mut c_void) -> c_int;
+    fn mg_request_interrupt(isolate: *mut c_void, fn_: InterruptFn, data: *mut c_void);
 }
 
 /// The V8 isolate of the calling thread. Not `Send`: V8 may only be called on
@@ -269,5 +285,114 @@ impl<H: GcHandler> Drop for GcHook<H> {
     fn drop(&mut self) {
         // SAFETY: on the isolate's thread; the cookie came from mg_add_gc_callbacks.
         unsafe { mg_remove_gc_callbacks(self.isolate.ptr.as_ptr(), self.cookie) };
+    }
+}
+
+fn lossy(ptr: *const c_char, len: usize) -> String {
+    // SAFETY: the shim passes `len` valid bytes (UTF-8 from V8) at `ptr`.
+    String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(ptr as *const u8, len) }).into_owned()
+}
+
+impl Isolate {
+    /// Starts V8's sampling heap profiler: one sample per `interval` bytes
+    /// allocated on average. `false` if it was already running.
+    pub fn start_sampling_heap_profiler(self, interval: u64) -> bool {
+        // SAFETY: live isolate of this thread.
+        unsafe { mg_start_sampling_heap_profiler(self.ptr.as_ptr(), interval, 64) != 0 }
+    }
+
+    pub fn stop_sampling_heap_profiler(self) {
+        // SAFETY: live isolate of this thread.
+        unsafe { mg_stop_sampling_heap_profiler(self.ptr.as_ptr()) }
+    }
+
+    /// The sampling profiler's view of live allocations: flat nodes (parents
+    /// first) and samples; `None` when the profiler is not running.
+    pub fn allocation_profile(self) -> Option<(Vec<ProfileNode>, Vec<ProfileSample>)> {
+        type Out = (Vec<ProfileNode>, Vec<ProfileSample>);
+        #[allow(clippy::too_many_arguments)]
+        extern "C" fn on_node(
+            data: *mut c_void,
+            id: u32,
+            parent: u32,
+            name: *const c_char,
+            name_len: usize,
+            url: *const c_char,
+            url_len: usize,
+            script_id: c_int,
+            line: c_int,
+            column: c_int,
+            self_size: u64,
+        ) {
+            // SAFETY: `data` is the `Out` below, alive for the whole call.
+            let out = unsafe { &mut *(data as *mut Out) };
+            let node = ProfileNode {
+                id,
+                parent,
+                function_name: lossy(name, name_len),
+                url: lossy(url, url_len),
+                script_id,
+                line,
+                column,
+                self_size,
+            };
+            let _ = catch_unwind(AssertUnwindSafe(|| out.0.push(node)));
+        }
+        extern "C" fn on_sample(data: *mut c_void, node_id: u32, size: u64, count: u32, sample_id: u64) {
+            // SAFETY: as above.
+            let out = unsafe { &mut *(data as *mut Out) };
+            let _ = catch_unwind(AssertUnwindSafe(|| out.1.push(ProfileSample { node_id, size, count, sample_id })));
+        }
+        let mut out: Out = (Vec::new(), Vec::new());
+        // SAFETY: live isolate; `out` outlives the call.
+        let ok = unsafe {
+            mg_allocation_profile(self.ptr.as_ptr(), on_node, on_sample, &mut out as *mut Out as *mut c_void)
+        };
+        (ok != 0).then_some(out)
+    }
+
+    /// The JS stack of this thread, innermost frame first (at most `max`).
+    pub fn current_stack(self, max: usize) -> Vec<StackFrame> {
+        extern "C" fn on_frame(
+            data: *mut c_void,
+            name: *const c_char,
+            name_len: usize,
+            url: *const c_char,
+            url_len: usize,
+            line: c_int,
+            column: c_int,
+        ) {
+            // SAFETY: `data` is the Vec below, alive for the whole call.
+            let frames = unsafe { &mut *(data as *mut Vec<StackFrame>) };
+            let frame = StackFrame { function_name: lossy(name, name_len), url: lossy(url, url_len), line, column };
+            let _ = catch_unwind(AssertUnwindSafe(|| frames.push(frame)));
+        }
+        let mut frames = Vec::new();
+        // SAFETY: live isolate; `frames` outlives the call.
+        unsafe {
+            mg_current_stack(self.ptr.as_ptr(), max as c_int, on_frame, &mut frames as *mut Vec<StackFrame> as *mut c_void)
+        };
+        frames
+    }
+}
+
+type InterruptTask = Box<dyn FnOnce(Isolate)>;
+
+impl Isolate {
+    /// Runs `task` on this isolate's thread when JS next checks for
+    /// interrupts (soon, even in a loop that never yields). If the isolate
+    /// goes away first, the task is never run.
+    pub fn request_interrupt(self, task: impl FnOnce(Isolate) + 'static) {
+        extern "C" fn trampoline(data: *mut c_void) {
+            // SAFETY: `data` is the Box<InterruptTask> leaked below; V8 runs
+            // each interrupt once.
+            let task = unsafe { Box::from_raw(data as *mut InterruptTask) };
+            if let Some(isolate) = Isolate::current() {
+                let _ = catch_unwind(AssertUnwindSafe(move || task(isolate)));
+            }
+        }
+        let task: Box<InterruptTask> = Box::new(Box::new(task));
+        // SAFETY: live isolate of this thread; the task is freed by the trampoline.
+        unsafe { mg_request_interrupt(self.ptr.as_ptr(), trampoline, Box::into_raw(task) as *mut c_void) };
     }
 }

@@ -178,3 +178,97 @@ MG_EXPORT uint64_t mg_used_heap_size(void* isolate) {
   As(isolate)->GetHeapStatistics(&s);
   return s.used_heap_size();
 }
+
+// --- Sampling heap profiler and the JS stack -------------------------------
+
+typedef void (*mg_profile_node_fn)(void* data, uint32_t id, uint32_t parent, const char* name, size_t name_len,
+                                   const char* url, size_t url_len, int script_id, int line, int column,
+                                   uint64_t self_size);
+typedef void (*mg_profile_sample_fn)(void* data, uint32_t node_id, uint64_t size, uint32_t count, uint64_t sample_id);
+typedef void (*mg_frame_fn)(void* data, const char* name, size_t name_len, const char* url, size_t url_len, int line,
+                            int column);
+
+namespace {
+
+// Utf8Value of a possibly empty handle, as (pointer, length).
+struct Utf8 {
+  Utf8(v8::Isolate* isolate, v8::Local<v8::Value> value) : value_(isolate, value) {}
+  const char* data() const { return *value_ != nullptr ? *value_ : ""; }
+  size_t size() const { return *value_ != nullptr ? static_cast<size_t>(value_.length()) : 0; }
+  v8::String::Utf8Value value_;
+};
+
+void WalkProfile(v8::Isolate* isolate, const v8::AllocationProfile::Node* node, uint32_t parent,
+                 mg_profile_node_fn fn, void* data, int depth) {
+  uint64_t self_size = 0;
+  for (const auto& a : node->allocations) self_size += static_cast<uint64_t>(a.size) * a.count;
+  Utf8 name(isolate, node->name);
+  Utf8 url(isolate, node->script_name);
+  fn(data, node->node_id, parent, name.data(), name.size(), url.data(), url.size(), node->script_id,
+     node->line_number, node->column_number, self_size);
+  if (depth >= 512) return;  // the profiler's own stack depth bounds this
+  for (const auto* child : node->children) WalkProfile(isolate, child, node->node_id, fn, data, depth + 1);
+}
+
+}  // namespace
+
+MG_EXPORT int mg_start_sampling_heap_profiler(void* isolate, uint64_t interval, int stack_depth) {
+  return As(isolate)->GetHeapProfiler()->StartSamplingHeapProfiler(interval, stack_depth) ? 1 : 0;
+}
+
+MG_EXPORT void mg_stop_sampling_heap_profiler(void* isolate) {
+  As(isolate)->GetHeapProfiler()->StopSamplingHeapProfiler();
+}
+
+// Streams the current allocation profile as flat nodes (parents first) and
+// samples. Returns 0 when the sampling profiler is not running.
+MG_EXPORT int mg_allocation_profile(void* isolate, mg_profile_node_fn node_fn, mg_profile_sample_fn sample_fn,
+                                    void* data) {
+  v8::Isolate* iso = As(isolate);
+  v8::HandleScope scope(iso);
+  v8::AllocationProfile* profile = iso->GetHeapProfiler()->GetAllocationProfile();
+  if (profile == nullptr) return 0;
+  WalkProfile(iso, profile->GetRootNode(), 0, node_fn, data, 0);
+  for (const auto& s : profile->GetSamples()) sample_fn(data, s.node_id, s.size, s.count, s.sample_id);
+  delete profile;
+  return 1;
+}
+
+// The JS stack of this thread, innermost frame first.
+MG_EXPORT int mg_current_stack(void* isolate, int max_frames, mg_frame_fn fn, void* data) {
+  v8::Isolate* iso = As(isolate);
+  v8::HandleScope scope(iso);
+  v8::Local<v8::StackTrace> trace = v8::StackTrace::CurrentStackTrace(iso, max_frames, v8::StackTrace::kDetailed);
+  if (trace.IsEmpty()) return 0;
+  int count = trace->GetFrameCount();
+  for (int i = 0; i < count; i++) {
+    v8::Local<v8::StackFrame> frame = trace->GetFrame(iso, i);
+    Utf8 name(iso, frame->GetFunctionName());
+    Utf8 url(iso, frame->GetScriptNameOrSourceURL());
+    fn(data, name.data(), name.size(), url.data(), url.size(), frame->GetLineNumber(), frame->GetColumn());
+  }
+  return count;
+}
+
+// --- Interrupts ---------------------------------------------------------------
+
+typedef void (*mg_interrupt_fn)(void* data);
+
+namespace {
+struct Interrupt {
+  mg_interrupt_fn fn;
+  void* data;
+};
+
+void RunInterrupt(v8::Isolate*, void* data) {
+  auto* interrupt = static_cast<Interrupt*>(data);
+  interrupt->fn(interrupt->data);
+  delete interrupt;
+}
+}  // namespace
+
+// Runs `fn(data)` on the isolate's thread at its next interrupt check — even
+// inside JS that never yields to the event loop.
+MG_EXPORT void mg_request_interrupt(void* isolate, mg_interrupt_fn fn, void* data) {
+  As(isolate)->RequestInterrupt(RunInterrupt, new Interrupt{fn, data});
+}

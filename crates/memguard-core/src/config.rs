@@ -15,6 +15,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_LOG",
     "MEMGUARD_TIMELINE",
     "MEMGUARD_INTERVAL_MS",
+    "MEMGUARD_ALLOC_SAMPLING",
 ];
 
 /// Where bundles go when `MEMGUARD_DIR` is not set, relative to the working
@@ -25,6 +26,11 @@ pub const DEFAULT_NEAR_LIMIT_SNAPSHOTS: u32 = 1;
 /// again; a cap keeps a typo from letting the heap grow far past its limit.
 pub const MAX_NEAR_LIMIT_SNAPSHOTS: u32 = 20;
 pub const DEFAULT_INTERVAL_MS: u32 = 1000;
+/// V8's own default sampling interval (bytes between samples, on average).
+/// On by default: measured cost within the flight recorder's noise (README).
+pub const DEFAULT_ALLOC_SAMPLING: u64 = 512 * 1024;
+/// A denser interval costs real throughput; a sparser one sees nothing.
+pub const ALLOC_SAMPLING_RANGE: std::ops::RangeInclusive<u64> = 1024..=(1 << 30);
 /// Faster sampling than this costs more than it tells; slower than an hour
 /// is no timeline at all.
 pub const INTERVAL_MS_RANGE: std::ops::RangeInclusive<u32> = 10..=3_600_000;
@@ -48,6 +54,9 @@ pub struct Config {
     pub timeline: bool,
     /// Heap sample period (`MEMGUARD_INTERVAL_MS`).
     pub interval_ms: u32,
+    /// Sampling heap profiler interval in bytes, `None` = off
+    /// (`MEMGUARD_ALLOC_SAMPLING`).
+    pub alloc_sampling: Option<u64>,
 }
 
 impl Config {
@@ -59,6 +68,7 @@ impl Config {
             log: LogLevel::Info,
             timeline: true,
             interval_ms: DEFAULT_INTERVAL_MS,
+            alloc_sampling: Some(DEFAULT_ALLOC_SAMPLING),
         }
     }
 
@@ -127,6 +137,19 @@ impl Config {
                         &DEFAULT_INTERVAL_MS.to_string(),
                     )),
                 },
+                "MEMGUARD_ALLOC_SAMPLING" => match parse_switch(value) {
+                    Some(false) => config.alloc_sampling = None,
+                    Some(true) => config.alloc_sampling = Some(DEFAULT_ALLOC_SAMPLING),
+                    None => match parse_size(value) {
+                        Some(bytes) if ALLOC_SAMPLING_RANGE.contains(&bytes) => config.alloc_sampling = Some(bytes),
+                        _ => warnings.push(bad(
+                            name,
+                            raw,
+                            "is not off or a size from 1KiB to 1GiB (e.g. 524288, 512KiB)",
+                            "512KiB",
+                        )),
+                    },
+                },
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
                     KNOWN_VARS.join(", ")
@@ -143,6 +166,28 @@ fn parse_switch(value: &str) -> Option<bool> {
         "0" | "off" | "false" | "no" => Some(false),
         _ => None,
     }
+}
+
+/// A size in bytes: `1048576`, `512KiB`, `512K`, `1.5GiB`, `2GB`. `KiB`,
+/// `MiB`, `GiB` and the bare `K`, `M`, `G` (as in Docker's `-m 512m`) are
+/// powers of 1024; `kB`, `MB`, `GB` are powers of 1000.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        _ => return None,
+    };
+    let bytes = number * scale;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64 && bytes.fract() == 0.0).then_some(bytes as u64)
 }
 
 fn bad(name: &str, raw: &str, problem: &str, default: &str) -> String {
@@ -234,6 +279,32 @@ mod tests {
             assert_eq!(c.interval_ms, 1000, "{bad:?}");
             assert!(w[0].starts_with(&format!("MEMGUARD_INTERVAL_MS={bad:?} is not a whole number of milliseconds")), "{}", w[0]);
         }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("512KiB"), Some(512 << 10));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_size("512MB"), Some(512_000_000));
+        assert_eq!(parse_size(" 64 MiB "), Some(64 << 20));
+        for bad in ["", "MB", "-1", "1.5", "12 parsecs", "1e9"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn alloc_sampling() {
+        assert_eq!(parse(&[]).0.alloc_sampling, Some(512 * 1024));
+        assert_eq!(parse(&[("MEMGUARD_ALLOC_SAMPLING", "off")]).0.alloc_sampling, None);
+        assert_eq!(parse(&[("MEMGUARD_ALLOC_SAMPLING", "0")]).0.alloc_sampling, None);
+        assert_eq!(parse(&[("MEMGUARD_ALLOC_SAMPLING", "64KiB")]).0.alloc_sampling, Some(65536));
+        assert_eq!(parse(&[("MEMGUARD_ALLOC_SAMPLING", "on")]).0.alloc_sampling, Some(512 * 1024));
+        let (c, w) = parse(&[("MEMGUARD_ALLOC_SAMPLING", "10")]);
+        assert_eq!(c.alloc_sampling, Some(512 * 1024));
+        assert!(w[0].starts_with(r#"MEMGUARD_ALLOC_SAMPLING="10" is not off or a size"#), "{}", w[0]);
     }
 
     #[test]

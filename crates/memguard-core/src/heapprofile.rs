@@ -93,11 +93,16 @@ fn call_frame(function_name: &str, url: &str, script_id: i32, line: i32, column:
 }
 
 /// The frames that allocated the most live sampled bytes, largest first.
-/// Frames with the same function and position are one site.
+/// Frames with the same function and position are one site. Bytes sampled
+/// in a builtin (`String.prototype.repeat`, `Array.prototype.push`: no
+/// script) count for the JS function that called it — that is the code a
+/// user can change.
 pub fn top_sites(nodes: &[ProfileNode], n: usize) -> Vec<AllocationSite> {
+    let by_id: HashMap<u32, &ProfileNode> = nodes.iter().map(|node| (node.id, node)).collect();
     let mut sites: HashMap<(&str, &str, i32, i32), u64> = HashMap::new();
     for node in nodes.iter().filter(|node| node.self_size > 0) {
-        *sites.entry((&node.function_name, &node.url, node.line, node.column)).or_default() += node.self_size;
+        let frame = js_frame(node, &by_id);
+        *sites.entry((&frame.function_name, &frame.url, frame.line, frame.column)).or_default() += node.self_size;
     }
     let mut sites: Vec<AllocationSite> = sites
         .into_iter()
@@ -112,6 +117,21 @@ pub fn top_sites(nodes: &[ProfileNode], n: usize) -> Vec<AllocationSite> {
     sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.function_name.cmp(&b.function_name)));
     sites.truncate(n);
     sites
+}
+
+/// The node itself if it is JavaScript, else its nearest JavaScript ancestor.
+fn js_frame<'a>(mut node: &'a ProfileNode, by_id: &HashMap<u32, &'a ProfileNode>) -> &'a ProfileNode {
+    let start = node;
+    for _ in 0..1024 {
+        if !node.url.is_empty() {
+            return node;
+        }
+        match by_id.get(&node.parent) {
+            Some(parent) if node.parent != 0 => node = parent,
+            _ => break,
+        }
+    }
+    start
 }
 
 #[cfg(test)]
@@ -162,6 +182,14 @@ mod tests {
         assert_eq!(sites.len(), 2);
         assert_eq!((sites[0].function_name.as_str(), sites[0].line, sites[0].bytes), ("leak", 10, 5700));
         assert_eq!(sites[1].function_name, "churn");
+    }
+
+    #[test]
+    fn builtin_frames_count_for_their_js_caller() {
+        let mut nodes = tree();
+        nodes.push(ProfileNode { url: String::new(), script_id: 0, ..node(6, 4, "repeat", 0, 10_000) });
+        let sites = top_sites(&nodes, 1);
+        assert_eq!((sites[0].function_name.as_str(), sites[0].bytes), ("churn", 10_300));
     }
 
     #[test]

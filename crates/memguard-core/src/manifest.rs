@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::heapprofile::AllocationSite;
 use crate::recorder::Digest;
 
 /// `v8::HeapStatistics`, as plain numbers.
@@ -48,6 +49,17 @@ pub struct FileRecord {
     pub millis: u64,
 }
 
+/// One frame of the JS stack (1-based line and column, as V8 and Node's
+/// stack traces show them).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackFrame {
+    pub function_name: String,
+    pub url: String,
+    pub line: i32,
+    pub column: i32,
+}
+
 /// The near-heap-limit callback's view of the limit when it fired.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +83,17 @@ pub struct Capture {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heap_limit: Option<HeapLimit>,
     pub files: Vec<FileRecord>,
+    /// Where the live sampled bytes were allocated, largest first (when the
+    /// sampling heap profiler runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_allocation_sites: Option<Vec<AllocationSite>>,
+    /// Near-heap-limit: the JS stack of the code that was allocating when
+    /// memory ran out (innermost frame first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Vec<StackFrame>>,
+    /// When the stack was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_taken: Option<String>,
     /// `written` or `failed`.
     pub outcome: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -169,6 +192,9 @@ mod tests {
             spaces: vec![],
             heap_limit: None,
             files: vec![FileRecord { name: "heap-1.heapsnapshot.gz".into(), bytes: 1, uncompressed_bytes: 2, millis: 3 }],
+            top_allocation_sites: None,
+            stack: None,
+            stack_taken: None,
             outcome: "written".into(),
             error: None,
             millis: 4,
