@@ -28,7 +28,7 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     log: 'info',
     timeline: true,
     intervalMs: 1000,
-    allocSampling: 524288,
+    allocSampling: 2097152,
   });
   assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
   const summary = h.readSummary(out.bundleDir);

@@ -62,8 +62,10 @@ test('many short-lived guarded workers start and stop cleanly', async (t) => {
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /done/);
   assert.deepEqual(h.snapshotsUnder(dir), []);
-  // One bundle per thread, each with a complete timeline that records its end.
+  // Workers that ended well and captured nothing leave no bundle (a service
+  // starting a worker per task would otherwise fill the disk); the main
+  // thread's bundle keeps its complete timeline.
   const all = h.bundles(dir);
-  assert.equal(all.length, 21);
-  for (const b of all) assert.equal(h.readTimeline(b).at(-1).name, 'end', b);
+  assert.equal(all.length, 1, all.join('\n'));
+  assert.equal(h.readTimeline(all[0]).at(-1).name, 'end');
 });

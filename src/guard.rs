@@ -166,9 +166,25 @@ impl Guard {
         if let Some(timeline) = &self.timeline {
             timeline.marker("end", ended.clone());
             timeline.close();
+            if self.is_uneventful_worker_end(&ended) {
+                // Apps that start a worker per task would otherwise leave a
+                // bundle per task: one that ended well and captured nothing
+                // tells nothing worth its disk space.
+                let _ = std::fs::remove_dir_all(self.bundle.path());
+                return;
+            }
             self.manifest.borrow_mut().ended = Some(ended);
             let _ = self.save_manifest();
         }
+    }
+
+    fn is_uneventful_worker_end(&self, ended: &Value) -> bool {
+        let manifest = self.manifest.borrow();
+        manifest.thread_id != 0
+            && manifest.captures.is_empty()
+            && ended["reason"] == "exit"
+            && ended["code"] == 0
+            && self.timeline.as_ref().is_some_and(|t| t.shared.digest().dropped == 0)
     }
 
     /// Heap to grant for the snapshot: the young generation's size, like Node
