@@ -8,6 +8,16 @@ export interface MemguardConfig {
   nearLimitSnapshots: number
   /** `MEMGUARD_LOG`. */
   log: 'silent' | 'info' | 'debug'
+  /** `MEMGUARD_TIMELINE`: the flight recorder is on. */
+  timeline: boolean
+  /** `MEMGUARD_INTERVAL_MS`: heap sample period. */
+  intervalMs: number
+  /** `MEMGUARD_ALLOC_SAMPLING`: mean bytes between allocation samples, null when off. */
+  allocSampling: number | null
+  /** `MEMGUARD_SNAPSHOT`. */
+  snapshot: 'auto' | 'always' | 'never'
+  /** `MEMGUARD_MEMORY_LIMIT` in bytes, or null. */
+  memoryLimit: number | null
 }
 
 /** `v8.HeapStatistics` (bytes, except the two context counts). */
@@ -36,6 +46,27 @@ export interface SpaceStats {
   physicalSpaceSize: number
 }
 
+/** Chrome DevTools Protocol `HeapProfiler.SamplingHeapProfile`. */
+export interface SamplingHeapProfile {
+  head: SamplingHeapProfileNode
+  samples: { size: number; nodeId: number; ordinal: number }[]
+}
+
+export interface SamplingHeapProfileNode {
+  callFrame: { functionName: string; scriptId: string; url: string; lineNumber: number; columnNumber: number }
+  selfSize: number
+  id: number
+  children: SamplingHeapProfileNode[]
+}
+
+/** One line of timeline.ndjson.gz: `t` is milliseconds since the `start` record. */
+export type TimelineRecord =
+  | { type: 'start'; t: 0; epochMs: number; time: string; pid: number; threadId: number; [key: string]: unknown }
+  | { type: 'gc'; t: number; kind: string; ms: number; beforeKB: number; afterKB: number; flags?: string[] }
+  | { type: 'sample'; t: number; heap: Record<string, number>; spaces: Record<string, [number, number]>; rss: number | null; cgroup?: { usage: number; limit: number } }
+  | { type: 'marker'; t: number; name: string; [key: string]: unknown }
+  | { type: 'dropped'; t: number; count: number }
+
 export interface Memguard {
   /** True while memguard guards this thread (false when disabled or the binary could not load). */
   readonly active: boolean
@@ -51,7 +82,11 @@ export interface Memguard {
   snapshot(reason?: string): string | null
   /** Heap statistics and per-space statistics of this thread's isolate. */
   stats(): { heap: HeapStats; spaces: SpaceStats[] } | null
-  /** Stops guarding this thread: the near-heap-limit hook is removed. */
+  /** The current sampling heap profile (Chrome DevTools' SamplingHeapProfile), or null when sampling is off. */
+  allocationProfile(): SamplingHeapProfile | null
+  /** The most recent flight-recorder records of this thread (at most 5,000 kept), oldest first. */
+  timeline(options?: { last?: number }): TimelineRecord[]
+  /** Stops guarding this thread: hooks removed, timeline closed. */
   stop(): void
 }
 

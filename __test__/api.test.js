@@ -29,6 +29,8 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     timeline: true,
     intervalMs: 1000,
     allocSampling: 2097152,
+    snapshot: 'auto',
+    memoryLimit: null,
   });
   assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
   const summary = h.readSummary(out.bundleDir);

@@ -84,6 +84,8 @@ for (const major of majors) {
     row.fail = Number((/^# fail (\d+)/m.exec(test.stdout) || [])[1] || 0);
     if (test.status !== 0) {
       row.note = 'failing: ' + [...test.stdout.matchAll(/^not ok \d+ - (.*)$/gm)].map((m) => m[1]).join('; ');
+      // The failures' details, for whoever reads the log.
+      for (const m of test.stdout.matchAll(/^not ok \d+ - .*\n(?: {2}.*\n)*/gm)) console.error(m[0].split('\n').slice(0, 25).join('\n'));
     }
   } catch (err) {
     row.note = err.message.split('\n')[0];

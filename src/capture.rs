@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
 use memguard_core::log;
+use memguard_core::afford::{self, Skip};
 use memguard_core::heapprofile;
+use memguard_core::procmem::{self, Cgroup};
 use memguard_core::manifest::{Capture, FileRecord, HeapLimit};
 use memguard_core::writer::Writer;
 
@@ -49,6 +51,7 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
             top_allocation_sites: None,
             stack: None,
             stack_taken: None,
+            snapshot_skipped: None,
             outcome: "writing".into(),
             error: None,
             millis: 0,
@@ -69,6 +72,9 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     // The timeline up to this moment goes to disk first too.
     guard.mark("snapshot-start", serde_json::json!({ "seq": seq, "trigger": trigger_name }));
     guard.flush();
+    if let Err(skip) = affordable(guard, index) {
+        return skipped(guard, index, started, skip);
+    }
     let sink = match writer.start_file(&guard.bundle, &file_name) {
         Ok(sink) => sink,
         Err(e) => return fail(guard, index, started, e.to_string()),
@@ -128,6 +134,7 @@ fn fail(guard: &Guard, index: usize, started: Instant, error: String) -> Result<
     }
     let seq = guard.manifest.borrow().captures[index].seq;
     guard.mark("snapshot-end", serde_json::json!({ "seq": seq, "ok": false, "error": error }));
+    guard.flush();
     let _ = guard.save_manifest();
     Err(error)
 }
@@ -173,4 +180,38 @@ fn stack_when_js_resumes(index: usize) {
         }
         let _ = guard.save_manifest();
     });
+}
+
+/// Whether the snapshot fits in the memory the process can still take.
+fn affordable(guard: &Guard, index: usize) -> Result<(), Skip> {
+    let used = guard.manifest.borrow().captures[index].heap.used_heap_size;
+    let headroom = afford::headroom(
+        guard.config.memory_limit,
+        procmem::rss_bytes(),
+        guard.cgroup.as_ref().and_then(Cgroup::read),
+        procmem::mem_available(),
+    );
+    afford::decide(guard.config.snapshot, used, headroom)
+}
+
+/// No snapshot this time: the cheaper artifacts (statistics, allocation
+/// profile, timeline) are already written; say why in the manifest.
+fn skipped(guard: &Guard, index: usize, started: Instant, skip: Skip) -> Result<PathBuf, String> {
+    log::warn(&format!(
+        "heap snapshot skipped: {}; wrote the heap statistics, allocation profile and timeline instead",
+        skip.reason
+    ));
+    let reason = skip.reason.clone();
+    let seq = {
+        let mut manifest = guard.manifest.borrow_mut();
+        let entry = &mut manifest.captures[index];
+        entry.outcome = "skipped".into();
+        entry.snapshot_skipped = Some(skip);
+        entry.millis = started.elapsed().as_millis() as u64;
+        entry.seq
+    };
+    guard.mark("snapshot-end", serde_json::json!({ "seq": seq, "ok": false, "skipped": reason }));
+    guard.flush();
+    let _ = guard.save_manifest();
+    Err(format!("heap snapshot skipped: {reason}"))
 }

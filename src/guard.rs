@@ -11,6 +11,7 @@ use memguard_core::config::Config;
 use memguard_core::heapprofile::{ProfileNode, ProfileSample};
 use memguard_core::log;
 use memguard_core::manifest::{HeapLimit, Manifest, TimelineSummary};
+use memguard_core::procmem::Cgroup;
 use memguard_core::recorder::TIMELINE_FILE;
 use memguard_core::writer::Writer;
 use serde_json::{json, Value};
@@ -48,6 +49,8 @@ pub struct Guard {
     gc_hook: RefCell<Option<GcHook<Timeline>>>,
     /// We started V8's sampling heap profiler (and so stop it at the end).
     sampling: Cell<bool>,
+    /// The memory cgroup, found once: its limit bounds what a snapshot may use.
+    pub cgroup: Option<Cgroup>,
 }
 
 impl Guard {
@@ -68,6 +71,7 @@ impl Guard {
             timeline,
             gc_hook: RefCell::new(None),
             sampling: Cell::new(false),
+            cgroup: Cgroup::discover(),
             isolate,
             config,
             bundle,
@@ -187,6 +191,13 @@ impl Guard {
             && self.timeline.as_ref().is_some_and(|t| t.shared.digest().dropped == 0)
     }
 
+    /// What headroom is added to: V8 may call with the heap already past the
+    /// limit (seen: 76 MB used at a 64 MB limit), and room above the limit is
+    /// no room at all.
+    fn floor(&self, current: usize) -> usize {
+        current.max(self.isolate.used_heap_size() as usize)
+    }
+
     /// Heap to grant for the snapshot: the young generation's size, like Node
     /// (objects promoted while the snapshot is taken need room), but at most
     /// a quarter of the limit: on a small heap the young generation can be as
@@ -210,7 +221,7 @@ impl NearHeapLimitHandler for Guard {
             if n > MAX_NESTED_GRANTS {
                 return current;
             }
-            let raised = current.saturating_add(MIN_HEADROOM);
+            let raised = self.floor(current).saturating_add(MIN_HEADROOM);
             self.limit_now.set(raised);
             return raised;
         }
@@ -230,12 +241,12 @@ impl NearHeapLimitHandler for Guard {
         let limit = HeapLimit {
             current: current as u64,
             initial: initial as u64,
-            granted: current.saturating_add(headroom) as u64,
+            granted: self.floor(current).saturating_add(headroom) as u64,
         };
         // Failures are already reported (warning + manifest); the host's fate
         // is V8's to decide, exactly as without memguard.
         let _ = capture::capture(self, Trigger::NearHeapLimit(limit));
-        let granted = self.limit_now.get().max(current).saturating_add(headroom);
+        let granted = self.limit_now.get().max(self.floor(current)).saturating_add(headroom);
 
         if taken >= self.config.near_limit_snapshots {
             // Last one: later near-limit events go to V8 (or Node's worker

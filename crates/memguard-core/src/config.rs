@@ -16,6 +16,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_TIMELINE",
     "MEMGUARD_INTERVAL_MS",
     "MEMGUARD_ALLOC_SAMPLING",
+    "MEMGUARD_SNAPSHOT",
+    "MEMGUARD_MEMORY_LIMIT",
 ];
 
 /// Where bundles go when `MEMGUARD_DIR` is not set, relative to the working
@@ -45,6 +47,16 @@ pub enum LogLevel {
     Debug,
 }
 
+/// When to take a heap snapshot at a capture (`MEMGUARD_SNAPSHOT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    /// Only when the memory it needs is there (see `afford`).
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Config {
@@ -59,6 +71,10 @@ pub struct Config {
     /// Sampling heap profiler interval in bytes, `None` = off
     /// (`MEMGUARD_ALLOC_SAMPLING`).
     pub alloc_sampling: Option<u64>,
+    pub snapshot: SnapshotMode,
+    /// Memory the whole process may use (`MEMGUARD_MEMORY_LIMIT`); overrides
+    /// the container limit and MemAvailable when judging a snapshot.
+    pub memory_limit: Option<u64>,
 }
 
 impl Config {
@@ -71,6 +87,8 @@ impl Config {
             timeline: true,
             interval_ms: DEFAULT_INTERVAL_MS,
             alloc_sampling: Some(DEFAULT_ALLOC_SAMPLING),
+            snapshot: SnapshotMode::Auto,
+            memory_limit: None,
         }
     }
 
@@ -151,6 +169,16 @@ impl Config {
                             "2MiB",
                         )),
                     },
+                },
+                "MEMGUARD_SNAPSHOT" => match value.to_ascii_lowercase().as_str() {
+                    "auto" => config.snapshot = SnapshotMode::Auto,
+                    "always" => config.snapshot = SnapshotMode::Always,
+                    "never" => config.snapshot = SnapshotMode::Never,
+                    _ => warnings.push(bad(name, raw, "is not auto, always or never", "auto")),
+                },
+                "MEMGUARD_MEMORY_LIMIT" => match parse_size(value) {
+                    Some(bytes) if bytes >= 1 << 20 => config.memory_limit = Some(bytes),
+                    _ => warnings.push(bad(name, raw, "is not a size of at least 1MiB (e.g. 512MiB, 2GiB)", "none")),
                 },
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
@@ -307,6 +335,19 @@ mod tests {
         let (c, w) = parse(&[("MEMGUARD_ALLOC_SAMPLING", "10")]);
         assert_eq!(c.alloc_sampling, Some(2 << 20));
         assert!(w[0].starts_with(r#"MEMGUARD_ALLOC_SAMPLING="10" is not off or a size"#), "{}", w[0]);
+    }
+
+    #[test]
+    fn snapshot_mode_and_memory_limit() {
+        let (c, w) = parse(&[("MEMGUARD_SNAPSHOT", "Never"), ("MEMGUARD_MEMORY_LIMIT", "512MiB")]);
+        assert!(w.is_empty());
+        assert_eq!(c.snapshot, SnapshotMode::Never);
+        assert_eq!(c.memory_limit, Some(512 << 20));
+        let (c, w) = parse(&[("MEMGUARD_SNAPSHOT", "sometimes"), ("MEMGUARD_MEMORY_LIMIT", "12")]);
+        assert_eq!((c.snapshot, c.memory_limit), (SnapshotMode::Auto, None));
+        assert_eq!(w.len(), 2);
+        assert!(w[0].starts_with(r#"MEMGUARD_MEMORY_LIMIT="12" is not a size"#), "{}", w[0]);
+        assert!(w[1].ends_with("using the default auto"), "{}", w[1]);
     }
 
     #[test]

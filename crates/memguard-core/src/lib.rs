@@ -2,6 +2,7 @@
 //! background writer thread. Nothing here links against Node or V8, so all of
 //! it is tested with plain `cargo test`.
 
+pub mod afford;
 pub mod bundle;
 pub mod config;
 pub mod heapprofile;

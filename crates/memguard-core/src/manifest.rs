@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::afford::Skip;
 use crate::config::Config;
 use crate::heapprofile::AllocationSite;
 use crate::recorder::Digest;
@@ -94,7 +95,10 @@ pub struct Capture {
     /// When the stack was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack_taken: Option<String>,
-    /// `written` or `failed`.
+    /// Why no heap snapshot was taken (`outcome` is then `skipped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_skipped: Option<Skip>,
+    /// `writing`, `written`, `skipped` or `failed`.
     pub outcome: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -195,6 +199,7 @@ mod tests {
             top_allocation_sites: None,
             stack: None,
             stack_taken: None,
+            snapshot_skipped: None,
             outcome: "written".into(),
             error: None,
             millis: 4,

@@ -16,6 +16,18 @@ pub fn rss_bytes() -> Option<u64> {
     Some(pages * u64::try_from(page).ok()?)
 }
 
+/// MemAvailable from /proc/meminfo: what the kernel can give without
+/// swapping.
+pub fn mem_available() -> Option<u64> {
+    parse_mem_available(&fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+pub fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// The memory cgroup the process is in and the files that tell its usage
 /// and limit. The tightest limit on the path up to the root wins (without a
 /// cgroup namespace the files at the mount root belong to an ancestor).
@@ -157,6 +169,13 @@ mod tests {
         let cg = Cgroup::from_proc(own, mounts).unwrap();
         assert_eq!(cg.version, 1);
         assert_eq!(cg.dirs, vec![PathBuf::from("/sys/fs/cgroup/memory")]);
+    }
+
+    #[test]
+    fn parses_mem_available() {
+        let text = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(parse_mem_available(text), Some(20_000_000 * 1024));
+        assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
     }
 
     #[test]
