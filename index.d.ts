@@ -18,6 +18,8 @@ export interface MemguardConfig {
   snapshot: 'auto' | 'always' | 'never'
   /** `MEMGUARD_MEMORY_LIMIT` in bytes, or null. */
   memoryLimit: number | null
+  /** `MEMGUARD_HEAP_THRESHOLDS`: fractions of the heap limit, ascending. */
+  heapThresholds: number[]
 }
 
 /** `v8.HeapStatistics` (bytes, except the two context counts). */

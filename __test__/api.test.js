@@ -31,6 +31,7 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     allocSampling: 2097152,
     snapshot: 'auto',
     memoryLimit: null,
+    heapThresholds: [],
   });
   assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
   const summary = h.readSummary(out.bundleDir);

@@ -24,6 +24,8 @@ const TOP_SITES: usize = 10;
 
 pub enum Trigger {
     NearHeapLimit(HeapLimit),
+    /// Heap used after a mark-compact reached this fraction of the limit.
+    HeapThreshold(f64),
     Api(Option<String>),
 }
 
@@ -34,6 +36,7 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     let seq = guard.next_seq();
     let (trigger_name, reason, heap_limit) = match trigger {
         Trigger::NearHeapLimit(limit) => ("near-heap-limit", None, Some(limit)),
+        Trigger::HeapThreshold(f) => ("heap-threshold", Some(format!("heap used reached {f} of the heap limit")), None),
         Trigger::Api(reason) => ("api", reason, None),
     };
     let file_name = format!("heap-{seq}.heapsnapshot.gz");
@@ -49,7 +52,9 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
             heap_limit,
             files: Vec::new(),
             top_allocation_sites: None,
-            stack: None,
+            // Interrupt-driven captures run at an interrupt check, where the
+            // stack can be walked safely: the code that was running.
+            stack: (trigger_name == "heap-threshold").then(|| guard.isolate.current_stack(STACK_FRAMES)),
             stack_taken: None,
             snapshot_skipped: None,
             outcome: "writing".into(),

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::capture::{self, Trigger};
 use crate::timeline::Timeline;
-use crate::v8::{GcHook, Isolate, NearHeapLimitHandler, NearHeapLimitHook};
+use crate::v8::{GcHandler, GcHook, GcPhase, Isolate, NearHeapLimitHandler, NearHeapLimitHook};
 
 /// Below this, extra heap for the snapshot is too small to be useful (it is
 /// what Node grants a worker).
@@ -46,11 +46,13 @@ pub struct Guard {
     limit_now: Cell<usize>,
     hook: RefCell<Option<NearHeapLimitHook<Guard>>>,
     pub timeline: Option<Rc<Timeline>>,
-    gc_hook: RefCell<Option<GcHook<Timeline>>>,
+    gc_hook: RefCell<Option<GcHook<Guard>>>,
     /// We started V8's sampling heap profiler (and so stop it at the end).
     sampling: Cell<bool>,
     /// The memory cgroup, found once: its limit bounds what a snapshot may use.
     pub cgroup: Option<Cgroup>,
+    /// Per heap threshold: armed (may fire) or not (fired, heap still high).
+    thresholds_armed: RefCell<Vec<bool>>,
 }
 
 impl Guard {
@@ -72,6 +74,7 @@ impl Guard {
             gc_hook: RefCell::new(None),
             sampling: Cell::new(false),
             cgroup: Cgroup::discover(),
+            thresholds_armed: RefCell::new(vec![true; config.heap_thresholds.len()]),
             isolate,
             config,
             bundle,
@@ -122,11 +125,13 @@ impl Guard {
         self.isolate.allocation_profile()
     }
 
-    /// Starts recording every GC into the timeline (when it is on), and
-    /// writes the first `summary.json` naming it.
-    pub fn start_recording(&self) {
+    /// Starts watching every GC (for the timeline and the heap thresholds),
+    /// and writes the first `summary.json` naming the timeline.
+    pub fn start_recording(self: &Rc<Self>) {
+        if self.timeline.is_some() || !self.config.heap_thresholds.is_empty() {
+            *self.gc_hook.borrow_mut() = Some(GcHook::install(self.isolate, self));
+        }
         if let Some(timeline) = &self.timeline {
-            *self.gc_hook.borrow_mut() = Some(GcHook::install(self.isolate, timeline));
             timeline.sample(0);
             if let Err(e) = self.save_manifest() {
                 log::warn_once(&format!("cannot write summary.json in {}: {e}", self.bundle.path().display()));
@@ -206,6 +211,46 @@ impl Guard {
     fn headroom(&self, current: usize) -> usize {
         let young = (self.isolate.heap_stats().heap_size_limit as usize).saturating_sub(current);
         young.min(current / 4).max(MIN_HEADROOM)
+    }
+}
+
+impl GcHandler for Guard {
+    fn gc(&self, phase: GcPhase, kind: u32, flags: u32) {
+        if let Some(timeline) = &self.timeline {
+            timeline.gc(phase, kind, flags);
+        }
+        if phase == GcPhase::End && kind == MARK_COMPACT && !self.config.heap_thresholds.is_empty() {
+            self.check_thresholds();
+        }
+    }
+}
+
+/// V8's `kGCTypeMarkSweepCompact`: only after a full GC is "heap used" the
+/// live heap rather than live heap plus garbage.
+const MARK_COMPACT: u32 = 4;
+/// A fired threshold re-arms when the heap falls this far below it.
+const REARM_BELOW: f64 = 0.1;
+
+impl Guard {
+    /// Inside the GC epilogue: no snapshot here. A crossing asks V8 for an
+    /// interrupt, and the capture runs there, on this thread, when JS next
+    /// checks for interrupts.
+    fn check_thresholds(&self) {
+        let heap = self.isolate.heap_stats();
+        let used = heap.used_heap_size as f64 / heap.heap_size_limit.max(1) as f64;
+        let mut armed = self.thresholds_armed.borrow_mut();
+        for (i, &fraction) in self.config.heap_thresholds.iter().enumerate() {
+            if armed[i] && used >= fraction {
+                armed[i] = false;
+                self.isolate.request_interrupt(move |_| {
+                    if let Some(guard) = current() {
+                        let _ = capture::capture(&guard, Trigger::HeapThreshold(fraction));
+                    }
+                });
+            } else if !armed[i] && used < fraction - REARM_BELOW {
+                armed[i] = true;
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_ALLOC_SAMPLING",
     "MEMGUARD_SNAPSHOT",
     "MEMGUARD_MEMORY_LIMIT",
+    "MEMGUARD_HEAP_THRESHOLDS",
 ];
 
 /// Where bundles go when `MEMGUARD_DIR` is not set, relative to the working
@@ -75,6 +76,9 @@ pub struct Config {
     /// Memory the whole process may use (`MEMGUARD_MEMORY_LIMIT`); overrides
     /// the container limit and MemAvailable when judging a snapshot.
     pub memory_limit: Option<u64>,
+    /// Fractions of the heap limit that trigger a capture when heap used
+    /// after a mark-compact reaches them (`MEMGUARD_HEAP_THRESHOLDS`).
+    pub heap_thresholds: Vec<f64>,
 }
 
 impl Config {
@@ -89,6 +93,7 @@ impl Config {
             alloc_sampling: Some(DEFAULT_ALLOC_SAMPLING),
             snapshot: SnapshotMode::Auto,
             memory_limit: None,
+            heap_thresholds: Vec::new(),
         }
     }
 
@@ -180,6 +185,15 @@ impl Config {
                     Some(bytes) if bytes >= 1 << 20 => config.memory_limit = Some(bytes),
                     _ => warnings.push(bad(name, raw, "is not a size of at least 1MiB (e.g. 512MiB, 2GiB)", "none")),
                 },
+                "MEMGUARD_HEAP_THRESHOLDS" => match parse_fractions(value) {
+                    Some(list) => config.heap_thresholds = list,
+                    None => warnings.push(bad(
+                        name,
+                        raw,
+                        "is not a comma-separated list of up to 8 fractions between 0 and 1 (e.g. 0.7,0.9)",
+                        "none",
+                    )),
+                },
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
                     KNOWN_VARS.join(", ")
@@ -218,6 +232,24 @@ pub fn parse_size(text: &str) -> Option<u64> {
     };
     let bytes = number * scale;
     (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64 && bytes.fract() == 0.0).then_some(bytes as u64)
+}
+
+/// `0.7,0.9` → [0.7, 0.9], sorted, de-duplicated; `""`/`off` → [].
+fn parse_fractions(value: &str) -> Option<Vec<f64>> {
+    if value.is_empty() || value.eq_ignore_ascii_case("off") {
+        return Some(Vec::new());
+    }
+    let mut list = Vec::new();
+    for part in value.split(',') {
+        let f: f64 = part.trim().parse().ok()?;
+        if !(f > 0.0 && f < 1.0) {
+            return None;
+        }
+        list.push(f);
+    }
+    list.sort_by(f64::total_cmp);
+    list.dedup();
+    (list.len() <= 8).then_some(list)
 }
 
 fn bad(name: &str, raw: &str, problem: &str, default: &str) -> String {
@@ -348,6 +380,17 @@ mod tests {
         assert_eq!(w.len(), 2);
         assert!(w[0].starts_with(r#"MEMGUARD_MEMORY_LIMIT="12" is not a size"#), "{}", w[0]);
         assert!(w[1].ends_with("using the default auto"), "{}", w[1]);
+    }
+
+    #[test]
+    fn heap_thresholds() {
+        assert_eq!(parse(&[("MEMGUARD_HEAP_THRESHOLDS", "0.9, 0.7,0.9")]).0.heap_thresholds, vec![0.7, 0.9]);
+        assert!(parse(&[]).0.heap_thresholds.is_empty());
+        for bad in ["1.2", "0", "a,b", "0.5,", "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"] {
+            let (c, w) = parse(&[("MEMGUARD_HEAP_THRESHOLDS", bad)]);
+            assert!(c.heap_thresholds.is_empty(), "{bad:?}");
+            assert!(w[0].starts_with("MEMGUARD_HEAP_THRESHOLDS="), "{}", w[0]);
+        }
     }
 
     #[test]
