@@ -24,8 +24,9 @@ const TOP_SITES: usize = 10;
 
 pub enum Trigger {
     NearHeapLimit(HeapLimit),
-    /// Heap used after a mark-compact reached this fraction of the limit.
-    HeapThreshold(f64),
+    /// Heap used after a mark-compact (`used`, a fraction of the initial
+    /// limit) reached the threshold `fraction`.
+    HeapThreshold { fraction: f64, used: f64 },
     Api(Option<String>),
 }
 
@@ -36,7 +37,11 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     let seq = guard.next_seq();
     let (trigger_name, reason, heap_limit) = match trigger {
         Trigger::NearHeapLimit(limit) => ("near-heap-limit", None, Some(limit)),
-        Trigger::HeapThreshold(f) => ("heap-threshold", Some(format!("heap used reached {f} of the heap limit")), None),
+        Trigger::HeapThreshold { fraction, used } => (
+            "heap-threshold",
+            Some(format!("heap used after a mark-compact reached {fraction} of the heap limit ({used:.3})")),
+            None,
+        ),
         Trigger::Api(reason) => ("api", reason, None),
     };
     let file_name = format!("heap-{seq}.heapsnapshot.gz");

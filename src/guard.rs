@@ -29,6 +29,11 @@ const MAX_NESTED_GRANTS: u32 = 8;
 /// V8 brings the raised limit back once used heap falls under 95 % of the
 /// initial one (Node's value): a later leak then gets a fresh episode.
 const RESTORE_THRESHOLD: f64 = 0.95;
+/// V8's `kGCTypeMarkSweepCompact`: only after a full GC is "heap used" the
+/// live heap rather than live heap plus garbage.
+const MARK_COMPACT: u32 = 4;
+/// A fired heap threshold re-arms when the heap falls this far below it.
+const REARM_BELOW: f64 = 0.1;
 
 pub struct Guard {
     pub isolate: Isolate,
@@ -53,6 +58,9 @@ pub struct Guard {
     pub cgroup: Option<Cgroup>,
     /// Per heap threshold: armed (may fire) or not (fired, heap still high).
     thresholds_armed: RefCell<Vec<bool>>,
+    /// The heap limit at start: thresholds are fractions of it (not of a
+    /// limit raised for a near-limit snapshot).
+    initial_heap_limit: u64,
 }
 
 impl Guard {
@@ -75,6 +83,7 @@ impl Guard {
             sampling: Cell::new(false),
             cgroup: Cgroup::discover(),
             thresholds_armed: RefCell::new(vec![true; config.heap_thresholds.len()]),
+            initial_heap_limit: isolate.heap_stats().heap_size_limit,
             isolate,
             config,
             bundle,
@@ -212,6 +221,32 @@ impl Guard {
         let young = (self.isolate.heap_stats().heap_size_limit as usize).saturating_sub(current);
         young.min(current / 4).max(MIN_HEADROOM)
     }
+
+    /// Inside the GC epilogue: no snapshot here. A crossing asks V8 for an
+    /// interrupt, and the capture runs there, on this thread, when JS next
+    /// checks for interrupts.
+    /// Several thresholds crossed by one GC make one capture (for the
+    /// highest): two snapshots of the same heap would only double the pause.
+    fn check_thresholds(&self) {
+        let used = self.isolate.used_heap_size() as f64 / self.initial_heap_limit.max(1) as f64;
+        let mut armed = self.thresholds_armed.borrow_mut();
+        let mut crossed = None;
+        for (i, &fraction) in self.config.heap_thresholds.iter().enumerate() {
+            if armed[i] && used >= fraction {
+                armed[i] = false;
+                crossed = Some(fraction);
+            } else if !armed[i] && used < fraction - REARM_BELOW {
+                armed[i] = true;
+            }
+        }
+        if let Some(fraction) = crossed {
+            self.isolate.request_interrupt(move |_| {
+                if let Some(guard) = current() {
+                    let _ = capture::capture(&guard, Trigger::HeapThreshold { fraction, used });
+                }
+            });
+        }
+    }
 }
 
 impl GcHandler for Guard {
@@ -221,35 +256,6 @@ impl GcHandler for Guard {
         }
         if phase == GcPhase::End && kind == MARK_COMPACT && !self.config.heap_thresholds.is_empty() {
             self.check_thresholds();
-        }
-    }
-}
-
-/// V8's `kGCTypeMarkSweepCompact`: only after a full GC is "heap used" the
-/// live heap rather than live heap plus garbage.
-const MARK_COMPACT: u32 = 4;
-/// A fired threshold re-arms when the heap falls this far below it.
-const REARM_BELOW: f64 = 0.1;
-
-impl Guard {
-    /// Inside the GC epilogue: no snapshot here. A crossing asks V8 for an
-    /// interrupt, and the capture runs there, on this thread, when JS next
-    /// checks for interrupts.
-    fn check_thresholds(&self) {
-        let heap = self.isolate.heap_stats();
-        let used = heap.used_heap_size as f64 / heap.heap_size_limit.max(1) as f64;
-        let mut armed = self.thresholds_armed.borrow_mut();
-        for (i, &fraction) in self.config.heap_thresholds.iter().enumerate() {
-            if armed[i] && used >= fraction {
-                armed[i] = false;
-                self.isolate.request_interrupt(move |_| {
-                    if let Some(guard) = current() {
-                        let _ = capture::capture(&guard, Trigger::HeapThreshold(fraction));
-                    }
-                });
-            } else if !armed[i] && used < fraction - REARM_BELOW {
-                armed[i] = true;
-            }
         }
     }
 }
