@@ -30,19 +30,33 @@ pub enum Trigger {
     Api(Option<String>),
 }
 
+/// When a capture records the JS stack.
+#[derive(PartialEq)]
+enum StackAt {
+    /// Captures run from an interrupt are at an interrupt check, where the
+    /// stack can be walked safely: the code that was running.
+    Now,
+    /// Inside V8's near-heap-limit callback it cannot be (see
+    /// `stack_when_js_resumes`).
+    NextInterrupt,
+    /// An API call: the caller knows its own stack.
+    Never,
+}
+
 /// Takes a compressed heap snapshot into the guard's bundle and returns its
 /// path. Errors are reported once (stderr + manifest) and returned as text.
 pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     let started = Instant::now();
     let seq = guard.next_seq();
-    let (trigger_name, reason, heap_limit) = match trigger {
-        Trigger::NearHeapLimit(limit) => ("near-heap-limit", None, Some(limit)),
+    let (trigger_name, reason, heap_limit, stack_at) = match trigger {
+        Trigger::NearHeapLimit(limit) => ("near-heap-limit", None, Some(limit), StackAt::NextInterrupt),
         Trigger::HeapThreshold { fraction, used } => (
             "heap-threshold",
             Some(format!("heap used after a mark-compact reached {fraction} of the heap limit ({used:.3})")),
             None,
+            StackAt::Now,
         ),
-        Trigger::Api(reason) => ("api", reason, None),
+        Trigger::Api(reason) => ("api", reason, None, StackAt::Never),
     };
     let file_name = format!("heap-{seq}.heapsnapshot.gz");
     let index = {
@@ -57,9 +71,7 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
             heap_limit,
             files: Vec::new(),
             top_allocation_sites: None,
-            // Interrupt-driven captures run at an interrupt check, where the
-            // stack can be walked safely: the code that was running.
-            stack: (trigger_name == "heap-threshold").then(|| guard.isolate.current_stack(STACK_FRAMES)),
+            stack: (stack_at == StackAt::Now).then(|| guard.isolate.current_stack(STACK_FRAMES)),
             stack_taken: None,
             snapshot_skipped: None,
             outcome: "writing".into(),
@@ -68,6 +80,10 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
         });
         manifest.captures.len() - 1
     };
+    if stack_at == StackAt::NextInterrupt {
+        // Requested first, so a skipped or failed snapshot still gets it.
+        stack_when_js_resumes(index);
+    }
 
     let Some(writer) = Writer::global() else {
         return fail(guard, index, started, "could not start memguard's writer thread".into());
@@ -121,9 +137,6 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
         entry.files.push(record);
         entry.outcome = "written".into();
         entry.millis = started.elapsed().as_millis() as u64;
-    }
-    if trigger_name == "near-heap-limit" {
-        stack_when_js_resumes(index);
     }
     guard.mark("snapshot-end", serde_json::json!({ "seq": seq, "file": file_name, "ok": true }));
     guard.flush();
