@@ -30,16 +30,30 @@ if (bundles.length === 0) {
   console.error('demo: no bundle was written — something is wrong');
   process.exit(1);
 }
-const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
+const mb = (n) => (n < 1e5 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(1)} MB`);
 for (const bundle of bundles) {
   console.log(`Bundle: ${path.relative(process.cwd(), bundle)}/`);
   for (const f of fs.readdirSync(bundle)) console.log(`  ${f.padEnd(28)} ${mb(fs.statSync(path.join(bundle, f)).size)}`);
   const summary = JSON.parse(fs.readFileSync(path.join(bundle, 'summary.json'), 'utf8'));
+  if (summary.timeline) {
+    const d = summary.timeline.digest;
+    const gcs = Object.entries(d.gc).map(([kind, g]) => `${g.count} ${kind} (${g.totalPauseMs.toFixed(0)} ms)`);
+    console.log(`\nTimeline: heap used ${mb(d.heapUsedStart)} at start, ${mb(d.heapUsedPeak)} at peak; GCs: ${gcs.join(', ')}`);
+  }
   for (const c of summary.captures) {
-    console.log(`\nCapture ${c.seq}: trigger ${c.trigger} at ${c.time}, heap ${mb(c.heap.usedHeapSize)} used of ${mb(c.heap.heapSizeLimit)} limit`);
+    console.log(`\nCapture ${c.seq}: trigger ${c.trigger} at ${c.time}, heap ${mb(c.heap.usedHeapSize)} used of ${mb(c.heap.heapSizeLimit)} limit, ${c.outcome}`);
     for (const file of c.files) {
-      console.log(`  ${file.name}: ${mb(file.uncompressedBytes)} of snapshot in ${mb(file.bytes)} (${(file.millis / 1000).toFixed(1)} s)`);
-      topClasses(path.join(bundle, file.name));
+      console.log(`  ${file.name}: ${mb(file.bytes)} on disk (${mb(file.uncompressedBytes)} uncompressed, ${(file.millis / 1000).toFixed(1)} s)`);
+      if (file.name.endsWith('.heapsnapshot.gz')) topClasses(path.join(bundle, file.name));
+    }
+    if (c.topAllocationSites) {
+      console.log('  Where the live memory was allocated (sampling heap profile):');
+      for (const site of c.topAllocationSites.slice(0, 3)) {
+        console.log(`    ${site.functionName.padEnd(24)} ${path.basename(site.url)}:${site.line} ${mb(site.bytes).padStart(10)}`);
+      }
+    }
+    if (c.stack && c.stack.length) {
+      console.log(`  JS stack when memory ran out: ${c.stack.slice(0, 3).map((f) => `${f.functionName || '(anonymous)'} (${path.basename(f.url)}:${f.line})`).join(' ← ')}`);
     }
   }
   console.log(`\nOpen it in Chrome DevTools: gunzip -k ${path.relative(process.cwd(), path.join(bundle, 'heap-1.heapsnapshot.gz'))}, then Memory tab → Load.`);
