@@ -1,0 +1,16 @@
+'use strict';
+// `npm run demo` is the README's first command: it must keep working.
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { test } = require('node:test');
+const h = require('./helpers');
+
+test('the demo catches the leaking service and summarises its bundle', async () => {
+  const r = await h.runNode([path.join(h.ROOT, 'examples', 'demo.js')], { cwd: h.ROOT, timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.stderr + r.stdout.slice(-2000));
+  assert.match(r.stdout, /^memguard: wrote .*heap-1\.heapsnapshot\.gz/m);
+  assert.match(r.stdout, /The service died as it would have without memguard: signal SIGABRT/);
+  assert.match(r.stdout, /Top object classes by shallow size:\n\s+UserSession\s+\d+ objects/);
+  assert.match(r.stdout, /Where the live memory was allocated/);
+  assert.match(r.stdout, /Timeline: heap used/);
+});
