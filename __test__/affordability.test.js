@@ -29,7 +29,6 @@ test('an unaffordable near-limit snapshot is skipped: fallback artifacts, the re
   // What could be written, was: statistics, the allocation profile, the timeline.
   assert.ok(capture.heap.usedHeapSize > 0 && capture.spaces.length > 0);
   assert.deepEqual(capture.files.map((f) => f.name), ['allocations-1.heapprofile']);
-  assert.ok(capture.stack.some((f) => f.url.endsWith('leak.js') || f.url.startsWith('node:')), JSON.stringify(capture.stack));
   assert.ok(fs.existsSync(path.join(bundle, 'allocations-1.heapprofile')));
   const end = h.readTimeline(bundle).find((x) => x.name === 'snapshot-end');
   assert.equal(end.ok, false);
