@@ -148,18 +148,34 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
 
 fn fail(guard: &Guard, index: usize, started: Instant, error: String) -> Result<PathBuf, String> {
     log::warn(&format!("heap snapshot not written: {error}; the application continues"));
-    {
+    end_without_snapshot(guard, index, started, "failed", ("error", &error), |entry| entry.error = Some(error.clone()));
+    Err(error)
+}
+
+/// Ends a capture that wrote no snapshot: the manifest entry gets its
+/// outcome (and what `record` adds), the timeline its `snapshot-end` marker
+/// (`ok: false` plus `why`), and both go to disk.
+fn end_without_snapshot(
+    guard: &Guard,
+    index: usize,
+    started: Instant,
+    outcome: &str,
+    why: (&str, &str),
+    record: impl FnOnce(&mut Capture),
+) {
+    let seq = {
         let mut manifest = guard.manifest.borrow_mut();
         let entry = &mut manifest.captures[index];
-        entry.outcome = "failed".into();
-        entry.error = Some(error.clone());
+        entry.outcome = outcome.into();
         entry.millis = started.elapsed().as_millis() as u64;
-    }
-    let seq = guard.manifest.borrow().captures[index].seq;
-    guard.mark("snapshot-end", serde_json::json!({ "seq": seq, "ok": false, "error": error }));
+        record(entry);
+        entry.seq
+    };
+    let mut detail = serde_json::json!({ "seq": seq, "ok": false });
+    detail[why.0] = why.1.into();
+    guard.mark("snapshot-end", detail);
     guard.flush();
     let _ = guard.save_manifest();
-    Err(error)
 }
 
 /// Writes `allocations-<seq>.heapprofile` (DevTools' allocation profile) and
@@ -225,16 +241,8 @@ fn skipped(guard: &Guard, index: usize, started: Instant, skip: Skip) -> Result<
         skip.reason
     ));
     let reason = skip.reason.clone();
-    let seq = {
-        let mut manifest = guard.manifest.borrow_mut();
-        let entry = &mut manifest.captures[index];
-        entry.outcome = "skipped".into();
-        entry.snapshot_skipped = Some(skip);
-        entry.millis = started.elapsed().as_millis() as u64;
-        entry.seq
-    };
-    guard.mark("snapshot-end", serde_json::json!({ "seq": seq, "ok": false, "skipped": reason }));
-    guard.flush();
-    let _ = guard.save_manifest();
+    end_without_snapshot(guard, index, started, "skipped", ("skipped", &reason), |entry| {
+        entry.snapshot_skipped = Some(skip)
+    });
     Err(format!("heap snapshot skipped: {reason}"))
 }

@@ -63,14 +63,17 @@ impl Timeline {
             spaces: self.isolate.space_stats(),
             array_buffers,
         };
-        if !self.recorder.try_send(Event::Sample { id: self.id, rec: Box::new(rec) }) {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.send(Event::Sample { id: self.id, rec: Box::new(rec) });
     }
 
     pub fn marker(&self, name: &str, detail: Value) {
         let marker = Marker { t_ms: now_ms(), name: name.into(), detail };
-        let event = Event::Marker { id: self.id, marker: Box::new(marker) };
+        self.send(Event::Marker { id: self.id, marker: Box::new(marker) });
+    }
+
+    /// Never blocks the isolate's thread: a record that finds the queue full
+    /// is dropped and counted (the timeline then says how many).
+    fn send(&self, event: Event) {
         if !self.recorder.try_send(event) {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -115,9 +118,7 @@ impl GcHandler for Timeline {
                     used_before,
                     used_after: self.isolate.used_heap_size(),
                 };
-                if !self.recorder.try_send(Event::Gc { id: self.id, rec }) {
-                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                self.send(Event::Gc { id: self.id, rec });
             }
         }
     }
