@@ -84,7 +84,12 @@ test('allocationProfile() returns the live profile; MEMGUARD_ALLOC_SAMPLING=off 
 
 test('a worker capture has its own allocation profile', async (t) => {
   const dir = h.tempDir(t);
-  const r = await h.runNode(['-r', h.MEMGUARD, h.fixture('worker-leak.js')], { env: { MEMGUARD_DIR: dir } });
+  // Two near-limit snapshots: after the first, memguard (not Node's worker
+  // handler, which may end the worker before any JS runs) answers the next
+  // near-limit event, so the worker's JS runs again and its stack is taken.
+  const r = await h.runNode(['-r', h.MEMGUARD, h.fixture('worker-leak.js')], {
+    env: { MEMGUARD_DIR: dir, MEMGUARD_NEAR_LIMIT_SNAPSHOTS: '2' },
+  });
   assert.equal(r.code, 0, r.stderr.slice(-1000));
   const [bundle] = h.bundles(dir).filter((b) => /-t\d+$/.test(b));
   const [capture] = h.readSummary(bundle).captures;
