@@ -1,0 +1,19 @@
+//! memguard's analyser: opens a crash bundle (or a single heap snapshot) and
+//! answers what grew, what retains it, and when. Pure Rust: no napi, no V8.
+//!
+//! Layout (one concern per module):
+//! - `input`       — resolve a bundle dir / snapshot file into the files to read
+//! - `snapshot/`   — streamed `.heapsnapshot[.gz]` reader → compact graph (CSR),
+//!                   dominators and retained sizes (DevTools' rules), classes,
+//!                   retainer paths, diff by node id
+//! - `timeline`    — `timeline.ndjson.gz` → heap per space over time, GC pauses,
+//!                   triggers, markers, leak verdict
+//! - `allocations` — `allocations-*.heapprofile` → top allocation sites
+//! - `report`      — the `--json` schema (the one structure every output renders)
+//! - `terminal`, `html` — renderings of a `Report`
+
+pub mod error;
+pub mod report;
+
+pub use error::ReportError;
+pub use report::Report;
