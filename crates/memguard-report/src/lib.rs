@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod report;
+pub mod snapshot;
 
 pub use error::ReportError;
 pub use report::Report;

@@ -2,6 +2,9 @@
 //! outputs render. Its JSON form is a stable, documented schema
 //! (`"schema": "memguard-report/1"`; README, "Report JSON"): fields may be
 //! added, never renamed or removed, within a schema version.
+//!
+//! Sizes are bytes, times milliseconds. Every section is `null` when its
+//! input is absent (a bundle whose snapshot was skipped still has a timeline).
 
 use serde::Serialize;
 
@@ -15,7 +18,187 @@ pub struct Report {
     pub input: String,
     /// `summary.json` of the bundle, verbatim, when there is one.
     pub bundle: Option<serde_json::Value>,
-    // Filled by the snapshot engine (classes ranked by retained size,
-    // retainer paths, diff) and by the timeline / allocation readers.
-    // Each section is `null` when its input is absent.
+    /// The newest snapshot of the input (the near-limit one in a crash bundle).
+    pub snapshot: Option<SnapshotSummary>,
+    /// Oldest vs newest snapshot when the bundle holds two or more (or `--baseline`).
+    pub diff: Option<SnapshotDiff>,
+    pub timeline: Option<TimelineSummary>,
+    pub allocations: Option<AllocationSummary>,
+}
+
+// ---------------------------------------------------------------- snapshot
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotSummary {
+    /// Path of the snapshot file as given or found in the bundle.
+    pub file: String,
+    pub node_count: u64,
+    pub edge_count: u64,
+    /// Sum of every node's shallow size (DevTools' "Total").
+    pub total_size: u64,
+    /// Classes ranked by retained size, largest first (at most `--top`).
+    pub classes: Vec<ClassStat>,
+    /// For the top classes: the retainer path that holds most of their retained size.
+    pub retainer_paths: Vec<RetainerPath>,
+    /// Wall time of each phase (parse, dominators, …), for `--verbose` and the benchmark.
+    pub timings_ms: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassStat {
+    /// DevTools' class name: constructor name for objects, `(closure)`, `(string)`, `(array)`, …
+    pub name: String,
+    pub count: u64,
+    pub shallow_size: u64,
+    /// As DevTools' Summary view: retained sizes of the class's objects, not counting an
+    /// object dominated by another object of the same class twice.
+    pub retained_size: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetainerPath {
+    /// The class this path explains.
+    pub class: String,
+    /// Objects of that class held through this path, and their retained size.
+    pub objects: u64,
+    pub retained_size: u64,
+    /// From the GC roots down to the object holding the class's objects:
+    /// `(GC roots) → … → Map 'cache' → Session`.
+    pub steps: Vec<PathStep>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathStep {
+    /// Class name of the node at this step.
+    pub node: String,
+    /// Snapshot node id (stable across snapshots of one process).
+    pub id: u64,
+    /// The edge leading from the previous step to this node: property name, `[index]`,
+    /// context variable, … (`None` for the first step).
+    pub edge: Option<String>,
+    /// Edge type as in the snapshot's meta (`property`, `element`, `context`, `internal`, …).
+    pub edge_type: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotDiff {
+    pub before: String,
+    pub after: String,
+    /// Classes ranked by retained-size growth, largest first.
+    pub classes: Vec<ClassDelta>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassDelta {
+    pub name: String,
+    pub count_before: u64,
+    pub count_after: u64,
+    /// Objects (by node id) present only after / only before.
+    pub added: u64,
+    pub removed: u64,
+    pub retained_before: u64,
+    pub retained_after: u64,
+    pub retained_delta: i64,
+    /// The retainer path holding most of the added objects, in the later snapshot.
+    pub retainer_path: Option<RetainerPath>,
+}
+
+// ---------------------------------------------------------------- timeline
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineSummary {
+    pub file: String,
+    /// Wall-clock time of the `start` record (ISO 8601) and the span covered.
+    pub start: Option<String>,
+    pub duration_ms: f64,
+    /// Heap used per space over time, from the samples: `t` ms since start.
+    pub samples: Vec<HeapSample>,
+    /// Per GC kind: count, total and longest pause.
+    pub gc: Vec<GcKindStat>,
+    /// Every GC pause (t, kind, ms), for the pause chart; at most 10,000, evenly thinned.
+    pub pauses: Vec<GcPause>,
+    /// Markers: snapshot start/end, triggers, leak, signals, end.
+    pub markers: Vec<Marker>,
+    /// Heap used after mark-compacts: a robust slope and the verdict (`growing`, `stable`,
+    /// `too-short`).
+    pub leak: LeakVerdict,
+    /// Records lost to a full queue while recording.
+    pub dropped: u64,
+    /// True when the file ended mid-member (cut off by a crash); what came before is read.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeapSample {
+    pub t: f64,
+    pub heap_used: u64,
+    pub heap_limit: u64,
+    pub rss: Option<u64>,
+    /// Space name → used bytes (`old_space`, `new_space`, `code_space`, `large_object_space`, …).
+    pub spaces: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GcKindStat {
+    pub kind: String,
+    pub count: u64,
+    pub total_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GcPause {
+    pub t: f64,
+    pub kind: String,
+    pub ms: f64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Marker {
+    pub t: f64,
+    pub name: String,
+    /// The rest of the record, verbatim.
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeakVerdict {
+    pub verdict: String,
+    /// Bytes per minute of heap used after mark-compacts (Theil–Sen slope).
+    pub slope_bytes_per_min: f64,
+    pub mark_compacts: u64,
+}
+
+// ---------------------------------------------------------------- allocations
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationSummary {
+    pub file: String,
+    pub total_bytes: u64,
+    pub sites: Vec<AllocationSite>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationSite {
+    pub function: String,
+    pub url: String,
+    /// 1-based, as editors show them.
+    pub line: u32,
+    pub column: u32,
+    /// Live sampled bytes allocated by this function itself (builtins credited to the caller).
+    pub bytes: u64,
 }
