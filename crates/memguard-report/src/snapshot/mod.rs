@@ -32,3 +32,8 @@ pub fn summarize(path: &Path, _opts: &Options) -> Result<SnapshotSummary, Report
 pub fn diff(before: &Path, _after: &Path, _opts: &Options) -> Result<SnapshotDiff, ReportError> {
     Err(ReportError::Usage(format!("{}: the snapshot engine is not built yet", before.display())))
 }
+
+/// Writes `id retained_size` for every node, in snapshot order.
+pub fn write_retained(path: &Path, _out: &mut dyn std::io::Write) -> Result<(), ReportError> {
+    Err(ReportError::Usage(format!("{}: the snapshot engine is not built yet", path.display())))
+}
