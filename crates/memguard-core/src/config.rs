@@ -19,6 +19,14 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_SNAPSHOT",
     "MEMGUARD_MEMORY_LIMIT",
     "MEMGUARD_HEAP_THRESHOLDS",
+    "MEMGUARD_RSS_LIMIT",
+    "MEMGUARD_RSS_THRESHOLD",
+    "MEMGUARD_SIGNAL",
+    "MEMGUARD_LEAK",
+    "MEMGUARD_LEAK_WINDOW",
+    "MEMGUARD_LEAK_MIN_GROWTH",
+    "MEMGUARD_LEAK_SNAPSHOT",
+    "MEMGUARD_MAX_DISK",
 ];
 
 /// Where bundles go when `MEMGUARD_DIR` is not set, relative to the working
@@ -39,6 +47,18 @@ pub const ALLOC_SAMPLING_RANGE: std::ops::RangeInclusive<u64> = 1024..=(1 << 30)
 /// Faster sampling than this costs more than it tells; slower than an hour
 /// is no timeline at all.
 pub const INTERVAL_MS_RANGE: std::ops::RangeInclusive<u32> = 10..=3_600_000;
+/// RSS as a fraction of `MEMGUARD_RSS_LIMIT` that triggers a capture. 0.8
+/// leaves a fifth of the limit for the capture itself and for the growth that
+/// goes on while it runs (a snapshot's own memory is judged separately).
+pub const DEFAULT_RSS_THRESHOLD: f64 = 0.8;
+/// Mark-compacts the leak trend looks back over. Twenty full GCs span
+/// minutes in a busy service: long enough that a filling cache or a burst
+/// of traffic settles, short enough to speak before the crash.
+pub const DEFAULT_LEAK_WINDOW: u32 = 20;
+pub const LEAK_WINDOW_RANGE: std::ops::RangeInclusive<u32> = 4..=1000;
+/// Growth over the window below which a rising trend is not called a leak
+/// (JIT code, caches warming up).
+pub const DEFAULT_LEAK_MIN_GROWTH: u64 = 8 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +99,30 @@ pub struct Config {
     /// Fractions of the heap limit that trigger a capture when heap used
     /// after a mark-compact reaches them (`MEMGUARD_HEAP_THRESHOLDS`).
     pub heap_thresholds: Vec<f64>,
+    /// What RSS is watched against (`MEMGUARD_RSS_LIMIT`); `None` = no watchdog.
+    pub rss_limit: Option<RssLimit>,
+    /// Fraction of the RSS limit that triggers a capture (`MEMGUARD_RSS_THRESHOLD`).
+    pub rss_threshold: f64,
+    /// Signal number that triggers a capture (`MEMGUARD_SIGNAL`), and its name
+    /// (the name alone is shown in `config`).
+    #[serde(serialize_with = "signal_name")]
+    pub signal: Option<(i32, String)>,
+    /// Leak-trend detection on heap used after mark-compacts (`MEMGUARD_LEAK`).
+    pub leak: bool,
+    pub leak_window: u32,
+    pub leak_min_growth: u64,
+    /// A capture when a leak is detected (`MEMGUARD_LEAK_SNAPSHOT`).
+    pub leak_snapshot: bool,
+    /// Cap on the total size of all bundles under `dir` (`MEMGUARD_MAX_DISK`).
+    pub max_disk: Option<u64>,
+}
+
+/// `MEMGUARD_RSS_LIMIT`: a fixed size, or the memory cgroup's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RssLimit {
+    Bytes(u64),
+    Auto,
 }
 
 impl Config {
@@ -94,6 +138,14 @@ impl Config {
             snapshot: SnapshotMode::Auto,
             memory_limit: None,
             heap_thresholds: Vec::new(),
+            rss_limit: None,
+            rss_threshold: DEFAULT_RSS_THRESHOLD,
+            signal: None,
+            leak: true,
+            leak_window: DEFAULT_LEAK_WINDOW,
+            leak_min_growth: DEFAULT_LEAK_MIN_GROWTH,
+            leak_snapshot: false,
+            max_disk: None,
         }
     }
 
@@ -194,6 +246,69 @@ impl Config {
                         "none",
                     )),
                 },
+                "MEMGUARD_RSS_LIMIT" => match value.to_ascii_lowercase().as_str() {
+                    "" | "off" | "none" => config.rss_limit = None,
+                    "auto" => config.rss_limit = Some(RssLimit::Auto),
+                    _ => match parse_size(value) {
+                        Some(bytes) if bytes >= 16 << 20 => config.rss_limit = Some(RssLimit::Bytes(bytes)),
+                        _ => warnings.push(bad(
+                            name,
+                            raw,
+                            "is not auto, off or a size of at least 16MiB (e.g. 512MB, 2GiB)",
+                            "off",
+                        )),
+                    },
+                },
+                "MEMGUARD_RSS_THRESHOLD" => match value.parse::<f64>() {
+                    Ok(f) if f > 0.0 && f <= 1.0 => config.rss_threshold = f,
+                    _ => warnings.push(bad(
+                        name,
+                        raw,
+                        "is not a fraction above 0 and at most 1 (e.g. 0.8)",
+                        &DEFAULT_RSS_THRESHOLD.to_string(),
+                    )),
+                },
+                "MEMGUARD_SIGNAL" => match parse_signal(value) {
+                    Ok(signal) => config.signal = signal,
+                    Err(problem) => warnings.push(bad(name, raw, problem, "none")),
+                },
+                "MEMGUARD_LEAK" => match parse_switch(value) {
+                    Some(on) => config.leak = on,
+                    None => warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", "on")),
+                },
+                "MEMGUARD_LEAK_WINDOW" => match value.parse::<u32>() {
+                    Ok(n) if LEAK_WINDOW_RANGE.contains(&n) => config.leak_window = n,
+                    _ => warnings.push(bad(
+                        name,
+                        raw,
+                        &format!(
+                            "is not a whole number of mark-compacts from {} to {}",
+                            LEAK_WINDOW_RANGE.start(),
+                            LEAK_WINDOW_RANGE.end()
+                        ),
+                        &DEFAULT_LEAK_WINDOW.to_string(),
+                    )),
+                },
+                "MEMGUARD_LEAK_MIN_GROWTH" => match parse_size(value) {
+                    Some(bytes) => config.leak_min_growth = bytes,
+                    None => warnings.push(bad(name, raw, "is not a size (e.g. 8MiB)", "8MiB")),
+                },
+                "MEMGUARD_LEAK_SNAPSHOT" => match parse_switch(value) {
+                    Some(on) => config.leak_snapshot = on,
+                    None => warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", "off")),
+                },
+                "MEMGUARD_MAX_DISK" => match value.to_ascii_lowercase().as_str() {
+                    "" | "off" | "none" => config.max_disk = None,
+                    _ => match parse_size(value) {
+                        Some(bytes) if bytes >= 1 << 20 => config.max_disk = Some(bytes),
+                        _ => warnings.push(bad(
+                            name,
+                            raw,
+                            "is not off or a size of at least 1MiB (e.g. 2GiB)",
+                            "off",
+                        )),
+                    },
+                },
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
                     KNOWN_VARS.join(", ")
@@ -250,6 +365,42 @@ fn parse_fractions(value: &str) -> Option<Vec<f64>> {
     list.sort_by(f64::total_cmp);
     list.dedup();
     (list.len() <= 8).then_some(list)
+}
+
+fn signal_name<S: serde::Serializer>(signal: &Option<(i32, String)>, s: S) -> Result<S::Ok, S::Error> {
+    signal.as_ref().map(|(_, name)| name).serialize(s)
+}
+
+/// `SIGUSR2`, `USR2`, `sigusr2` or a number. SIGUSR1 is Node's (it starts
+/// the inspector); SIGKILL and SIGSTOP cannot be caught; the fatal ones
+/// (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) must keep their meaning.
+fn parse_signal(value: &str) -> Result<Option<(i32, String)>, &'static str> {
+    const CATCHABLE: &[(&str, i32)] = &[
+        ("SIGUSR2", libc::SIGUSR2),
+        ("SIGHUP", libc::SIGHUP),
+        ("SIGWINCH", libc::SIGWINCH),
+        ("SIGURG", libc::SIGURG),
+        ("SIGPWR", libc::SIGPWR),
+        ("SIGTTIN", libc::SIGTTIN),
+        ("SIGTTOU", libc::SIGTTOU),
+        ("SIGXCPU", libc::SIGXCPU),
+        ("SIGXFSZ", libc::SIGXFSZ),
+        ("SIGVTALRM", libc::SIGVTALRM),
+        ("SIGPROF", libc::SIGPROF),
+    ];
+    let upper = value.to_ascii_uppercase();
+    if upper.is_empty() || upper == "OFF" || upper == "NONE" {
+        return Ok(None);
+    }
+    let full = if upper.starts_with("SIG") || upper.parse::<i32>().is_ok() { upper } else { format!("SIG{upper}") };
+    if full == "SIGUSR1" || full == libc::SIGUSR1.to_string() {
+        return Err("is SIGUSR1, which Node uses to start its inspector; use SIGUSR2");
+    }
+    let found = CATCHABLE.iter().find(|(n, num)| *n == full || num.to_string() == full);
+    match found {
+        Some((n, num)) => Ok(Some((*num, n.to_string()))),
+        None => Err("is not a signal memguard can listen on (e.g. SIGUSR2)"),
+    }
 }
 
 fn bad(name: &str, raw: &str, problem: &str, default: &str) -> String {
@@ -391,6 +542,73 @@ mod tests {
             assert!(c.heap_thresholds.is_empty(), "{bad:?}");
             assert!(w[0].starts_with("MEMGUARD_HEAP_THRESHOLDS="), "{}", w[0]);
         }
+    }
+
+    #[test]
+    fn rss_watchdog_settings() {
+        let (c, w) = parse(&[("MEMGUARD_RSS_LIMIT", "512MB"), ("MEMGUARD_RSS_THRESHOLD", "0.75")]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.rss_limit, Some(RssLimit::Bytes(512_000_000)));
+        assert_eq!(c.rss_threshold, 0.75);
+        assert_eq!(parse(&[("MEMGUARD_RSS_LIMIT", "Auto")]).0.rss_limit, Some(RssLimit::Auto));
+        assert_eq!(parse(&[]).0.rss_limit, None);
+        assert_eq!(parse(&[]).0.rss_threshold, 0.8);
+        for bad in ["lots", "1MB", "-5"] {
+            let (c, w) = parse(&[("MEMGUARD_RSS_LIMIT", bad)]);
+            assert_eq!(c.rss_limit, None, "{bad:?}");
+            assert!(w[0].starts_with(&format!("MEMGUARD_RSS_LIMIT={bad:?} is not auto, off or a size")), "{}", w[0]);
+        }
+        for bad in ["0", "1.5", "high"] {
+            let (c, w) = parse(&[("MEMGUARD_RSS_THRESHOLD", bad)]);
+            assert_eq!(c.rss_threshold, 0.8, "{bad:?}");
+            assert!(w[0].ends_with("using the default 0.8"), "{}", w[0]);
+        }
+    }
+
+    #[test]
+    fn signal_names() {
+        let usr2 = Some((libc::SIGUSR2, "SIGUSR2".to_string()));
+        for spelling in ["SIGUSR2", "usr2", "sigusr2", &libc::SIGUSR2.to_string()] {
+            let (c, w) = parse(&[("MEMGUARD_SIGNAL", spelling)]);
+            assert!(w.is_empty(), "{spelling:?}: {w:?}");
+            assert_eq!(c.signal, usr2, "{spelling:?}");
+        }
+        assert_eq!(parse(&[]).0.signal, None);
+        let (c, w) = parse(&[("MEMGUARD_SIGNAL", "SIGUSR1")]);
+        assert_eq!(c.signal, None);
+        assert!(w[0].contains("Node uses to start its inspector"), "{}", w[0]);
+        for bad in ["SIGKILL", "SIGSEGV", "SIGTERM", "bogus", "9"] {
+            let (c, w) = parse(&[("MEMGUARD_SIGNAL", bad)]);
+            assert_eq!(c.signal, None, "{bad:?}");
+            assert_eq!(w.len(), 1, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn leak_settings() {
+        let c = parse(&[]).0;
+        assert!(c.leak && !c.leak_snapshot);
+        assert_eq!((c.leak_window, c.leak_min_growth), (20, 8 << 20));
+        let (c, w) = parse(&[
+            ("MEMGUARD_LEAK_WINDOW", "8"),
+            ("MEMGUARD_LEAK_MIN_GROWTH", "1MiB"),
+            ("MEMGUARD_LEAK_SNAPSHOT", "on"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!((c.leak_window, c.leak_min_growth, c.leak_snapshot), (8, 1 << 20, true));
+        let (c, w) = parse(&[("MEMGUARD_LEAK_WINDOW", "2"), ("MEMGUARD_LEAK", "nope")]);
+        assert_eq!(c.leak_window, 20);
+        assert!(c.leak);
+        assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn max_disk() {
+        assert_eq!(parse(&[("MEMGUARD_MAX_DISK", "2GiB")]).0.max_disk, Some(2 << 30));
+        assert_eq!(parse(&[]).0.max_disk, None);
+        let (c, w) = parse(&[("MEMGUARD_MAX_DISK", "10")]);
+        assert_eq!(c.max_disk, None);
+        assert!(w[0].starts_with(r#"MEMGUARD_MAX_DISK="10" is not off or a size"#), "{}", w[0]);
     }
 
     #[test]
