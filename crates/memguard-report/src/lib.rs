@@ -12,9 +12,12 @@
 //! - `report`      — the `--json` schema (the one structure every output renders)
 //! - `terminal`, `html` — renderings of a `Report`
 
+pub mod allocations;
 pub mod error;
+pub mod input;
 pub mod report;
 pub mod snapshot;
+pub mod timeline;
 
 pub use error::ReportError;
 pub use report::Report;

@@ -161,6 +161,8 @@ pub struct GcPause {
     pub t: f64,
     pub kind: String,
     pub ms: f64,
+    /// Heap used after this GC (KB precision, as recorded).
+    pub heap_after: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -179,6 +181,10 @@ pub struct LeakVerdict {
     /// Bytes per minute of heap used after mark-compacts (Theil–Sen slope).
     pub slope_bytes_per_min: f64,
     pub mark_compacts: u64,
+    /// Time from the first to the last mark-compact.
+    pub span_ms: f64,
+    /// The slope times the span: how much the fitted line rose.
+    pub growth_bytes: f64,
 }
 
 // ---------------------------------------------------------------- allocations

@@ -1,0 +1,146 @@
+//! `allocations-<seq>.heapprofile` (DevTools' `SamplingHeapProfile`) → the
+//! top allocation sites, ranked by the same rules as `summary.json`'s
+//! (memguard-core's `top_sites`: one site per function and position, bytes
+//! sampled inside builtins count for their JS caller).
+
+use std::io::BufReader;
+use std::path::Path;
+
+use memguard_core::heapprofile::{top_sites, ProfileNode};
+use serde::Deserialize;
+
+use crate::report::{AllocationSite, AllocationSummary};
+use crate::ReportError;
+
+#[derive(Deserialize)]
+struct Profile {
+    head: Node,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Node {
+    call_frame: CallFrame,
+    #[serde(default)]
+    self_size: u64,
+    #[serde(default)]
+    children: Vec<Node>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallFrame {
+    #[serde(default)]
+    function_name: String,
+    #[serde(default)]
+    url: String,
+    /// 0-based in the protocol.
+    #[serde(default)]
+    line_number: i32,
+    #[serde(default)]
+    column_number: i32,
+}
+
+pub fn read(path: &Path, top: usize) -> Result<AllocationSummary, ReportError> {
+    let file = std::fs::File::open(path).map_err(|source| ReportError::Io { path: path.into(), source })?;
+    let mut de = serde_json::Deserializer::from_reader(BufReader::new(file));
+    // Call trees of real services nest deeper than serde_json's default limit
+    // of 128 (two levels per frame); memguard writes at most 256 frames deep.
+    de.disable_recursion_limit();
+    let profile: Profile = serde::Deserialize::deserialize(&mut de)
+        .and_then(|p| de.end().map(|()| p))
+        .map_err(|e| ReportError::Usage(format!("{}: not an allocation profile: {e}", path.display())))?;
+    Ok(summarize(path, &profile.head, top))
+}
+
+fn summarize(path: &Path, head: &Node, top: usize) -> AllocationSummary {
+    let nodes = flatten(head);
+    let total_bytes = nodes.iter().map(|n| n.self_size).sum();
+    let sites = top_sites(&nodes, top)
+        .into_iter()
+        .map(|s| AllocationSite {
+            function: s.function_name,
+            url: s.url,
+            line: s.line.max(0) as u32,
+            column: s.column.max(0) as u32,
+            bytes: s.bytes,
+        })
+        .collect();
+    AllocationSummary { file: path.display().to_string(), total_bytes, sites }
+}
+
+/// The tree as memguard-core's flat node list (parent ids, 1-based positions).
+/// Ids are renumbered: a profile from elsewhere may repeat or omit them.
+fn flatten(head: &Node) -> Vec<ProfileNode> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(&Node, u32)> = vec![(head, 0)];
+    while let Some((node, parent)) = stack.pop() {
+        let id = out.len() as u32 + 1;
+        let f = &node.call_frame;
+        out.push(ProfileNode {
+            id,
+            parent,
+            function_name: f.function_name.clone(),
+            url: f.url.clone(),
+            script_id: 0,
+            line: f.line_number + 1,
+            column: f.column_number + 1,
+            self_size: node.self_size,
+        });
+        stack.extend(node.children.iter().rev().map(|c| (c, id)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::tests::tempdir::Dir;
+    use memguard_core::heapprofile::to_cdp;
+
+    fn node(id: u32, parent: u32, name: &str, url: &str, line: i32, self_size: u64) -> ProfileNode {
+        ProfileNode { id, parent, function_name: name.into(), url: url.into(), script_id: 1, line, column: 5, self_size }
+    }
+
+    /// Written exactly as memguard writes it (memguard-core's `to_cdp`), read back here.
+    #[test]
+    fn reads_what_memguard_writes() {
+        let nodes = vec![
+            node(1, 0, "(root)", "", 0, 0),
+            node(2, 1, "main", "file:///app.js", 1, 100),
+            node(3, 2, "leak", "file:///app.js", 10, 5000),
+            node(4, 2, "churn", "file:///app.js", 20, 300),
+            node(5, 4, "repeat", "", 0, 700), // a builtin: counts for churn
+        ];
+        let dir = Dir::new();
+        let path = dir.path().join("allocations-1.heapprofile");
+        std::fs::write(&path, to_cdp(&nodes, &[]).to_string()).unwrap();
+        let a = read(&path, 10).unwrap();
+        assert_eq!(a.total_bytes, 6100);
+        let sites: Vec<(&str, u32, u32, u64)> = a.sites.iter().map(|s| (s.function.as_str(), s.line, s.column, s.bytes)).collect();
+        assert_eq!(sites, [("leak", 10, 5, 5000), ("churn", 20, 5, 1000), ("main", 1, 5, 100)]);
+        assert_eq!(read(&path, 1).unwrap().sites.len(), 1);
+    }
+
+    #[test]
+    fn deep_call_trees_parse() {
+        let mut nodes = vec![node(1, 0, "(root)", "", 0, 0)];
+        for id in 2..300 {
+            nodes.push(node(id, id - 1, "recurse", "file:///r.js", 3, 1));
+        }
+        let dir = Dir::new();
+        let path = dir.path().join("allocations-1.heapprofile");
+        std::fs::write(&path, to_cdp(&nodes, &[]).to_string()).unwrap();
+        let a = read(&path, 10).unwrap();
+        assert_eq!(a.sites[0].function, "recurse");
+    }
+
+    #[test]
+    fn not_a_profile_is_an_error() {
+        let dir = Dir::new();
+        let path = dir.path().join("allocations-1.heapprofile");
+        std::fs::write(&path, "{\"head\": ").unwrap();
+        let e = read(&path, 10).unwrap_err().to_string();
+        assert!(e.contains("not an allocation profile"), "{e}");
+    }
+}
