@@ -7,12 +7,14 @@
 // exports the API. It never throws at load time: a problem becomes one
 // `memguard:` line on stderr and an inactive API; the host runs on.
 
+const { EventEmitter } = require('node:events');
 const fs = require('node:fs');
 const path = require('node:path');
 const { threadId, isMainThread } = require('node:worker_threads');
 
 // One instance per thread even if two copies of the package get loaded.
 const INSTANCE = Symbol.for('memguard.instance');
+const EVENT_TICK_MS = 1000;
 
 function binaryDir() {
   return path.join(__dirname, 'build');
@@ -94,8 +96,10 @@ function create() {
     if (!off) process.stderr.write(`memguard: error: ${err.message}; memguard is inactive\n`);
   }
   const detach = state.active && state.config.timeline ? record(binding, state.config.intervalMs) : () => {};
+  const api = new EventEmitter();
+  const stopEvents = state.active ? deliverEvents(binding, api) : () => {};
 
-  return {
+  return Object.defineProperties(api, Object.getOwnPropertyDescriptors({
     /** True while memguard guards this thread. */
     get active() {
       return state.active;
@@ -129,10 +133,24 @@ function create() {
     /** Stops guarding this thread (hooks removed, timeline closed). */
     stop() {
       detach();
+      stopEvents();
       if (binding) binding.stop();
       state = { ...state, active: false };
     },
-  };
+  }));
+}
+
+// Events noticed inside V8's callbacks (where no JS may run) wait in the
+// binding; an unref'd timer hands them to listeners — `memguard.on('leak',
+// info)`. The same tick lets JS run at least once a second, so a capture
+// requested by the RSS watchdog or the signal (at V8's next interrupt check)
+// happens even in a process that is otherwise idle.
+function deliverEvents(binding, api) {
+  const timer = setInterval(() => {
+    for (const event of binding.takeEvents()) api.emit(event.type, event.info);
+  }, EVENT_TICK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 // The flight recorder's JS side: a heap sample every `intervalMs` from an

@@ -9,7 +9,10 @@ use std::time::Instant;
 use chrono::{SecondsFormat, Utc};
 use memguard_core::log;
 use memguard_core::afford::{self, Skip};
+use memguard_core::config::RssLimit;
 use memguard_core::heapprofile;
+use memguard_core::leak::Leak;
+use memguard_core::watchdog::RssCrossing;
 use memguard_core::procmem::{self, Cgroup};
 use memguard_core::manifest::{Capture, FileRecord, HeapLimit};
 use memguard_core::writer::Writer;
@@ -27,6 +30,12 @@ pub enum Trigger {
     /// Heap used after a mark-compact (`used`, a fraction of the initial
     /// limit) reached the threshold `fraction`.
     HeapThreshold { fraction: f64, used: f64 },
+    /// The RSS watchdog saw the process cross its threshold.
+    Rss(RssCrossing),
+    /// `MEMGUARD_SIGNAL` arrived (its name).
+    Signal(String),
+    /// The leak trend found steady growth.
+    Leak(Leak),
     Api(Option<String>),
 }
 
@@ -48,6 +57,8 @@ enum StackAt {
 pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     let started = Instant::now();
     let seq = guard.next_seq();
+    const MB: f64 = 1024.0 * 1024.0;
+    let mut detail = None;
     let (trigger_name, reason, heap_limit, stack_at) = match trigger {
         Trigger::NearHeapLimit(limit) => ("near-heap-limit", None, Some(limit), StackAt::NextInterrupt),
         Trigger::HeapThreshold { fraction, used } => (
@@ -56,6 +67,28 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
             None,
             StackAt::Now,
         ),
+        Trigger::Rss(crossing) => {
+            detail = serde_json::to_value(crossing).ok();
+            let reason = format!(
+                "RSS {:.0} MB reached {} of the {:.0} MB limit ({})",
+                crossing.rss_bytes as f64 / MB,
+                crossing.threshold,
+                crossing.limit_bytes as f64 / MB,
+                crossing.source
+            );
+            ("rss", Some(reason), None, StackAt::Now)
+        }
+        Trigger::Signal(name) => ("signal", Some(format!("{name} received")), None, StackAt::Now),
+        Trigger::Leak(leak) => {
+            let reason = format!(
+                "heap used after mark-compacts grew {:.1} MB over the last {} ({:.1} MB/min)",
+                leak.growth_bytes as f64 / MB,
+                leak.mark_compacts,
+                leak.bytes_per_minute / MB
+            );
+            detail = serde_json::to_value(&leak).ok();
+            ("leak", Some(reason), None, StackAt::Now)
+        }
         Trigger::Api(reason) => ("api", reason, None, StackAt::Never),
     };
     let file_name = format!("heap-{seq}.heapsnapshot.gz");
@@ -66,6 +99,8 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
             trigger: trigger_name.into(),
             reason,
             time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            rss_bytes: procmem::rss_bytes(),
+            detail,
             heap: guard.isolate.heap_stats(),
             spaces: guard.isolate.space_stats(),
             heap_limit,
@@ -224,8 +259,13 @@ fn stack_when_js_resumes(index: usize) {
 /// Whether the snapshot fits in the memory the process can still take.
 fn affordable(guard: &Guard, index: usize) -> Result<(), Skip> {
     let used = guard.manifest.borrow().captures[index].heap.used_heap_size;
+    // A fixed RSS limit is the user's word on what the process may use.
+    let rss_limit = match guard.config.rss_limit {
+        Some(RssLimit::Bytes(bytes)) => Some((bytes, "MEMGUARD_RSS_LIMIT")),
+        _ => None,
+    };
     let headroom = afford::headroom(
-        guard.config.memory_limit,
+        guard.config.memory_limit.map(|bytes| (bytes, "MEMGUARD_MEMORY_LIMIT")).or(rss_limit),
         procmem::rss_bytes(),
         guard.cgroup.as_ref().and_then(Cgroup::read),
         procmem::mem_available(),

@@ -9,10 +9,11 @@ use std::rc::Rc;
 use memguard_core::bundle::Bundle;
 use memguard_core::config::Config;
 use memguard_core::heapprofile::{ProfileNode, ProfileSample};
+use memguard_core::leak::LeakTrend;
 use memguard_core::log;
 use memguard_core::manifest::{HeapLimit, Manifest, TimelineSummary};
 use memguard_core::procmem::Cgroup;
-use memguard_core::recorder::TIMELINE_FILE;
+use memguard_core::recorder::{now_ms, TIMELINE_FILE};
 use memguard_core::writer::Writer;
 use serde_json::{json, Value};
 
@@ -61,6 +62,12 @@ pub struct Guard {
     /// The heap limit at start: thresholds are fractions of it (not of a
     /// limit raised for a near-limit snapshot).
     initial_heap_limit: u64,
+    /// Heap used after mark-compacts, judged for steady growth (`MEMGUARD_LEAK`).
+    leak_trend: RefCell<Option<LeakTrend>>,
+    /// A leak capture was taken (`MEMGUARD_LEAK_SNAPSHOT`): one per thread.
+    leak_captured: Cell<bool>,
+    /// Events for JS listeners (`memguard.on('leak')`), collected by index.js.
+    pub events: RefCell<Vec<Value>>,
 }
 
 impl Guard {
@@ -84,6 +91,9 @@ impl Guard {
             cgroup: Cgroup::discover(),
             thresholds_armed: RefCell::new(vec![true; config.heap_thresholds.len()]),
             initial_heap_limit: isolate.heap_stats().heap_size_limit,
+            leak_trend: RefCell::new(config.leak.then(|| LeakTrend::new(config.leak_window, config.leak_min_growth))),
+            leak_captured: Cell::new(false),
+            events: RefCell::new(Vec::new()),
             isolate,
             config,
             bundle,
@@ -137,7 +147,7 @@ impl Guard {
     /// Starts watching every GC (for the timeline and the heap thresholds),
     /// and writes the first `summary.json` naming the timeline.
     pub fn start_recording(self: &Rc<Self>) {
-        if self.timeline.is_some() || !self.config.heap_thresholds.is_empty() {
+        if self.timeline.is_some() || !self.config.heap_thresholds.is_empty() || self.config.leak {
             *self.gc_hook.borrow_mut() = Some(GcHook::install(self.isolate, self));
         }
         if let Some(timeline) = &self.timeline {
@@ -176,6 +186,7 @@ impl Guard {
     /// signal): record how, write the rest of the timeline and the final
     /// manifest, and stop every callback. Idempotent.
     pub fn shutdown(&self, ended: Value) {
+        crate::remote::unregister(self.manifest.borrow().thread_id);
         self.unwatch();
         drop(self.gc_hook.borrow_mut().take());
         if self.sampling.replace(false) {
@@ -247,6 +258,33 @@ impl Guard {
             });
         }
     }
+
+    /// After a mark-compact: one more point for the leak trend. A verdict
+    /// goes to the timeline (`leak` marker), to JS listeners, to stderr, and
+    /// — with `MEMGUARD_LEAK_SNAPSHOT` — to a capture at the next interrupt.
+    fn check_leak(&self) {
+        let used = self.isolate.used_heap_size();
+        let Some(leak) = self.leak_trend.borrow_mut().as_mut().and_then(|t| t.observe(now_ms(), used)) else {
+            return;
+        };
+        let info = serde_json::to_value(&leak).unwrap_or_default();
+        self.mark("leak", info.clone());
+        self.events.borrow_mut().push(json!({ "type": "leak", "info": info }));
+        log::info(&format!(
+            "the heap is growing steadily: {:.1} MB over the last {} mark-compacts ({:.1} MB/min){}",
+            leak.growth_bytes as f64 / (1 << 20) as f64,
+            leak.mark_compacts,
+            leak.bytes_per_minute / (1 << 20) as f64,
+            thread_note(self.manifest.borrow().thread_id),
+        ));
+        if self.config.leak_snapshot && !self.leak_captured.replace(true) {
+            self.isolate.request_interrupt(move |_| {
+                if let Some(guard) = current() {
+                    let _ = capture::capture(&guard, Trigger::Leak(leak));
+                }
+            });
+        }
+    }
 }
 
 impl GcHandler for Guard {
@@ -254,8 +292,13 @@ impl GcHandler for Guard {
         if let Some(timeline) = &self.timeline {
             timeline.gc(phase, kind, flags);
         }
-        if phase == GcPhase::End && kind == MARK_COMPACT && !self.config.heap_thresholds.is_empty() {
-            self.check_thresholds();
+        if phase == GcPhase::End && kind == MARK_COMPACT {
+            if !self.config.heap_thresholds.is_empty() {
+                self.check_thresholds();
+            }
+            if self.config.leak {
+                self.check_leak();
+            }
         }
     }
 }

@@ -3,8 +3,10 @@
 
 mod capture;
 mod guard;
+mod remote;
 mod timeline;
 mod v8;
+mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +73,8 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
         guard.watch_near_heap_limit();
     }
     guard::set_current(guard.clone());
+    remote::register(info.thread_id, isolate);
+    watch::start_once(&guard.config, guard.cgroup.as_ref());
     guard.start_allocation_sampling();
     guard.start_recording();
     // A worker's isolate goes away with the worker: drop our callbacks first.
@@ -175,6 +179,12 @@ pub fn timeline(last: u32) -> Vec<String> {
         .and_then(|g| g.timeline.clone())
         .map(|t| t.shared.last(last as usize))
         .unwrap_or_default()
+}
+
+/// Events for JS listeners since the last call (`[{type, info}]`), oldest first.
+#[napi]
+pub fn take_events() -> Vec<Value> {
+    guard::current().map(|g| std::mem::take(&mut *g.events.borrow_mut())).unwrap_or_default()
 }
 
 /// The current sampling heap profile in DevTools' `SamplingHeapProfile`

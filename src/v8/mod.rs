@@ -70,7 +70,10 @@ extern "C" {
     ) -> c_int;
     fn mg_current_stack(isolate: *mut c_void, max_frames: c_int, fn_: FrameFn, data: *mut c_void) -> c_int;
     fn mg_request_interrupt(isolate: *mut c_void, fn_: InterruptFn, data: *mut c_void);
+    fn mg_watch_signal(signum: c_int, fn_: SignalFn, data: *mut c_void) -> c_int;
 }
+
+type SignalFn = extern "C" fn(*mut c_void);
 
 /// The V8 isolate of the calling thread. Not `Send`: V8 may only be called on
 /// the isolate's own thread, so the handle cannot leave it.
@@ -378,21 +381,73 @@ impl Isolate {
 
 type InterruptTask = Box<dyn FnOnce(Isolate)>;
 
+extern "C" fn run_interrupt(data: *mut c_void) {
+    // SAFETY: `data` is a Box<InterruptTask> leaked by a request below; V8
+    // runs each interrupt once.
+    let task = unsafe { Box::from_raw(data as *mut InterruptTask) };
+    if let Some(isolate) = Isolate::current() {
+        let _ = catch_unwind(AssertUnwindSafe(move || task(isolate)));
+    }
+}
+
 impl Isolate {
+    /// A handle that other threads may use to ask this isolate for an
+    /// interrupt (see `RemoteIsolate`).
+    pub fn remote(self) -> RemoteIsolate {
+        RemoteIsolate { ptr: self.ptr }
+    }
+
     /// Runs `task` on this isolate's thread when JS next checks for
     /// interrupts (soon, even in a loop that never yields). If the isolate
     /// goes away first, the task is never run.
     pub fn request_interrupt(self, task: impl FnOnce(Isolate) + 'static) {
-        extern "C" fn trampoline(data: *mut c_void) {
-            // SAFETY: `data` is the Box<InterruptTask> leaked below; V8 runs
-            // each interrupt once.
-            let task = unsafe { Box::from_raw(data as *mut InterruptTask) };
-            if let Some(isolate) = Isolate::current() {
-                let _ = catch_unwind(AssertUnwindSafe(move || task(isolate)));
-            }
-        }
         let task: Box<InterruptTask> = Box::new(Box::new(task));
-        // SAFETY: live isolate of this thread; the task is freed by the trampoline.
-        unsafe { mg_request_interrupt(self.ptr.as_ptr(), trampoline, Box::into_raw(task) as *mut c_void) };
+        // SAFETY: live isolate of this thread; the task is freed by run_interrupt.
+        unsafe { mg_request_interrupt(self.ptr.as_ptr(), run_interrupt, Box::into_raw(task) as *mut c_void) };
     }
+}
+
+/// An isolate as seen from another thread: the one thing such a thread may
+/// do is ask for an interrupt (`Isolate::RequestInterrupt` is thread-safe).
+/// It must not outlive the isolate: the owner of a `RemoteIsolate` keeps it
+/// where the isolate's thread can take it away (under a lock) before the
+/// isolate goes (see `remote.rs`).
+pub struct RemoteIsolate {
+    ptr: NonNull<c_void>,
+}
+
+// SAFETY: only RequestInterrupt is reachable through it, which V8 allows
+// from any thread; liveness is the owner's contract (above).
+unsafe impl Send for RemoteIsolate {}
+
+impl RemoteIsolate {
+    /// Runs `task` on the isolate's thread at its next interrupt check.
+    ///
+    /// # Safety
+    /// The isolate must still be alive: call it only while holding the lock
+    /// under which the isolate's thread removes this handle before teardown.
+    pub unsafe fn request_interrupt(&self, task: impl FnOnce(Isolate) + Send + 'static) {
+        let task: Box<InterruptTask> = Box::new(Box::new(task));
+        mg_request_interrupt(self.ptr.as_ptr(), run_interrupt, Box::into_raw(task) as *mut c_void);
+    }
+}
+
+/// Calls `on_signal` on a background thread (its own libuv loop) each time
+/// `signum` arrives, for the rest of the process. It runs there, not on a JS
+/// thread: it must not call V8 other than through a `RemoteIsolate`.
+/// `false` if the signal could not be watched.
+pub fn watch_signal(signum: i32, on_signal: Box<dyn Fn() + Send + Sync>) -> bool {
+    extern "C" fn trampoline(data: *mut c_void) {
+        // SAFETY: `data` is the leaked Box below, alive for the process.
+        let on_signal = unsafe { &*(data as *const Box<dyn Fn() + Send + Sync>) };
+        let _ = catch_unwind(AssertUnwindSafe(on_signal));
+    }
+    let data = Box::into_raw(Box::new(on_signal));
+    // SAFETY: `data` is leaked on success (the watch lasts for the process)
+    // and taken back on failure, when the shim keeps no reference to it.
+    let ok = unsafe { mg_watch_signal(signum, trampoline, data as *mut c_void) } != 0;
+    if !ok {
+        drop(unsafe { Box::from_raw(data) });
+    }
+    ok
 }

@@ -7,6 +7,8 @@
 
 #include <v8.h>
 #include <v8-profiler.h>
+#include <uv.h>
+#include <pthread.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -271,4 +273,58 @@ void RunInterrupt(v8::Isolate*, void* data) {
 // inside JS that never yields to the event loop.
 MG_EXPORT void mg_request_interrupt(void* isolate, mg_interrupt_fn fn, void* data) {
   As(isolate)->RequestInterrupt(RunInterrupt, new Interrupt{fn, data});
+}
+
+// --- A signal that works while JS never yields ---------------------------------
+
+typedef void (*mg_signal_fn)(void* data);
+
+namespace {
+// A libuv loop of our own on a thread of our own. libuv's signal handler
+// (process-wide) writes to the pipe of every loop with a handle for the
+// signal: ours wakes here even while the JS thread is stuck in a loop, and
+// the app's own process.on(signal) handlers, on Node's loop, still fire.
+struct SignalWatch {
+  uv_loop_t loop;
+  uv_signal_t handle;
+  mg_signal_fn fn;
+  void* data;
+};
+
+void OnSignal(uv_signal_t* handle, int) {
+  auto* watch = static_cast<SignalWatch*>(handle->data);
+  watch->fn(watch->data);
+}
+
+void* RunSignalLoop(void* arg) {
+  uv_run(&static_cast<SignalWatch*>(arg)->loop, UV_RUN_DEFAULT);
+  return nullptr;
+}
+}  // namespace
+
+// Calls `fn(data)` on a background thread each time `signum` arrives, for
+// the life of the process. Returns 0 (and changes nothing) on failure.
+MG_EXPORT int mg_watch_signal(int signum, mg_signal_fn fn, void* data) {
+  auto* watch = new SignalWatch{};
+  watch->fn = fn;
+  watch->data = data;
+  if (uv_loop_init(&watch->loop) != 0) {
+    delete watch;
+    return 0;
+  }
+  watch->handle.data = watch;
+  if (uv_signal_init(&watch->loop, &watch->handle) != 0 || uv_signal_start(&watch->handle, OnSignal, signum) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&watch->handle), nullptr);
+    uv_run(&watch->loop, UV_RUN_NOWAIT);
+    uv_loop_close(&watch->loop);
+    delete watch;
+    return 0;
+  }
+  pthread_t thread;
+  if (pthread_create(&thread, nullptr, RunSignalLoop, watch) != 0) {
+    uv_signal_stop(&watch->handle);
+    return 0;  // the loop and handle stay allocated: a few bytes, once
+  }
+  pthread_detach(thread);
+  return 1;
 }

@@ -21,21 +21,22 @@ pub const SNAPSHOT_BYTES_PER_HEAP_BYTE: u64 = 15;
 #[serde(rename_all = "camelCase")]
 pub struct Headroom {
     pub available_bytes: u64,
-    /// `MEMGUARD_MEMORY_LIMIT`, `cgroup` or `MemAvailable`.
+    /// `MEMGUARD_MEMORY_LIMIT`, `MEMGUARD_RSS_LIMIT`, `cgroup` or `MemAvailable`.
     pub source: &'static str,
 }
 
 /// The tightest known bound: an explicit limit (minus RSS), else the
 /// container's limit (minus its usage), else the kernel's MemAvailable.
+/// `memory_limit` is an explicit limit and the variable it came from.
 pub fn headroom(
-    memory_limit: Option<u64>,
+    memory_limit: Option<(u64, &'static str)>,
     rss: Option<u64>,
     cgroup: Option<CgroupMemory>,
     mem_available: Option<u64>,
 ) -> Option<Headroom> {
-    if let Some(limit) = memory_limit {
+    if let Some((limit, source)) = memory_limit {
         let available_bytes = limit.saturating_sub(rss.unwrap_or(0));
-        return Some(Headroom { available_bytes, source: "MEMGUARD_MEMORY_LIMIT" });
+        return Some(Headroom { available_bytes, source });
     }
     let container = cgroup.and_then(|c| c.limit.map(|limit| limit.saturating_sub(c.usage)));
     match (container, mem_available) {
@@ -96,7 +97,7 @@ mod tests {
 
     #[test]
     fn explicit_limit_wins_and_counts_rss() {
-        let h = headroom(Some(1000 * MB), Some(300 * MB), None, Some(20_000 * MB)).unwrap();
+        let h = headroom(Some((1000 * MB, "MEMGUARD_MEMORY_LIMIT")), Some(300 * MB), None, Some(20_000 * MB)).unwrap();
         assert_eq!(h, Headroom { available_bytes: 700 * MB, source: "MEMGUARD_MEMORY_LIMIT" });
     }
 

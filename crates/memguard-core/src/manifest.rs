@@ -75,10 +75,16 @@ pub struct HeapLimit {
 #[serde(rename_all = "camelCase")]
 pub struct Capture {
     pub seq: u32,
-    /// `near-heap-limit` or `api`.
+    /// `near-heap-limit`, `heap-threshold`, `rss`, `signal`, `leak` or `api`.
     pub trigger: String,
     pub reason: Option<String>,
     pub time: String,
+    /// Resident memory of the process when the capture began.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// The trigger's own facts (the RSS crossing, the leak verdict, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
     pub heap: HeapStats,
     pub spaces: Vec<SpaceStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,6 +198,8 @@ mod tests {
             trigger: "api".into(),
             reason: Some("test".into()),
             time: "t".into(),
+            rss_bytes: Some(9),
+            detail: None,
             heap: HeapStats { used_heap_size: 5, ..Default::default() },
             spaces: vec![],
             heap_limit: None,

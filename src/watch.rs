@@ -1,0 +1,80 @@
+//! Process-wide triggers — the RSS watchdog and the capture signal — started
+//! once per process, with the settings of the first thread that loads
+//! memguard (normally the main thread). Both run off the JS thread and reach
+//! it only through `remote::request_main`: the capture itself runs on the
+//! main thread at its next interrupt check, even in a loop that never yields.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
+use memguard_core::config::Config;
+use memguard_core::log;
+use memguard_core::procmem::Cgroup;
+use memguard_core::watchdog::{self, RssPolicy};
+
+use crate::capture::{self, Trigger};
+use crate::{guard, remote, v8};
+
+pub fn start_once(config: &Config, cgroup: Option<&Cgroup>) {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        start_rss_watchdog(config, cgroup);
+        start_signal(config);
+    });
+}
+
+fn start_rss_watchdog(config: &Config, cgroup: Option<&Cgroup>) {
+    let Some(limit) = config.rss_limit else { return };
+    let (limit, source) = match watchdog::resolve_limit(limit, cgroup) {
+        Ok(found) => found,
+        Err(problem) => return log::warn_once(&format!("{problem}; the RSS watchdog is off")),
+    };
+    let threshold = config.rss_threshold;
+    let started = watchdog::spawn(RssPolicy::new(limit, threshold, source), |crossing| {
+        log::info(&format!(
+            "RSS is {} MB, {:.0} % of the {} MB limit ({}); capturing",
+            crossing.rss_bytes >> 20,
+            crossing.rss_bytes as f64 * 100.0 / crossing.limit_bytes as f64,
+            crossing.limit_bytes >> 20,
+            crossing.source
+        ));
+        remote::request_main(move |_| capture_here(Trigger::Rss(crossing)));
+    });
+    if started {
+        log::debug(&format!("RSS watchdog: capture at {threshold} of {} MB ({source})", limit >> 20));
+    } else {
+        log::warn_once("could not start the RSS watchdog thread; RSS is not watched");
+    }
+}
+
+fn start_signal(config: &Config) {
+    // One capture at a time: a burst of signals (a script in a loop) while
+    // one is pending or running adds nothing but pauses.
+    static PENDING: AtomicBool = AtomicBool::new(false);
+    let Some((signum, name)) = config.signal.clone() else { return };
+    let on_signal = {
+        let name = name.clone();
+        move || {
+            if PENDING.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            let name = name.clone();
+            if !remote::request_main(move |_| {
+                capture_here(Trigger::Signal(name));
+                PENDING.store(false, Ordering::Release);
+            }) {
+                PENDING.store(false, Ordering::Release);
+            }
+        }
+    };
+    if !v8::watch_signal(signum, Box::new(on_signal)) {
+        log::warn_once(&format!("MEMGUARD_SIGNAL: cannot listen for {name}; captures by signal are off"));
+    }
+}
+
+/// On the JS thread, at an interrupt check.
+fn capture_here(trigger: Trigger) {
+    if let Some(guard) = guard::current() {
+        let _ = capture::capture(&guard, trigger);
+    }
+}
