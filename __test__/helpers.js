@@ -114,6 +114,7 @@ module.exports = {
   fixture,
   tempDir,
   runNode,
+  childEnv,
   bundles,
   filesUnder,
   snapshotsUnder,

@@ -1,0 +1,145 @@
+'use strict';
+// Triggers that see memory death coming from outside the V8 heap limit: the
+// RSS watchdog, a signal, the leak trend — each one in a real child process.
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const { test } = require('node:test');
+const h = require('./helpers');
+
+const MB = 1 << 20;
+
+function onlyBundle(dir) {
+  const all = h.bundles(dir);
+  assert.equal(all.length, 1, `bundles: ${all}`);
+  return all[0];
+}
+
+test('Buffer leak: the RSS watchdog captures before RSS reaches MEMGUARD_RSS_LIMIT', async (t) => {
+  const dir = h.tempDir(t);
+  const limitMb = 400; // a node process starts at ~50 MB: ~350 MB above start
+  const r = await h.runNode(['-r', h.MEMGUARD, h.fixture('buffer-leak.js')], {
+    env: {
+      MEMGUARD_DIR: dir,
+      MEMGUARD_RSS_LIMIT: `${limitMb}MiB`,
+      MEMGUARD_RSS_THRESHOLD: '0.7',
+      BUFFER_LEAK_STOP_MB: String(limitMb + 40),
+    },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /stopped at \d+ MB/);
+  const bundle = onlyBundle(dir);
+  const [capture, ...rest] = h.readSummary(bundle).captures;
+  assert.equal(rest.length, 0, 'one crossing, one capture');
+  assert.equal(capture.trigger, 'rss');
+  assert.equal(capture.outcome, 'written', JSON.stringify(capture.snapshotSkipped));
+  assert.ok(capture.rssBytes >= 0.7 * limitMb * MB && capture.rssBytes < limitMb * MB, `rss ${capture.rssBytes}`);
+  assert.equal(capture.detail.limitBytes, limitMb * MB);
+  assert.equal(capture.detail.source, 'MEMGUARD_RSS_LIMIT');
+  assert.match(capture.reason, /^RSS \d+ MB reached 0\.7 of the 400 MB limit \(MEMGUARD_RSS_LIMIT\)$/);
+  // The snapshot shows what holds the memory: the leaked chunks.
+  const snapshot = h.readSnapshot(`${bundle}/heap-1.heapsnapshot.gz`);
+  const chunks = h.countByClass(snapshot).get('UploadChunk') || 0;
+  assert.ok(chunks >= 50, `UploadChunk objects in the snapshot: ${chunks}`);
+  assert.ok(h.memguardLines(r.stderr).some((l) => /RSS is \d+ MB, \d+ % of the 400 MB limit/.test(l)), r.stderr);
+});
+
+test('a JS loop that never yields: the RSS watchdog still captures, inside the loop', async (t) => {
+  const dir = h.tempDir(t);
+  const r = await h.runNode(['-r', h.MEMGUARD, h.fixture('spin.js')], {
+    env: { MEMGUARD_DIR: dir, MEMGUARD_RSS_LIMIT: '400MiB', SPIN_MS: '3000', SPIN_BUFFER_MB: '200', MEMGUARD_SNAPSHOT: 'never' },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const [capture] = h.readSummary(onlyBundle(dir)).captures;
+  assert.equal(capture.trigger, 'rss');
+  assert.equal(capture.outcome, 'skipped');
+  assert.ok(capture.rssBytes < 400 * MB);
+  // Taken at an interrupt check inside the loop: the loop's own frame.
+  assert.equal(capture.stack[0].functionName, 'spinForever', JSON.stringify(capture.stack));
+});
+
+/** Starts spin.js; sends `signal` once it is spinning; resolves like runNode. */
+function spinAndSignal(signal, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-r', h.MEMGUARD, h.fixture('spin.js')], {
+      env: h.childEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let sent = false;
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (!sent && stdout.includes('spinning')) {
+        sent = true;
+        setTimeout(() => child.kill(signal), 300);
+      }
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code, sig) => resolve({ code, signal: sig, stdout, stderr }));
+  });
+}
+
+test('MEMGUARD_SIGNAL in a loop that never yields: a capture inside the loop; the app still gets its own handler', async (t) => {
+  const dir = h.tempDir(t);
+  const r = await spinAndSignal('SIGUSR2', {
+    MEMGUARD_DIR: dir,
+    MEMGUARD_SIGNAL: 'SIGUSR2',
+    SPIN_MS: '2500',
+    SPIN_APP_HANDLER: '1',
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /spun \d+/);
+  assert.match(r.stdout, /app handler: SIGUSR2/, 'process.on(signal) still runs once JS yields');
+  const [capture, ...rest] = h.readSummary(onlyBundle(dir)).captures;
+  assert.equal(rest.length, 0);
+  assert.equal(capture.trigger, 'signal');
+  assert.equal(capture.reason, 'SIGUSR2 received');
+  assert.equal(capture.outcome, 'written');
+  assert.equal(capture.stack[0].functionName, 'spinForever', JSON.stringify(capture.stack));
+});
+
+test('leak trend: a slow leak hidden in churn gives a leak event, a marker and (MEMGUARD_LEAK_SNAPSHOT) a capture', async (t) => {
+  const dir = h.tempDir(t);
+  const r = await h.runNode(['--expose-gc', h.fixture('leak-trend.js')], {
+    env: {
+      MEMGUARD_DIR: dir,
+      MEMGUARD_LEAK_WINDOW: '8',
+      MEMGUARD_LEAK_MIN_GROWTH: '1MiB',
+      MEMGUARD_LEAK_SNAPSHOT: 'on',
+      LEAK_MODE: 'leak',
+      GCS: '40',
+      LEAK_EXIT_ON_EVENT: '1',
+    },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const event = /leak event (.*)/.exec(r.stdout);
+  assert.ok(event, r.stdout + r.stderr);
+  const info = JSON.parse(event[1]);
+  assert.equal(info.markCompacts, 8);
+  assert.ok(info.growthBytes >= MB && info.bytesPerMinute > 0 && info.toBytes > info.fromBytes, event[1]);
+  assert.ok(info.concordance >= 0.8);
+  const bundle = onlyBundle(dir);
+  const markers = h.readTimeline(bundle).filter((rec) => rec.type === 'marker' && rec.name === 'leak');
+  assert.ok(markers.length >= 1);
+  const [capture] = h.readSummary(bundle).captures;
+  assert.equal(capture.trigger, 'leak');
+  assert.equal(capture.outcome, 'written');
+  assert.match(capture.reason, /^heap used after mark-compacts grew [\d.]+ MB over the last 8 \([\d.]+ MB\/min\)$/);
+  const leaked = h.countByClass(h.readSnapshot(`${bundle}/heap-1.heapsnapshot.gz`)).get('RetainedRequest') || 0;
+  assert.ok(leaked >= 8 * 2000, `RetainedRequest objects: ${leaked}`);
+});
+
+test('leak trend: heavy churn with a bounded working set over 5 windows gives no leak event', async (t) => {
+  const dir = h.tempDir(t);
+  const r = await h.runNode(['--expose-gc', h.fixture('leak-trend.js')], {
+    env: { MEMGUARD_DIR: dir, MEMGUARD_LEAK_WINDOW: '8', MEMGUARD_LEAK_MIN_GROWTH: '1MiB', LEAK_MODE: 'churn', GCS: '40' },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /done: 40 full GCs, 0 leak events/);
+  const bundle = onlyBundle(dir);
+  const timeline = h.readTimeline(bundle);
+  const markCompacts = timeline.filter((rec) => rec.type === 'gc' && rec.kind === 'mark-compact').length;
+  assert.ok(markCompacts >= 3 * 8, `mark-compacts: ${markCompacts}`);
+  assert.equal(timeline.filter((rec) => rec.type === 'marker' && rec.name === 'leak').length, 0);
+});
