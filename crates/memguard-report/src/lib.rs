@@ -14,9 +14,11 @@
 
 pub mod allocations;
 pub mod error;
+pub mod html;
 pub mod input;
 pub mod report;
 pub mod snapshot;
+pub mod terminal;
 pub mod timeline;
 
 pub use error::ReportError;

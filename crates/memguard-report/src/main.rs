@@ -1,12 +1,13 @@
 //! `memguard-report report <bundle-dir | snapshot> [options]` — reached as
 //! `npx memguard report …` through `bin/memguard.js`.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use memguard_report::{snapshot, ReportError};
+use memguard_report::report::{Report, SCHEMA};
+use memguard_report::{allocations, html, input, snapshot, terminal, timeline, ReportError};
 
 #[derive(Parser)]
 #[command(name = "memguard", about = "Reads a memguard crash bundle or a heap snapshot")]
@@ -18,22 +19,101 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// What took the space, what retains it, how it grew.
-    Report {
-        /// A bundle directory, or a `.heapsnapshot` / `.heapsnapshot.gz` file.
-        input: PathBuf,
-    },
+    Report(ReportArgs),
     /// Every node's id and retained size, one `id retained` line each (for tests that
     /// compare with DevTools).
     #[command(hide = true)]
     Retained { snapshot: PathBuf },
 }
 
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// A bundle directory, or a `.heapsnapshot` / `.heapsnapshot.gz` file.
+    input: PathBuf,
+    /// Print the report as JSON (schema `memguard-report/1`) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Also write the report as one self-contained HTML page with charts.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Classes and allocation sites to list.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    top: u16,
+    /// An earlier snapshot of the same process to diff the newest one against.
+    #[arg(long, value_name = "SNAPSHOT")]
+    baseline: Option<PathBuf>,
+}
+
+/// Retainer paths are long; five explain the top of any ranking.
+const PATHS: usize = 5;
+
+fn build_report(args: &ReportArgs) -> Result<Report, ReportError> {
+    let inputs = input::resolve(&args.input)?;
+    let top = usize::from(args.top);
+    let opts = snapshot::Options {
+        top,
+        paths: top.min(PATHS),
+        // The bar would garble JSON read by a program, and a pipe has no use for it.
+        progress: !args.json && std::io::stderr().is_terminal(),
+    };
+    let mut report = Report { schema: SCHEMA, input: args.input.display().to_string(), ..Report::default() };
+    if let Some(path) = &inputs.summary {
+        report.bundle = Some(read_summary(path)?);
+    }
+    if let Some(path) = &inputs.timeline {
+        report.timeline = Some(timeline::read(path)?);
+    }
+    if let Some(path) = &inputs.allocations {
+        report.allocations = Some(allocations::read(path, top)?);
+    }
+    if let Some(main) = inputs.main_snapshot() {
+        report.snapshot = Some(snapshot::summarize(main, &opts)?);
+        let pair = match &args.baseline {
+            Some(baseline) => Some((baseline.as_path(), main)),
+            None => inputs.diff_pair(),
+        };
+        if let Some((before, after)) = pair {
+            report.diff = Some(snapshot::diff(before, after, &opts)?);
+        }
+    } else if let Some(baseline) = &args.baseline {
+        return Err(ReportError::Usage(format!(
+            "--baseline {}: {} has no heap snapshot to compare it with",
+            baseline.display(),
+            args.input.display()
+        )));
+    }
+    Ok(report)
+}
+
+fn read_summary(path: &Path) -> Result<serde_json::Value, ReportError> {
+    let text = std::fs::read(path).map_err(|source| ReportError::Io { path: path.into(), source })?;
+    serde_json::from_slice(&text).map_err(|e| ReportError::Usage(format!("{}: not valid JSON: {e}", path.display())))
+}
+
+fn write_stdout(text: &str) -> Result<(), ReportError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // `memguard report … | head` closing the pipe early is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|source| ReportError::Io { path: "<stdout>".into(), source }),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), ReportError> {
     match cli.command {
-        Command::Report { input } => {
-            let summary = snapshot::summarize(&input, &snapshot::Options::default())?;
-            println!("{summary:?}");
-            Ok(())
+        Command::Report(args) => {
+            let report = build_report(&args)?;
+            if let Some(path) = &args.html {
+                std::fs::write(path, html::render(&report))
+                    .map_err(|source| ReportError::Io { path: path.clone(), source })?;
+                eprintln!("memguard report: wrote {}", path.display());
+            }
+            if args.json {
+                let json = serde_json::to_string_pretty(&report).expect("a Report always serializes");
+                write_stdout(&(json + "\n"))
+            } else {
+                write_stdout(&terminal::render(&report))
+            }
         }
         Command::Retained { snapshot: path } => {
             let stdout = std::io::stdout();
@@ -44,8 +124,27 @@ fn run(cli: Cli) -> Result<(), ReportError> {
     }
 }
 
+/// Bad usage is one line and exit 2 like every other error; `--help` is not an error.
+fn parse() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        if !e.use_stderr() {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        // clap's message runs until the first blank line (then comes usage).
+        let text = e.to_string();
+        let message: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+        eprintln!("memguard report: {} (see --help)", message.join(" "));
+        ExitCode::from(2)
+    })
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("memguard report: error: {e}");

@@ -118,6 +118,9 @@ pub struct TimelineSummary {
     /// Wall-clock time of the `start` record (ISO 8601) and the span covered.
     pub start: Option<String>,
     pub duration_ms: f64,
+    /// Heap used at the first sample, and the most seen (samples and GCs).
+    pub heap_used_start: Option<u64>,
+    pub heap_used_peak: u64,
     /// Heap used per space over time, from the samples: `t` ms since start.
     pub samples: Vec<HeapSample>,
     /// Per GC kind: count, total and longest pause.

@@ -71,6 +71,7 @@ struct Accumulator {
     /// (t, heap used after) of every mark-compact.
     mark_compacts: Vec<(f64, f64)>,
     dropped: u64,
+    heap_used_peak: u64,
     bad_lines: u64,
 }
 
@@ -94,10 +95,13 @@ impl Accumulator {
             Some("marker") => {
                 let name = r.get("name").and_then(Value::as_str).unwrap_or("marker").to_string();
                 // Kept generic: whatever else the record carries is its detail.
-                let mut detail = r.as_object().cloned().unwrap_or_default();
-                for key in ["type", "t", "name"] {
-                    detail.remove(key);
-                }
+                let detail: serde_json::Map<String, Value> = r
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| !matches!(k.as_str(), "type" | "t" | "name"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 self.markers.push(Marker { t, name, detail: Value::Object(detail) });
             }
             // The recorder writes the running total each time it grows.
@@ -110,6 +114,7 @@ impl Accumulator {
         let kind = r.get("kind").and_then(Value::as_str).unwrap_or("other").to_string();
         let ms = r.get("ms").and_then(Value::as_f64).unwrap_or(0.0);
         let after = u64_at(r, "afterKB").unwrap_or(0) << 10;
+        self.heap_used_peak = self.heap_used_peak.max(u64_at(r, "beforeKB").unwrap_or(0) << 10);
         let stat = self.gc.entry(kind.clone()).or_insert_with(|| GcKindStat { kind: kind.clone(), ..GcKindStat::default() });
         stat.count += 1;
         stat.total_ms += ms;
@@ -129,6 +134,7 @@ impl Accumulator {
             .and_then(Value::as_object)
             .map(|m| m.iter().map(|(name, v)| (name.clone(), v.get(0).and_then(Value::as_u64).unwrap_or(0))).collect())
             .unwrap_or_default();
+        self.heap_used_peak = self.heap_used_peak.max(field("used"));
         self.samples.push(HeapSample {
             t,
             heap_used: field("used"),
@@ -143,6 +149,8 @@ impl Accumulator {
             file: path.display().to_string(),
             start: self.start,
             duration_ms: self.last_t,
+            heap_used_start: self.samples.first().map(|s| s.heap_used),
+            heap_used_peak: self.heap_used_peak,
             leak: leak_verdict(&self.mark_compacts),
             samples: thin(self.samples, MAX_POINTS, |s| s.heap_used as f64),
             gc: self.gc.into_values().collect(),
@@ -277,6 +285,7 @@ mod tests {
         assert!(!tl.truncated);
         assert_eq!(tl.start.as_deref(), Some("2026-11-25T10:26:31.040Z"));
         assert_eq!(tl.duration_ms, 20_800.0);
+        assert_eq!((tl.heap_used_start, tl.heap_used_peak), (Some(12_000_000), 50_000_000));
         assert_eq!(tl.samples.len(), 20);
         let s = &tl.samples[0];
         assert_eq!((s.heap_used, s.heap_limit, s.rss), (12_000_000, 50_000_000, Some(99)));

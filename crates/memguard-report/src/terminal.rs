@@ -1,0 +1,542 @@
+//! The default output: a [`Report`] as plain text for a terminal — what took
+//! the space, what holds it, what grew, how the heap evolved, who allocated.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::report::{
+    AllocationSummary, Marker, PathStep, Report, RetainerPath, SnapshotDiff, SnapshotSummary, TimelineSummary,
+};
+
+/// Retainer paths longer than this show their first step, `…` and the rest.
+const PATH_STEPS: usize = 6;
+const MARKERS_SHOWN: usize = 8;
+const STACK_FRAMES: usize = 3;
+
+/// Bytes in decimal units, as `ls -h --si` and DevTools show them: `950 B`, `27.5 kB`, `8.4 MB`.
+pub fn human(bytes: f64) -> String {
+    let abs = bytes.abs();
+    let (value, unit) = match abs {
+        a if a < 1e3 => return format!("{bytes:.0} B"),
+        a if a < 1e6 => (bytes / 1e3, "kB"),
+        a if a < 1e9 => (bytes / 1e6, "MB"),
+        _ => (bytes / 1e9, "GB"),
+    };
+    format!("{value:.1} {unit}")
+}
+
+fn signed_human(bytes: f64) -> String {
+    if bytes >= 0.0 {
+        format!("+{}", human(bytes))
+    } else {
+        format!("−{}", human(-bytes))
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn seconds(ms: f64) -> String {
+    format!("{:.1} s", ms / 1000.0)
+}
+
+fn base_name(path: &str) -> &str {
+    Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path)
+}
+
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "memguard report: {}", report.input);
+    if let Some(bundle) = &report.bundle {
+        bundle_section(&mut out, bundle);
+    }
+    if let Some(snapshot) = &report.snapshot {
+        snapshot_section(&mut out, snapshot);
+    }
+    if let Some(diff) = &report.diff {
+        diff_section(&mut out, diff);
+    }
+    if let Some(timeline) = &report.timeline {
+        timeline_section(&mut out, timeline);
+    }
+    if let Some(allocations) = &report.allocations {
+        allocations_section(&mut out, allocations);
+    }
+    out
+}
+
+// ---------------------------------------------------------------- bundle
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn bundle_section(out: &mut String, summary: &Value) {
+    let mut process = Vec::new();
+    if let Some(pid) = summary.get("pid").and_then(Value::as_u64) {
+        process.push(format!("pid {pid}"));
+    }
+    if let Some(thread) = summary.get("threadId").and_then(Value::as_u64) {
+        process.push(if thread == 0 { "main thread".into() } else { format!("worker thread {thread}") });
+    }
+    if let Some(node) = str_of(summary, "node") {
+        process.push(format!("Node {node}"));
+    }
+    if let Some(started) = str_of(summary, "startedAt") {
+        process.push(format!("started {started}"));
+    }
+    if let Some(script) = summary.get("argv").and_then(|a| a.get(1)).and_then(Value::as_str) {
+        process.push(base_name(script).to_string());
+    }
+    if !process.is_empty() {
+        let _ = writeln!(out, "Process: {}", process.join(", "));
+    }
+    if let Some(ended) = summary.get("ended") {
+        let how = match (str_of(ended, "reason"), ended.get("code"), str_of(ended, "signal")) {
+            (_, _, Some(signal)) => format!("signal {signal}"),
+            (Some(reason), Some(code), _) => format!("{reason}, code {code}"),
+            (Some(reason), _, _) => reason.to_string(),
+            _ => ended.to_string(),
+        };
+        let _ = writeln!(out, "Ended: {how}");
+    } else {
+        let _ = writeln!(out, "Ended: no end recorded (the process crashed or was killed)");
+    }
+    for capture in summary.get("captures").and_then(Value::as_array).into_iter().flatten() {
+        capture_line(out, capture);
+    }
+}
+
+fn capture_line(out: &mut String, c: &Value) {
+    let seq = c.get("seq").and_then(Value::as_u64).unwrap_or(0);
+    let trigger = str_of(c, "trigger").unwrap_or("?");
+    let time = str_of(c, "time").unwrap_or("?");
+    let outcome = str_of(c, "outcome").unwrap_or("?");
+    let heap = c.get("heap");
+    let used = heap.and_then(|h| h.get("usedHeapSize")).and_then(Value::as_f64);
+    let limit = heap.and_then(|h| h.get("heapSizeLimit")).and_then(Value::as_f64);
+    let heap = match (used, limit) {
+        (Some(u), Some(l)) => format!(", heap {} used of {} limit", human(u), human(l)),
+        _ => String::new(),
+    };
+    let _ = write!(out, "Capture {seq}: {trigger} at {time}{heap}; {outcome}");
+    if let Some(reason) = c.get("snapshotSkipped").and_then(|s| str_of(s, "reason")) {
+        let _ = write!(out, " (snapshot skipped: {reason})");
+    }
+    if let Some(error) = str_of(c, "error") {
+        let _ = write!(out, " ({error})");
+    }
+    out.push('\n');
+    if let Some(stack) = c.get("stack").and_then(Value::as_array).filter(|s| !s.is_empty()) {
+        let frames: Vec<String> = stack
+            .iter()
+            .take(STACK_FRAMES)
+            .map(|f| {
+                let name = str_of(f, "functionName").filter(|n| !n.is_empty()).unwrap_or("(anonymous)");
+                let line = f.get("line").and_then(Value::as_u64).unwrap_or(0);
+                format!("{name} ({}:{line})", base_name(str_of(f, "url").unwrap_or("")))
+            })
+            .collect();
+        let _ = writeln!(out, "  JS stack when it fired: {}", frames.join(" ← "));
+    }
+}
+
+// ---------------------------------------------------------------- snapshot
+
+fn snapshot_section(out: &mut String, s: &SnapshotSummary) {
+    let _ = writeln!(
+        out,
+        "\nHeap snapshot {}: {} objects, {} edges, {} in total",
+        base_name(&s.file),
+        thousands(s.node_count),
+        thousands(s.edge_count),
+        human(s.total_size as f64)
+    );
+    if !s.classes.is_empty() {
+        let width = s.classes.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).clamp(5, 40);
+        let _ = writeln!(out, "Top classes by retained size:");
+        let _ = writeln!(out, "  {:<width$}  {:>11}  {:>10}  {:>10}", "class", "objects", "shallow", "retained");
+        for c in &s.classes {
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:>11}  {:>10}  {:>10}",
+                clip(&c.name, width),
+                thousands(c.count),
+                human(c.shallow_size as f64),
+                human(c.retained_size as f64)
+            );
+        }
+    }
+    if !s.retainer_paths.is_empty() {
+        let _ = writeln!(out, "What retains them:");
+        for p in &s.retainer_paths {
+            let _ = writeln!(out, "  {}: {} objects, {}", p.class, thousands(p.objects), human(p.retained_size as f64));
+            let _ = writeln!(out, "    {}", path_text(&p.steps));
+        }
+    }
+}
+
+fn clip(name: &str, width: usize) -> String {
+    if name.chars().count() <= width {
+        return name.to_string();
+    }
+    let mut s: String = name.chars().take(width.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// `(GC roots) → … → Map 'cache' → Session`: each node by class, with the
+/// name of the edge that reached it when that name says something (a
+/// property, a variable, an index); internal plumbing edges stay silent.
+pub fn path_text(steps: &[PathStep]) -> String {
+    let labels: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let last = i + 1 == steps.len();
+            match (step.edge_type.as_deref(), step.edge.as_deref()) {
+                (Some("element"), Some(index)) if !last => format!("{} [{}]", step.node, index.trim_matches(['[', ']'])),
+                (Some("property" | "context" | "shortcut"), Some(name)) if !name.is_empty() => {
+                    format!("{} '{}'", step.node, name)
+                }
+                _ => step.node.clone(),
+            }
+        })
+        .collect();
+    if labels.len() <= PATH_STEPS {
+        return labels.join(" → ");
+    }
+    let tail = &labels[labels.len() - (PATH_STEPS - 1)..];
+    format!("{} → … → {}", labels[0], tail.join(" → "))
+}
+
+// ---------------------------------------------------------------- diff
+
+fn diff_section(out: &mut String, d: &SnapshotDiff) {
+    let _ = writeln!(out, "\nGrowth from {} to {} (classes by retained-size change):", base_name(&d.before), base_name(&d.after));
+    if d.classes.is_empty() {
+        let _ = writeln!(out, "  no class changed");
+        return;
+    }
+    let width = d.classes.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).clamp(5, 40);
+    let _ = writeln!(out, "  {:<width$}  {:>23}  {:>19}  {:>11}", "class", "objects before → after", "+added / −removed", "retained Δ");
+    for c in &d.classes {
+        let counts = format!("{} → {}", thousands(c.count_before), thousands(c.count_after));
+        let churn = format!("+{} / −{}", thousands(c.added), thousands(c.removed));
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:>23}  {:>19}  {:>11}",
+            clip(&c.name, width),
+            counts,
+            churn,
+            signed_human(c.retained_delta as f64)
+        );
+        if let Some(RetainerPath { steps, .. }) = &c.retainer_path {
+            let _ = writeln!(out, "    held by {}", path_text(steps));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- timeline
+
+fn timeline_section(out: &mut String, t: &TimelineSummary) {
+    let limit = t.samples.last().map(|s| s.heap_limit).filter(|&l| l > 0);
+    let _ = write!(out, "\nTimeline: heap used ");
+    match t.heap_used_start {
+        Some(start) => {
+            let _ = write!(out, "{} at start, ", human(start as f64));
+        }
+        None => out.push_str("(no samples), "),
+    }
+    let _ = write!(out, "{} at peak", human(t.heap_used_peak as f64));
+    if let Some(limit) = limit {
+        let _ = write!(out, " (V8 heap limit {})", human(limit as f64));
+    }
+    let _ = write!(out, "; {} recorded", seconds(t.duration_ms));
+    if let Some(start) = &t.start {
+        let _ = write!(out, " from {start}");
+    }
+    out.push('\n');
+
+    if !t.gc.is_empty() {
+        let mut kinds: Vec<_> = t.gc.iter().collect();
+        kinds.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        let kinds: Vec<String> = kinds
+            .iter()
+            .map(|g| format!("{} {} ({:.0} ms, longest {:.1} ms)", thousands(g.count), g.kind, g.total_ms, g.max_ms))
+            .collect();
+        let _ = writeln!(out, "  GCs: {}", kinds.join(", "));
+    }
+    if !t.markers.is_empty() {
+        let _ = writeln!(out, "  Markers:");
+        for m in t.markers.iter().take(MARKERS_SHOWN) {
+            let _ = writeln!(out, "    {:>8}  {}", seconds(m.t), marker_text(m));
+        }
+        if t.markers.len() > MARKERS_SHOWN {
+            let _ = writeln!(out, "    … and {} more (--json has them all)", t.markers.len() - MARKERS_SHOWN);
+        }
+    }
+    let leak = &t.leak;
+    let verdict = match leak.verdict.as_str() {
+        "growing" => format!(
+            "growing: heap after mark-compacts rose {} over {} ({}/min; Theil–Sen over {} mark-compacts)",
+            human(leak.growth_bytes),
+            seconds(leak.span_ms),
+            human(leak.slope_bytes_per_min),
+            leak.mark_compacts
+        ),
+        "stable" => format!(
+            "stable: heap after mark-compacts did not grow clearly ({}/min over {} mark-compacts, {})",
+            signed_human(leak.slope_bytes_per_min),
+            leak.mark_compacts,
+            seconds(leak.span_ms)
+        ),
+        _ => format!(
+            "too short to tell ({} mark-compacts over {}; needs 5 over 2 s)",
+            leak.mark_compacts,
+            seconds(leak.span_ms)
+        ),
+    };
+    let _ = writeln!(out, "  Leak verdict: {verdict}");
+    if t.dropped > 0 {
+        let _ = writeln!(out, "  {} records were dropped while recording (the recorder's queue was full)", thousands(t.dropped));
+    }
+    if t.truncated {
+        let _ = writeln!(out, "  The file was cut off (by the crash?): read up to {}", seconds(t.duration_ms));
+    }
+}
+
+/// `snapshot-start (seq 1, trigger near-heap-limit)`: the name and the
+/// record's short scalar fields.
+pub fn marker_text(m: &Marker) -> String {
+    let fields: Vec<String> = m
+        .detail
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| match v {
+            Value::String(s) if s.len() <= 60 => Some(format!("{k} {s}")),
+            Value::Number(n) => Some(format!("{k} {n}")),
+            Value::Bool(b) => Some(format!("{k} {b}")),
+            _ => None,
+        })
+        .collect();
+    if fields.is_empty() {
+        m.name.clone()
+    } else {
+        format!("{} ({})", m.name, fields.join(", "))
+    }
+}
+
+// ---------------------------------------------------------------- allocations
+
+fn allocations_section(out: &mut String, a: &AllocationSummary) {
+    let _ = writeln!(
+        out,
+        "\nWhere the live memory was allocated (sampling heap profile {}, {} sampled):",
+        base_name(&a.file),
+        human(a.total_bytes as f64)
+    );
+    if a.sites.is_empty() {
+        let _ = writeln!(out, "  no samples");
+        return;
+    }
+    let places: Vec<String> = a
+        .sites
+        .iter()
+        .map(|s| if s.url.is_empty() { "(native)".to_string() } else { format!("{}:{}", base_name(&s.url), s.line) })
+        .collect();
+    let fw = a.sites.iter().map(|s| s.function.chars().count()).max().unwrap_or(0).clamp(8, 40);
+    let pw = places.iter().map(|p| p.chars().count()).max().unwrap_or(0).min(50);
+    for (s, place) in a.sites.iter().zip(&places) {
+        let _ = writeln!(out, "  {:<fw$}  {:<pw$}  {:>10}", clip(&s.function, fw), place, human(s.bytes as f64));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::*;
+    use serde_json::json;
+
+    fn step(node: &str, id: u64, edge: Option<(&str, &str)>) -> PathStep {
+        PathStep {
+            node: node.into(),
+            id,
+            edge: edge.map(|(_, name)| name.to_string()),
+            edge_type: edge.map(|(ty, _)| ty.to_string()),
+            ..PathStep::default()
+        }
+    }
+
+    /// A hand-built snapshot summary, as the engine will produce it.
+    pub(crate) fn sample_report() -> Report {
+        let steps = vec![
+            step("(GC roots)", 1, None),
+            step("(Global handles)", 3, Some(("element", "2"))),
+            step("system / Context", 5, Some(("internal", "1"))),
+            step("Map", 7, Some(("context", "sessions"))),
+            step("(object elements)", 9, Some(("internal", "table"))),
+            step("Array", 11, Some(("internal", "4"))),
+            step("UserSession", 13, Some(("element", "17"))),
+        ];
+        let path = RetainerPath { class: "UserSession".into(), objects: 45_352, retained_size: 43_100_000, steps };
+        Report {
+            schema: SCHEMA,
+            input: "demo-bundles/x".into(),
+            bundle: Some(json!({
+                "pid": 4242, "threadId": 0, "node": "v20.20.2", "startedAt": "2026-11-25T12:57:05Z",
+                "argv": ["/usr/bin/node", "/srv/leaky-server.js"],
+                "captures": [{
+                    "seq": 1, "trigger": "near-heap-limit", "time": "2026-11-25T12:57:16.168Z", "outcome": "written",
+                    "heap": {"usedHeapSize": 49_200_000, "heapSizeLimit": 100_700_000},
+                    "stack": [{"functionName": "", "url": "/srv/leaky-server.js", "line": 20, "column": 3}]
+                }]
+            })),
+            snapshot: Some(SnapshotSummary {
+                file: "demo-bundles/x/heap-1.heapsnapshot.gz".into(),
+                node_count: 412_345,
+                edge_count: 1_623_456,
+                total_size: 51_100_000,
+                classes: vec![
+                    ClassStat { name: "Map".into(), count: 4, shallow_size: 128, retained_size: 44_000_000 },
+                    ClassStat { name: "UserSession".into(), count: 45_352, shallow_size: 2_900_000, retained_size: 43_100_000 },
+                ],
+                retainer_paths: vec![path.clone()],
+                timings_ms: vec![("parse".into(), 812.0)],
+            }),
+            diff: Some(SnapshotDiff {
+                before: "heap-1.heapsnapshot.gz".into(),
+                after: "heap-2.heapsnapshot.gz".into(),
+                classes: vec![ClassDelta {
+                    name: "UserSession".into(),
+                    count_before: 10_000,
+                    count_after: 45_352,
+                    added: 35_352,
+                    removed: 0,
+                    retained_before: 9_000_000,
+                    retained_after: 43_100_000,
+                    retained_delta: 34_100_000,
+                    retainer_path: Some(path),
+                }],
+            }),
+            timeline: Some(TimelineSummary {
+                file: "timeline.ndjson.gz".into(),
+                start: Some("2026-11-25T12:57:05.100Z".into()),
+                duration_ms: 11_000.0,
+                heap_used_start: Some(3_700_000),
+                heap_used_peak: 50_500_000,
+                samples: vec![HeapSample {
+                    t: 1000.0,
+                    heap_used: 3_700_000,
+                    heap_limit: 100_700_000,
+                    rss: Some(60_000_000),
+                    spaces: vec![("old_space".into(), 3_000_000)],
+                }],
+                gc: vec![
+                    GcKindStat { kind: "mark-compact".into(), count: 330, total_ms: 2202.0, max_ms: 35.0 },
+                    GcKindStat { kind: "scavenge".into(), count: 159, total_ms: 273.0, max_ms: 4.0 },
+                ],
+                pauses: vec![],
+                markers: vec![Marker {
+                    t: 10_200.0,
+                    name: "snapshot-start".into(),
+                    detail: json!({"seq": 1, "trigger": "near-heap-limit"}),
+                }],
+                leak: LeakVerdict {
+                    verdict: "growing".into(),
+                    slope_bytes_per_min: 270e6,
+                    mark_compacts: 330,
+                    span_ms: 10_000.0,
+                    growth_bytes: 45e6,
+                },
+                dropped: 0,
+                truncated: true,
+            }),
+            allocations: Some(AllocationSummary {
+                file: "allocations-1.heapprofile".into(),
+                total_bytes: 37_000_000,
+                sites: vec![AllocationSite {
+                    function: "(anonymous)".into(),
+                    url: "/srv/leaky-server.js".into(),
+                    line: 20,
+                    column: 34,
+                    bytes: 30_900_000,
+                }],
+            }),
+        }
+    }
+
+    #[test]
+    fn sizes_and_counts_read_well() {
+        assert_eq!(human(950.0), "950 B");
+        assert_eq!(human(27_500.0), "27.5 kB");
+        assert_eq!(human(8_400_000.0), "8.4 MB");
+        assert_eq!(human(2.5e9), "2.5 GB");
+        assert_eq!(signed_human(-1_500_000.0), "−1.5 MB");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(100), "100");
+    }
+
+    #[test]
+    fn retainer_paths_are_compact() {
+        let r = sample_report();
+        let steps = &r.snapshot.as_ref().unwrap().retainer_paths[0].steps;
+        assert_eq!(
+            path_text(steps),
+            "(GC roots) → … → system / Context → Map 'sessions' → (object elements) → Array → UserSession"
+        );
+        assert_eq!(path_text(&steps[3..]), "Map 'sessions' → (object elements) → Array → UserSession");
+        assert_eq!(path_text(&steps[..2]), "(GC roots) → (Global handles)");
+        let with_index = [step("Array", 1, None), step("Foo", 2, Some(("element", "3"))), step("Bar", 3, None)];
+        assert_eq!(path_text(&with_index), "Array → Foo [3] → Bar");
+    }
+
+    #[test]
+    fn every_section_renders() {
+        let text = render(&sample_report());
+        for expected in [
+            "memguard report: demo-bundles/x",
+            "Process: pid 4242, main thread, Node v20.20.2, started 2026-11-25T12:57:05Z, leaky-server.js",
+            "Ended: no end recorded",
+            "Capture 1: near-heap-limit at 2026-11-25T12:57:16.168Z, heap 49.2 MB used of 100.7 MB limit; written",
+            "JS stack when it fired: (anonymous) (leaky-server.js:20)",
+            "Heap snapshot heap-1.heapsnapshot.gz: 412,345 objects, 1,623,456 edges, 51.1 MB in total",
+            "Top classes by retained size:",
+            "  UserSession       45,352      2.9 MB     43.1 MB",
+            "  UserSession: 45,352 objects, 43.1 MB\n    (GC roots) → … → ",
+            "Growth from heap-1.heapsnapshot.gz to heap-2.heapsnapshot.gz",
+            "10,000 → 45,352",
+            "+35,352 / −0",
+            "+34.1 MB",
+            "Timeline: heap used 3.7 MB at start, 50.5 MB at peak (V8 heap limit 100.7 MB); 11.0 s recorded",
+            "GCs: 330 mark-compact (2202 ms, longest 35.0 ms), 159 scavenge (273 ms, longest 4.0 ms)",
+            "    10.2 s  snapshot-start (seq 1, trigger near-heap-limit)",
+            "Leak verdict: growing: heap after mark-compacts rose 45.0 MB over 10.0 s (270.0 MB/min",
+            "The file was cut off",
+            "Where the live memory was allocated (sampling heap profile allocations-1.heapprofile, 37.0 MB sampled):",
+            "  (anonymous)  leaky-server.js:20     30.9 MB",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn absent_sections_are_left_out() {
+        let report = Report { schema: SCHEMA, input: "x.heapsnapshot".into(), ..Report::default() };
+        assert_eq!(render(&report), "memguard report: x.heapsnapshot\n");
+    }
+}
