@@ -20,6 +20,37 @@ export interface MemguardConfig {
   memoryLimit: number | null
   /** `MEMGUARD_HEAP_THRESHOLDS`: fractions of the heap limit, ascending. */
   heapThresholds: number[]
+  /** `MEMGUARD_RSS_LIMIT`: a fixed limit, the memory cgroup's (`auto`), or null (no RSS watchdog). */
+  rssLimit: { bytes: number } | 'auto' | null
+  /** `MEMGUARD_RSS_THRESHOLD`: fraction of the RSS limit that triggers a capture. */
+  rssThreshold: number
+  /** `MEMGUARD_SIGNAL`: the signal that triggers a capture, e.g. `'SIGUSR2'`, or null. */
+  signal: string | null
+  /** `MEMGUARD_LEAK`: leak-trend detection on heap used after mark-compacts. */
+  leak: boolean
+  /** `MEMGUARD_LEAK_WINDOW`: mark-compacts the trend looks back over. */
+  leakWindow: number
+  /** `MEMGUARD_LEAK_MIN_GROWTH`: bytes of growth over the window below which a trend is not a leak. */
+  leakMinGrowth: number
+  /** `MEMGUARD_LEAK_SNAPSHOT`: capture when a leak is found (once per thread). */
+  leakSnapshot: boolean
+  /** `MEMGUARD_MAX_DISK`: cap on the total size of all bundles in `dir`, or null. */
+  maxDisk: number | null
+}
+
+/** The verdict passed to `memguard.on('leak', info)` and written as a `leak` timeline marker. */
+export interface LeakInfo {
+  /** Robust (Theil–Sen) slope of heap used after mark-compacts. */
+  bytesPerMinute: number
+  /** The slope over the window's time span. */
+  growthBytes: number
+  /** Heap used after the window's first and last mark-compact. */
+  fromBytes: number
+  toBytes: number
+  markCompacts: number
+  spanMs: number
+  /** Share of ordered pairs of the window that rise (0.5 ≈ no trend, 1 = every one). */
+  concordance: number
 }
 
 /** `v8.HeapStatistics` (bytes, except the two context counts). */
@@ -69,7 +100,8 @@ export type TimelineRecord =
   | { type: 'marker'; t: number; name: string; [key: string]: unknown }
   | { type: 'dropped'; t: number; count: number }
 
-export interface Memguard {
+/** Also an EventEmitter: `memguard.on('leak', (info: LeakInfo) => …)`. */
+export interface Memguard extends import('node:events').EventEmitter {
   /** True while memguard guards this thread (false when disabled or the binary could not load). */
   readonly active: boolean
   /** This thread's bundle directory; created when the first artifact is written. */
@@ -90,6 +122,8 @@ export interface Memguard {
   timeline(options?: { last?: number }): TimelineRecord[]
   /** Stops guarding this thread: hooks removed, timeline closed. */
   stop(): void
+  on(event: 'leak', listener: (info: LeakInfo) => void): this
+  once(event: 'leak', listener: (info: LeakInfo) => void): this
 }
 
 declare const memguard: Memguard

@@ -32,6 +32,14 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     snapshot: 'auto',
     memoryLimit: null,
     heapThresholds: [],
+    rssLimit: null,
+    rssThreshold: 0.8,
+    signal: null,
+    leak: true,
+    leakWindow: 20,
+    leakMinGrowth: 8388608,
+    leakSnapshot: false,
+    maxDisk: null,
   });
   assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
   const summary = h.readSummary(out.bundleDir);
