@@ -371,22 +371,16 @@ fn signal_name<S: serde::Serializer>(signal: &Option<(i32, String)>, s: S) -> Re
     signal.as_ref().map(|(_, name)| name).serialize(s)
 }
 
-/// `SIGUSR2`, `USR2`, `sigusr2` or a number. SIGUSR1 is Node's (it starts
-/// the inspector); SIGKILL and SIGSTOP cannot be caught; the fatal ones
-/// (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) must keep their meaning.
+/// `SIGUSR2`, `USR2`, `sigusr2` or a number; only signals that mean nothing
+/// else to a Node process. SIGUSR1 is Node's (it starts the inspector),
+/// SIGPROF the CPU profiler's; SIGTERM/SIGINT/SIGHUP must keep ending the
+/// process; SIGKILL and SIGSTOP cannot be caught.
 fn parse_signal(value: &str) -> Result<Option<(i32, String)>, &'static str> {
     const CATCHABLE: &[(&str, i32)] = &[
         ("SIGUSR2", libc::SIGUSR2),
-        ("SIGHUP", libc::SIGHUP),
+        ("SIGPWR", libc::SIGPWR),
         ("SIGWINCH", libc::SIGWINCH),
         ("SIGURG", libc::SIGURG),
-        ("SIGPWR", libc::SIGPWR),
-        ("SIGTTIN", libc::SIGTTIN),
-        ("SIGTTOU", libc::SIGTTOU),
-        ("SIGXCPU", libc::SIGXCPU),
-        ("SIGXFSZ", libc::SIGXFSZ),
-        ("SIGVTALRM", libc::SIGVTALRM),
-        ("SIGPROF", libc::SIGPROF),
     ];
     let upper = value.to_ascii_uppercase();
     if upper.is_empty() || upper == "OFF" || upper == "NONE" {
@@ -577,7 +571,7 @@ mod tests {
         let (c, w) = parse(&[("MEMGUARD_SIGNAL", "SIGUSR1")]);
         assert_eq!(c.signal, None);
         assert!(w[0].contains("Node uses to start its inspector"), "{}", w[0]);
-        for bad in ["SIGKILL", "SIGSEGV", "SIGTERM", "bogus", "9"] {
+        for bad in ["SIGKILL", "SIGSEGV", "SIGTERM", "SIGHUP", "SIGPROF", "bogus", "9"] {
             let (c, w) = parse(&[("MEMGUARD_SIGNAL", bad)]);
             assert_eq!(c.signal, None, "{bad:?}");
             assert_eq!(w.len(), 1, "{bad:?}");
