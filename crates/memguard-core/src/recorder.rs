@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -41,6 +42,9 @@ const QUEUE: usize = 8_192;
 /// — more than everything else a GC callback does), so the receiver never
 /// sleeps on the channel.
 const POLL: Duration = Duration::from_millis(20);
+/// Compressed members kept while the file cannot be written (disk full):
+/// minutes of timeline. Beyond it memguard stops writing the file.
+const BACKLOG_MAX: usize = 4 << 20;
 /// Records kept in memory per timeline for `memguard.timeline()`.
 pub const RING: usize = 5_000;
 
@@ -206,6 +210,9 @@ struct Timeline {
     shared: Arc<Shared>,
     dropped_reported: u64,
     line: String,
+    /// Finished members not yet on disk because appending failed; retried
+    /// with the next member, so a passing disk-full loses nothing.
+    backlog: Vec<u8>,
 }
 
 fn new_member() -> GzEncoder<Vec<u8>> {
@@ -246,6 +253,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
                 shared,
                 dropped_reported: 0,
                 line: String::with_capacity(256),
+                backlog: Vec::new(),
                 bundle,
             };
             match tl.bundle.ensure().and_then(|dir| create_private_file(&dir.join(TIMELINE_FILE))) {
@@ -410,27 +418,49 @@ impl Timeline {
         self.pending = 0;
         let member = std::mem::replace(&mut self.encoder, new_member());
         let Some(file) = self.file.as_mut() else { return };
-        if let Err(e) = member.finish().and_then(|bytes| append(file, &bytes)) {
-            log::warn_once(&format!(
-                "writing {} failed ({e}); the timeline is kept in memory only from now on",
-                self.bundle.path().join(TIMELINE_FILE).display()
-            ));
-            self.file = None;
-        } else if let Ok(meta) = file.metadata() {
-            self.shared.digest.lock().compressed_bytes = meta.len();
+        let Ok(bytes) = member.finish() else { return }; // into a Vec: cannot fail
+        let failing = !self.backlog.is_empty();
+        self.backlog.extend_from_slice(&bytes);
+        let path = self.bundle.path().join(TIMELINE_FILE);
+        match append(file, &self.backlog) {
+            Ok(len) => {
+                self.backlog = Vec::new();
+                self.shared.digest.lock().compressed_bytes = len;
+                if failing {
+                    log::info(&format!("writing {} works again; no timeline record was lost", path.display()));
+                }
+            }
+            Err(e) if self.backlog.len() > BACKLOG_MAX => {
+                log::warn(&format!(
+                    "writing {} still fails ({e}); the timeline is kept in memory only from now on",
+                    path.display()
+                ));
+                self.backlog = Vec::new();
+                self.file = None;
+            }
+            // Once per failure spell, not every second.
+            Err(e) if !failing => log::warn(&format!(
+                "writing {} failed ({e}); keeping its records in memory and retrying every second",
+                path.display()
+            )),
+            Err(_) => {}
         }
     }
 }
 
-/// Appends a whole member or nothing: a short write (disk full) is cut off
-/// again so the file stays a valid series of gzip members.
-fn append(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+/// Appends whole members or nothing: a short write (disk full) is cut off
+/// again so the file stays a valid series of gzip members. Writes at the
+/// file's length (not the cursor, which a short write would leave past the
+/// cut, making a hole of zeros). Returns the new length.
+fn append(file: &mut File, bytes: &[u8]) -> io::Result<u64> {
     let len = file.metadata()?.len();
-    let result = file.write_all(bytes);
-    if result.is_err() {
-        let _ = file.set_len(len);
+    match file.write_all_at(bytes, len) {
+        Ok(()) => Ok(len + bytes.len() as u64),
+        Err(e) => {
+            let _ = file.set_len(len);
+            Err(e)
+        }
     }
-    result
 }
 
 #[cfg(test)]
@@ -443,6 +473,20 @@ mod tests {
         let mut text = String::new();
         MultiGzDecoder::new(File::open(path).unwrap()).read_to_string(&mut text).unwrap();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn append_writes_at_the_end_not_at_the_cursor() {
+        use std::io::{Seek, SeekFrom};
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("t.gz");
+        let mut file = create_private_file(&path).unwrap();
+        assert_eq!(append(&mut file, b"ab").unwrap(), 2);
+        file.seek(SeekFrom::Start(100)).unwrap(); // where a cut-off short write leaves the cursor
+        assert_eq!(append(&mut file, b"cd").unwrap(), 4);
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcd");
+        let mut full = File::options().write(true).open("/dev/full").unwrap();
+        assert_eq!(append(&mut full, b"x").unwrap_err().raw_os_error(), Some(libc::ENOSPC));
     }
 
     #[test]
