@@ -3,6 +3,8 @@
 // RSS watchdog, a signal, the leak trend — each one in a real child process.
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
 const { test } = require('node:test');
 const h = require('./helpers');
 
@@ -41,6 +43,70 @@ test('Buffer leak: the RSS watchdog captures before RSS reaches MEMGUARD_RSS_LIM
   const chunks = h.countByClass(snapshot).get('UploadChunk') || 0;
   assert.ok(chunks >= 50, `UploadChunk objects in the snapshot: ${chunks}`);
   assert.ok(h.memguardLines(r.stderr).some((l) => /RSS is \d+ MB, \d+ % of the 400 MB limit/.test(l)), r.stderr);
+});
+
+// A real container limit: a memory cgroup (v1, writable here as root) with
+// a 600 MB limit, the child moved into it before node starts.
+const CGROUP_ROOT = '/sys/fs/cgroup/memory';
+function makeCgroup(t, limitBytes) {
+  const dir = path.join(CGROUP_ROOT, `memguard-test-${process.pid}-${Date.now()}`);
+  try {
+    fs.mkdirSync(dir);
+    if (limitBytes) fs.writeFileSync(path.join(dir, 'memory.limit_in_bytes'), String(limitBytes));
+  } catch (err) {
+    return { skip: `cannot make a memory cgroup under ${CGROUP_ROOT} (${err.code}); needs root and cgroup v1` };
+  }
+  t.after(() => fs.rmdirSync(dir));
+  return { dir };
+}
+
+/** Runs `node ...args` moved into `cgroupDir` before node starts. */
+function runNodeInCgroup(cgroupDir, args, env) {
+  return new Promise((resolve, reject) => {
+    const script = `echo $$ > ${cgroupDir}/cgroup.procs && exec "$0" "$@"`;
+    const child = spawn('sh', ['-c', script, process.execPath, ...args], {
+      env: h.childEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+test('MEMGUARD_RSS_LIMIT=auto in a container: the cgroup limit is found and the capture comes before it', async (t) => {
+  const cgroup = makeCgroup(t, 600 * MB);
+  if (cgroup.skip) return t.skip(cgroup.skip);
+  const dir = h.tempDir(t);
+  const r = await runNodeInCgroup(cgroup.dir, ['-r', h.MEMGUARD, h.fixture('buffer-leak.js')], {
+    MEMGUARD_DIR: dir,
+    MEMGUARD_RSS_LIMIT: 'auto',
+    BUFFER_LEAK_STOP_MB: '540',
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const [capture] = h.readSummary(onlyBundle(dir)).captures;
+  assert.equal(capture.trigger, 'rss');
+  assert.equal(capture.outcome, 'written');
+  assert.deepEqual([capture.detail.source, capture.detail.limitBytes, capture.detail.threshold], ['cgroup', 600 * MB, 0.8]);
+  assert.ok(capture.rssBytes >= 0.8 * 600 * MB && capture.rssBytes < 600 * MB, `rss ${capture.rssBytes}`);
+});
+
+test('MEMGUARD_RSS_LIMIT=auto in a cgroup without a limit: one warning, the app runs on', async (t) => {
+  const cgroup = makeCgroup(t, null);
+  if (cgroup.skip) return t.skip(cgroup.skip);
+  const dir = h.tempDir(t);
+  const r = await runNodeInCgroup(cgroup.dir, ['-r', h.MEMGUARD, '-e', 'console.log("app ran")'], {
+    MEMGUARD_DIR: dir,
+    MEMGUARD_RSS_LIMIT: 'auto',
+  });
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout, 'app ran\n');
+  assert.deepEqual(h.memguardLines(r.stderr), [
+    'memguard: warning: MEMGUARD_RSS_LIMIT=auto, but this process has no memory cgroup limit; the RSS watchdog is off',
+  ]);
 });
 
 test('a JS loop that never yields: the RSS watchdog still captures, inside the loop', async (t) => {
