@@ -169,10 +169,11 @@ impl Config {
         for (name, raw) in &vars {
             let value = raw.trim();
             match name.as_str() {
-                "MEMGUARD" => match parse_switch(value) {
-                    Some(on) => config.enabled = on,
-                    None => warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", "on")),
-                },
+                "MEMGUARD" => {
+                    if let Some(on) = switch_or_warn(name, raw, "on", &mut warnings) {
+                        config.enabled = on
+                    }
+                }
                 "MEMGUARD_DIR" => {
                     if value.is_empty() {
                         warnings.push(bad(name, raw, "is empty", &config.dir.display().to_string()));
@@ -197,23 +198,17 @@ impl Config {
                     "debug" => config.log = LogLevel::Debug,
                     _ => warnings.push(bad(name, raw, "is not silent, info or debug", "info")),
                 },
-                "MEMGUARD_TIMELINE" => match parse_switch(value) {
-                    Some(on) => config.timeline = on,
-                    None => warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", "on")),
-                },
-                "MEMGUARD_INTERVAL_MS" => match value.parse::<u32>() {
-                    Ok(ms) if INTERVAL_MS_RANGE.contains(&ms) => config.interval_ms = ms,
-                    _ => warnings.push(bad(
-                        name,
-                        raw,
-                        &format!(
-                            "is not a whole number of milliseconds from {} to {}",
-                            INTERVAL_MS_RANGE.start(),
-                            INTERVAL_MS_RANGE.end()
-                        ),
-                        &DEFAULT_INTERVAL_MS.to_string(),
-                    )),
-                },
+                "MEMGUARD_TIMELINE" => {
+                    if let Some(on) = switch_or_warn(name, raw, "on", &mut warnings) {
+                        config.timeline = on
+                    }
+                }
+                "MEMGUARD_INTERVAL_MS" => {
+                    let range = INTERVAL_MS_RANGE;
+                    if let Some(ms) = whole_or_warn(name, raw, range, "milliseconds", DEFAULT_INTERVAL_MS, &mut warnings) {
+                        config.interval_ms = ms
+                    }
+                }
                 "MEMGUARD_ALLOC_SAMPLING" => match parse_switch(value) {
                     Some(false) => config.alloc_sampling = None,
                     Some(true) => config.alloc_sampling = Some(DEFAULT_ALLOC_SAMPLING),
@@ -272,31 +267,26 @@ impl Config {
                     Ok(signal) => config.signal = signal,
                     Err(problem) => warnings.push(bad(name, raw, problem, "none")),
                 },
-                "MEMGUARD_LEAK" => match parse_switch(value) {
-                    Some(on) => config.leak = on,
-                    None => warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", "on")),
-                },
-                "MEMGUARD_LEAK_WINDOW" => match value.parse::<u32>() {
-                    Ok(n) if LEAK_WINDOW_RANGE.contains(&n) => config.leak_window = n,
-                    _ => warnings.push(bad(
-                        name,
-                        raw,
-                        &format!(
-                            "is not a whole number of mark-compacts from {} to {}",
-                            LEAK_WINDOW_RANGE.start(),
-                            LEAK_WINDOW_RANGE.end()
-                        ),
-                        &DEFAULT_LEAK_WINDOW.to_string(),
-                    )),
-                },
+                "MEMGUARD_LEAK" => {
+                    if let Some(on) = switch_or_warn(name, raw, "on", &mut warnings) {
+                        config.leak = on
+                    }
+                }
+                "MEMGUARD_LEAK_WINDOW" => {
+                    let range = LEAK_WINDOW_RANGE;
+                    if let Some(n) = whole_or_warn(name, raw, range, "mark-compacts", DEFAULT_LEAK_WINDOW, &mut warnings) {
+                        config.leak_window = n
+                    }
+                }
                 "MEMGUARD_LEAK_MIN_GROWTH" => match parse_size(value) {
                     Some(bytes) => config.leak_min_growth = bytes,
                     None => warnings.push(bad(name, raw, "is not a size (e.g. 8MiB)", "8MiB")),
                 },
-                "MEMGUARD_LEAK_SNAPSHOT" => match parse_switch(value) {
-                    Some(on) => config.leak_snapshot = on,
-                    None => warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", "off")),
-                },
+                "MEMGUARD_LEAK_SNAPSHOT" => {
+                    if let Some(on) = switch_or_warn(name, raw, "off", &mut warnings) {
+                        config.leak_snapshot = on
+                    }
+                }
                 "MEMGUARD_MAX_DISK" => match value.to_ascii_lowercase().as_str() {
                     "" | "off" | "none" => config.max_disk = None,
                     _ => match parse_size(value) {
@@ -317,6 +307,32 @@ impl Config {
         }
         (config, warnings)
     }
+}
+
+/// An on/off value, or a warning that names `default`.
+fn switch_or_warn(name: &str, raw: &str, default: &str, warnings: &mut Vec<String>) -> Option<bool> {
+    let on = parse_switch(raw.trim());
+    if on.is_none() {
+        warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", default));
+    }
+    on
+}
+
+/// A whole number of `unit` within `range`, or a warning that names `default`.
+fn whole_or_warn(
+    name: &str,
+    raw: &str,
+    range: std::ops::RangeInclusive<u32>,
+    unit: &str,
+    default: u32,
+    warnings: &mut Vec<String>,
+) -> Option<u32> {
+    let n = raw.trim().parse::<u32>().ok().filter(|n| range.contains(n));
+    if n.is_none() {
+        let problem = format!("is not a whole number of {unit} from {} to {}", range.start(), range.end());
+        warnings.push(bad(name, raw, &problem, &default.to_string()));
+    }
+    n
 }
 
 fn parse_switch(value: &str) -> Option<bool> {
