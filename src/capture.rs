@@ -15,6 +15,7 @@ use memguard_core::leak::Leak;
 use memguard_core::watchdog::RssCrossing;
 use memguard_core::procmem::{self, Cgroup};
 use memguard_core::manifest::{Capture, FileRecord, HeapLimit};
+use memguard_core::disk;
 use memguard_core::writer::Writer;
 
 use crate::guard::{thread_note, Guard};
@@ -136,7 +137,9 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     if let Err(skip) = affordable(guard, index) {
         return skipped(guard, index, started, skip);
     }
-    let sink = match writer.start_file(&guard.bundle, &file_name) {
+    // Under MEMGUARD_MAX_DISK the writer makes room for about this much.
+    let expected = disk::snapshot_estimate(guard.manifest.borrow().captures[index].heap.used_heap_size);
+    let sink = match writer.start_file_sized(&guard.bundle, &file_name, expected) {
         Ok(sink) => sink,
         Err(e) => return fail(guard, index, started, e.to_string()),
     };

@@ -59,6 +59,9 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
     };
 
     let started = process_start();
+    if let Some(max) = config.max_disk {
+        memguard_core::writer::limit_disk(&root, max);
+    }
     let bundle = Bundle { root, name: bundle_name(started, info.pid, info.thread_id) };
     let manifest = Manifest::new(&info, &config, started.to_rfc3339_opts(SecondsFormat::Secs, true));
     let guard = Guard::new(isolate, config, bundle, manifest);
