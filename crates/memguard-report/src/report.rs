@@ -77,6 +77,9 @@ pub struct PathStep {
     pub node: String,
     /// Snapshot node id (stable across snapshots of one process).
     pub id: u64,
+    /// The node's own name (constructor, function name, string value, …),
+    /// at most 120 characters.
+    pub name: String,
     /// The edge leading from the previous step to this node: property name, `[index]`,
     /// context variable, … (`None` for the first step).
     pub edge: Option<String>,

@@ -1,10 +1,32 @@
 //! Heap snapshot engine: streamed reader → compact graph (CSR) → dominators and
 //! retained sizes with DevTools' rules → classes, retainer paths, diff by node id.
+//!
+//! One concern per module: `reader` (streamed parse), `strings` (string arena),
+//! `graph` (CSR columns), `weakmap` (ephemeron edge names), `prepare`
+//! (DevTools' passes before dominators), `dominators`, `distances`, `classes`,
+//! `paths`, `diff`, `progress`.
 
+use std::io::Write;
 use std::path::Path;
+use std::time::Instant;
 
-use crate::report::{SnapshotDiff, SnapshotSummary};
+use crate::report::{ClassStat, SnapshotDiff, SnapshotSummary};
 use crate::ReportError;
+
+pub mod classes;
+pub mod diff;
+pub mod distances;
+pub mod dominators;
+pub mod graph;
+pub mod paths;
+pub mod prepare;
+pub mod progress;
+pub mod reader;
+pub mod strings;
+pub mod weakmap;
+
+use graph::Graph;
+use progress::Progress;
 
 /// What to compute and how much of it to keep.
 #[derive(Debug, Clone)]
@@ -23,17 +45,215 @@ impl Default for Options {
     }
 }
 
+/// Wall time per phase, in milliseconds.
+#[derive(Debug, Default, Clone)]
+pub struct Timings(pub Vec<(String, f64)>);
+
+impl Timings {
+    fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        self.0.push((name.to_string(), start.elapsed().as_secs_f64() * 1000.0));
+        out
+    }
+}
+
+/// A snapshot read and taken through dominators and retained sizes.
+pub struct Retained {
+    pub g: Graph,
+    pub dominators: dominators::Dominators,
+    pub retained: Vec<u64>,
+    pub timings: Timings,
+}
+
+/// Everything the report needs from one snapshot.
+pub struct Analysis {
+    pub g: Graph,
+    pub idom: Vec<u32>,
+    pub retained: Vec<u64>,
+    pub distances: distances::Distances,
+    pub classes: classes::Classes,
+    pub timings: Timings,
+}
+
+fn map_read_error(path: &Path, e: reader::ReadError) -> ReportError {
+    match e {
+        reader::ReadError::Io(source) => ReportError::Io { path: path.to_path_buf(), source },
+        reader::ReadError::Truncated(reason) => ReportError::Truncated { path: path.to_path_buf(), reason },
+        reader::ReadError::Corrupt(reason) => ReportError::Corrupt { path: path.to_path_buf(), reason },
+    }
+}
+
+/// Reads `path` and computes the dominator tree and retained sizes.
+pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportError> {
+    let mut timings = Timings::default();
+    let raw = timings
+        .time("parse", || reader::read_file(path, progress.bar()))
+        .map_err(|e| map_read_error(path, e))?;
+    progress.phase("graph");
+    let (g, essential) = timings.time("graph", || {
+        let mut g = Graph::from_raw(raw);
+        prepare::propagate_dom_state(&mut g);
+        let owned = prepare::page_owned(&g);
+        let mut ephemerons = weakmap::EphemeronNames::new(g.strings.len());
+        let essential = prepare::essential_edges(&g, &owned, &mut ephemerons);
+        prepare::transfer_owned_sizes(&mut g);
+        (g, essential)
+    });
+    progress.phase("dominators");
+    let dominators = timings.time("dominators", || dominators::compute(&g, &essential));
+    drop(essential);
+    progress.phase("retained sizes");
+    let retained = timings.time("retained", || dominators::retained_sizes(&g, &dominators));
+    Ok(Retained { g, dominators, retained, timings })
+}
+
+/// The full analysis: retained sizes, distances, class names and aggregates.
+pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError> {
+    let Retained { mut g, dominators, retained, mut timings } = retained(path, progress)?;
+    let idom = dominators.idom;
+    drop(dominators.preorder);
+    progress.phase("distances");
+    let distances = timings.time("distances", || {
+        let mut ephemerons = weakmap::EphemeronNames::new(g.strings.len());
+        distances::compute(&g, &mut ephemerons)
+    });
+    progress.phase("classes");
+    let classes = timings.time("classes", || {
+        let dominated = dominators::dominated(&idom, g.root);
+        classes::aggregate(&mut g, &retained, &dominated, &distances.distance)
+    });
+    Ok(Analysis { g, idom, retained, distances, classes, timings })
+}
+
+impl Analysis {
+    pub fn path_context(&self) -> paths::PathContext<'_> {
+        paths::PathContext {
+            g: &self.g,
+            idom: &self.idom,
+            retained: &self.retained,
+            class_name: &self.classes.class_name,
+            key_of: &self.classes.key_of,
+            distances: &self.distances,
+        }
+    }
+
+    /// Aggregate indexes ranked by retained size (maxRet), largest first.
+    pub fn ranked_classes(&self) -> Vec<usize> {
+        let aggs = &self.classes.aggs;
+        let mut order: Vec<usize> = (0..aggs.len()).collect();
+        order.sort_by(|&a, &b| aggs[b].max_ret.cmp(&aggs[a].max_ret).then_with(|| aggs[a].name.cmp(&aggs[b].name)));
+        order
+    }
+
+    /// The objects of aggregate `a` that count toward its retained size: those
+    /// with no dominator of the same class (DevTools' maxRet rule).
+    pub fn top_level_objects(&self, a: usize) -> Vec<u32> {
+        let c = &self.classes;
+        (0..c.class_of.len())
+            .filter(|&o| c.class_of[o] == a as u32 && c.counted.get(o))
+            .map(|o| o as u32)
+            .collect()
+    }
+}
+
 /// Reads one `.heapsnapshot` or `.heapsnapshot.gz` and summarises it.
-pub fn summarize(path: &Path, _opts: &Options) -> Result<SnapshotSummary, ReportError> {
-    Err(ReportError::Usage(format!("{}: the snapshot engine is not built yet", path.display())))
+pub fn summarize(path: &Path, opts: &Options) -> Result<SnapshotSummary, ReportError> {
+    let progress = Progress::new(opts.progress, file_len(path));
+    let result = summarize_with(path, opts, &progress);
+    progress.finish();
+    result
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn summarize_with(path: &Path, opts: &Options, progress: &Progress) -> Result<SnapshotSummary, ReportError> {
+    let mut a = analyse(path, progress)?;
+    let ranked = a.ranked_classes();
+    let aggs = &a.classes.aggs;
+    let classes: Vec<ClassStat> = ranked
+        .iter()
+        .take(opts.top)
+        .map(|&i| ClassStat {
+            name: aggs[i].name.clone(),
+            count: aggs[i].count,
+            shallow_size: aggs[i].self_size,
+            retained_size: aggs[i].max_ret,
+        })
+        .collect();
+    progress.phase("paths");
+    let start = Instant::now();
+    let mut retainer_paths = Vec::new();
+    for &i in ranked.iter().take(opts.paths.min(opts.top)) {
+        let objects = a.top_level_objects(i);
+        if let Some(p) = a.path_context().path_for(&aggs[i].name, &objects) {
+            retainer_paths.push(p);
+        }
+    }
+    a.timings.0.push(("paths".into(), start.elapsed().as_secs_f64() * 1000.0));
+    Ok(SnapshotSummary {
+        file: path.display().to_string(),
+        node_count: a.g.node_count() as u64,
+        edge_count: a.g.edge_count() as u64,
+        total_size: a.g.self_size.iter().map(|&s| u64::from(s)).sum(),
+        classes,
+        retainer_paths,
+        timings_ms: a.timings.0.clone(),
+    })
 }
 
 /// Compares two snapshots of one process by node id.
-pub fn diff(before: &Path, _after: &Path, _opts: &Options) -> Result<SnapshotDiff, ReportError> {
-    Err(ReportError::Usage(format!("{}: the snapshot engine is not built yet", before.display())))
+pub fn diff(before: &Path, after: &Path, opts: &Options) -> Result<SnapshotDiff, ReportError> {
+    let progress = Progress::new(opts.progress, file_len(before) + file_len(after));
+    let result = diff::diff(before, after, opts, &progress);
+    progress.finish();
+    result
 }
 
 /// Writes `id retained_size` for every node, in snapshot order.
-pub fn write_retained(path: &Path, _out: &mut dyn std::io::Write) -> Result<(), ReportError> {
-    Err(ReportError::Usage(format!("{}: the snapshot engine is not built yet", path.display())))
+///
+/// Test hook: when `MEMGUARD_REPORT_CLASSES_OUT` names a file, the class
+/// aggregates (DevTools' `aggregatesWithFilter({})` shape) are written there as
+/// JSON too, so the DevTools comparison test checks them from the same run.
+pub fn write_retained(path: &Path, out: &mut dyn Write) -> Result<(), ReportError> {
+    let stdout_err = |source| ReportError::Io { path: "<stdout>".into(), source };
+    let classes_out = std::env::var_os("MEMGUARD_REPORT_CLASSES_OUT");
+    let progress = Progress::silent();
+    if let Some(file) = classes_out {
+        let a = analyse(path, &progress)?;
+        write_lines(&a.g, &a.retained, out).map_err(stdout_err)?;
+        let json = aggregates_json(&a);
+        std::fs::write(&file, json).map_err(|source| ReportError::Io { path: file.into(), source })?;
+    } else {
+        let r = retained(path, &progress)?;
+        write_lines(&r.g, &r.retained, out).map_err(stdout_err)?;
+    }
+    Ok(())
+}
+
+fn write_lines(g: &Graph, retained: &[u64], out: &mut dyn Write) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1 << 16);
+    for (id, r) in g.node_id.iter().zip(retained) {
+        let _ = writeln!(buf, "{id} {r}");
+        if buf.len() > (1 << 16) - 64 {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf)
+}
+
+/// `{ classKey: {count, self, maxRet, name} }`; later aggregates with the same
+/// public key replace earlier ones, as in DevTools' object.
+fn aggregates_json(a: &Analysis) -> String {
+    let mut map = serde_json::Map::new();
+    for agg in &a.classes.aggs {
+        map.insert(
+            agg.key.clone(),
+            serde_json::json!({ "count": agg.count, "self": agg.self_size, "maxRet": agg.max_ret, "name": agg.name }),
+        );
+    }
+    serde_json::Value::Object(map).to_string()
 }

@@ -1,0 +1,405 @@
+//! Class names and per-class aggregates as DevTools' Summary view computes them
+//! (`calculateObjectNames`, `inferInterfaceDefinitions`,
+//! `applyInterfaceDefinitions`, `buildAggregates`,
+//! `calculateClassesRetainedSize`): plain `Object`s are named after their
+//! most popular property shapes (`{a, b, c}`), instances of a class with a
+//! source location are keyed by that location too.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use super::dominators::Dominated;
+use super::graph::{Bits, Graph};
+
+const MIN_INTERFACE_PROPERTY_COUNT: usize = 1;
+const MAX_INTERFACE_NAME_LENGTH: usize = 120;
+const MIN_OBJECT_COUNT_PER_INTERFACE: f64 = 2.0;
+const MIN_OBJECT_PROPORTION_PER_INTERFACE: f64 = 1000.0;
+
+/// One Summary row: a class key and its totals.
+#[derive(Debug, Clone)]
+pub struct ClassAgg {
+    /// DevTools' public class key: `,Name` or `script,line,column,Name`.
+    pub key: String,
+    pub name: String,
+    pub count: u64,
+    pub self_size: u64,
+    /// Retained size without double counting objects under objects of this class.
+    pub max_ret: u64,
+    /// Shortest distance from the roots of any object of the class.
+    pub distance: i32,
+}
+
+pub struct Classes {
+    /// Class-name string of every node (after interface naming).
+    pub class_name: Vec<u32>,
+    /// Dense class id per node (`u32::MAX` for nodes outside every aggregate,
+    /// i.e. with zero shallow size).
+    pub class_of: Vec<u32>,
+    /// Dense class id per node, also for zero-size nodes (for grouping).
+    pub key_of: Vec<u32>,
+    /// Nodes whose retained size counts toward their class's (no dominator of
+    /// the same class above them).
+    pub counted: Bits,
+    pub aggs: Vec<ClassAgg>,
+}
+
+/// JS compares strings by UTF-16 code units; differs from byte order only
+/// around supplementary characters, but sorting must agree with DevTools.
+pub fn js_cmp(a: &str, b: &str) -> Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        return a.cmp(b);
+    }
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+fn utf16_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.encode_utf16().count()
+    }
+}
+
+/// `formatPropertyName`: names with `,'"{}` are shown as JSON strings.
+pub fn format_property_name(name: &str) -> String {
+    if name.contains([',', '\'', '"', '{', '}']) {
+        serde_json::to_string(name).unwrap_or_else(|_| name.to_string())
+    } else {
+        name.to_string()
+    }
+}
+
+/// `calculateObjectNames`: the class-name string index of every node.
+fn object_names(g: &mut Graph) -> Vec<u32> {
+    let mut added: HashMap<String, u32> = HashMap::new();
+    let mut index_for = |g: &mut Graph, s: &str| -> u32 {
+        if let Some(&i) = added.get(s) {
+            return i;
+        }
+        let i = g.strings.push(s);
+        added.insert(s.to_string(), i);
+        i
+    };
+    let system = index_for(g, "(system)");
+    let code = index_for(g, "(compiled code)");
+    let function = index_for(g, "Function");
+    let regexp = index_for(g, "RegExp");
+    let mut by_type: Vec<Option<u32>> = vec![None; g.node_types.len()];
+    let n = g.node_count();
+    let mut out = vec![0u32; n];
+    let nk = g.nk;
+    for i in 0..n {
+        let t = g.node_type[i];
+        out[i] = if t == nk.hidden {
+            system
+        } else if t == nk.object || t == nk.native {
+            let name = g.name(i as u32);
+            if let Some(rest) = name.strip_prefix('<') {
+                let short = match rest.find(' ') {
+                    Some(sp) => format!("<{}>", &rest[..sp]),
+                    None => name.to_string(),
+                };
+                index_for(g, &short)
+            } else if name.starts_with("Detached <") {
+                let short = match name[10..].find(' ') {
+                    Some(sp) => format!("{}>", &name[..10 + sp]),
+                    None => name.to_string(),
+                };
+                index_for(g, &short)
+            } else {
+                g.node_name[i]
+            }
+        } else if t == nk.code {
+            code
+        } else if t == nk.closure {
+            function
+        } else if t == nk.regexp {
+            regexp
+        } else {
+            match by_type[t as usize] {
+                Some(s) => s,
+                None => {
+                    let s = index_for(g, &format!("({})", g.node_types[t as usize]));
+                    by_type[t as usize] = Some(s);
+                    s
+                }
+            }
+        };
+    }
+    out
+}
+
+fn is_plain_object(g: &Graph, node: u32) -> bool {
+    g.node_type[node as usize] == g.nk.object && g.name_bytes(node) == b"Object"
+}
+
+struct Interface {
+    name: String,
+    properties: Vec<u32>,
+    count: u64,
+}
+
+/// `inferInterfaceDefinitions`: the popular property shapes of plain objects.
+fn infer_interfaces(g: &Graph) -> Vec<Interface> {
+    let mut candidates: Vec<Interface> = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut total = 0u64;
+    let mut formatted: HashMap<u32, (String, usize)> = HashMap::new();
+    for node in 0..g.node_count() as u32 {
+        if !is_plain_object(g, node) {
+            continue;
+        }
+        total += 1;
+        let mut name = String::from("{");
+        let mut name_len = 1usize; // in UTF-16 units, as JS measures
+        let mut properties = Vec::new();
+        for e in g.edges(node) {
+            if g.edge_type[e] != g.ek.property {
+                continue;
+            }
+            let s = g.edge_name[e];
+            if g.strings.bytes(s) == b"__proto__" {
+                continue;
+            }
+            let (f, f_len) = formatted.entry(s).or_insert_with(|| {
+                let f = format_property_name(g.strings.get(s));
+                let l = utf16_len(&f);
+                (f, l)
+            });
+            if name_len > MIN_INTERFACE_PROPERTY_COUNT && name_len + *f_len > MAX_INTERFACE_NAME_LENGTH {
+                break;
+            }
+            if name_len != 1 {
+                name.push_str(", ");
+                name_len += 2;
+            }
+            name.push_str(f);
+            name_len += *f_len;
+            properties.push(s);
+        }
+        if properties.is_empty() {
+            continue;
+        }
+        name.push('}');
+        match by_name.get(&name) {
+            Some(&i) => candidates[i].count += 1,
+            None => {
+                by_name.insert(name.clone(), candidates.len());
+                candidates.push(Interface { name, properties, count: 1 });
+            }
+        }
+    }
+    // Stable, like JS's sort: ties keep first-seen order.
+    candidates.sort_by(|a, b| b.count.cmp(&a.count));
+    let min_count = MIN_OBJECT_COUNT_PER_INTERFACE.max(total as f64 / MIN_OBJECT_PROPORTION_PER_INTERFACE);
+    candidates.into_iter().take_while(|c| c.count as f64 >= min_count).collect()
+}
+
+#[derive(Default)]
+struct TrieNode {
+    next: HashMap<u32, usize>,
+    /// (property count, definition index, interface name string)
+    match_info: Option<(usize, usize, u32)>,
+    greatest_next: Option<u32>,
+}
+
+/// `selectBetterMatch` on (property count, definition index).
+fn better(a: (usize, usize, u32), b: Option<(usize, usize, u32)>) -> (usize, usize, u32) {
+    match b {
+        None => a,
+        Some(b) if a.0 > b.0 => a,
+        Some(b) if b.0 > a.0 => b,
+        Some(b) => {
+            if a.1 <= b.1 {
+                a
+            } else {
+                b
+            }
+        }
+    }
+}
+
+/// `applyInterfaceDefinitions`: each plain object takes the name of the
+/// definition with the most properties all present on it (earliest on ties).
+fn apply_interfaces(g: &mut Graph, defs: &[Interface], class_name: &mut [u32]) {
+    if defs.is_empty() {
+        return;
+    }
+    let mut trie: Vec<TrieNode> = vec![TrieNode::default()];
+    let mut interface_names: HashMap<String, u32> = HashMap::new();
+    for (index, def) in defs.iter().enumerate() {
+        let mut props = def.properties.clone();
+        props.sort_by(|&a, &b| js_cmp(g.strings.get(a), g.strings.get(b)));
+        let mut current = 0usize;
+        for &p in &props {
+            let existing = trie[current].next.get(&p).copied();
+            let next = match existing {
+                Some(x) => x,
+                None => {
+                    trie.push(TrieNode::default());
+                    let id = trie.len() - 1;
+                    trie[current].next.insert(p, id);
+                    let greater = match trie[current].greatest_next {
+                        None => true,
+                        Some(gn) => js_cmp(g.strings.get(gn), g.strings.get(p)) == Ordering::Less,
+                    };
+                    if greater {
+                        trie[current].greatest_next = Some(p);
+                    }
+                    id
+                }
+            };
+            current = next;
+        }
+        if trie[current].match_info.is_none() {
+            let name_index = match interface_names.get(&def.name) {
+                Some(&s) => s,
+                None => {
+                    let s = g.strings.push(&def.name);
+                    interface_names.insert(def.name.clone(), s);
+                    s
+                }
+            };
+            trie[current].match_info = Some((props.len(), index, name_index));
+        }
+    }
+    const NO_MATCH: (usize, usize, u32) = (0, usize::MAX, u32::MAX);
+    let mut props: Vec<u32> = Vec::new();
+    let mut states: Vec<usize> = Vec::new();
+    let mut snapshot: Vec<usize> = Vec::new();
+    for node in 0..g.node_count() as u32 {
+        if !is_plain_object(g, node) {
+            continue;
+        }
+        props.clear();
+        for e in g.edges(node) {
+            if g.edge_type[e] == g.ek.property {
+                props.push(g.edge_name[e]);
+            }
+        }
+        props.sort_by(|&a, &b| js_cmp(g.strings.get(a), g.strings.get(b)));
+        states.clear();
+        states.push(0);
+        let mut best = better(NO_MATCH, trie[0].match_info);
+        for &p in &props {
+            snapshot.clear();
+            snapshot.extend_from_slice(&states);
+            for &s in &snapshot {
+                let dead = match trie[s].greatest_next {
+                    None => true,
+                    Some(gn) => js_cmp(g.strings.get(p), g.strings.get(gn)) != Ordering::Less,
+                };
+                if dead {
+                    states.retain(|&x| x != s);
+                }
+                if let Some(&next) = trie[s].next.get(&p) {
+                    if !states.contains(&next) {
+                        states.push(next);
+                    }
+                    best = better(best, trie[next].match_info);
+                }
+            }
+        }
+        if best != NO_MATCH {
+            class_name[node as usize] = best.2;
+        }
+    }
+}
+
+#[derive(Hash, PartialEq, Eq, Clone, Copy)]
+enum InternalKey {
+    Name(u32),
+    Located(u32, u32, u32, u32),
+}
+
+/// Names every node and builds the aggregates with `maxRet` semantics.
+pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated, distances: &[i32]) -> Classes {
+    let mut class_name = object_names(g);
+    let defs = infer_interfaces(g);
+    apply_interfaces(g, &defs, &mut class_name);
+
+    // Locations (by node, last one wins as in DevTools' Map) key object classes.
+    let mut location: HashMap<u32, (u32, u32, u32)> = HashMap::new();
+    for &[node, script, line, col] in &g.locations {
+        location.insert(node, (script, line, col));
+    }
+    let n = g.node_count();
+    let mut ids: HashMap<InternalKey, u32> = HashMap::new();
+    let mut keys: Vec<InternalKey> = Vec::new();
+    let mut key_of = vec![0u32; n];
+    for i in 0..n {
+        let key = if g.node_type[i] == g.nk.object {
+            match location.get(&(i as u32)) {
+                Some(&(s, l, c)) => InternalKey::Located(s, l, c, class_name[i]),
+                None => InternalKey::Name(class_name[i]),
+            }
+        } else {
+            InternalKey::Name(class_name[i])
+        };
+        let next = keys.len() as u32;
+        key_of[i] = *ids.entry(key).or_insert_with(|| {
+            keys.push(key);
+            next
+        });
+    }
+    drop(ids);
+
+    // buildAggregates: nodes with a shallow size, in node order.
+    let mut agg_of_key = vec![u32::MAX; keys.len()];
+    let mut aggs: Vec<ClassAgg> = Vec::new();
+    let mut class_of = vec![u32::MAX; n];
+    for i in 0..n {
+        let size = g.self_size[i];
+        if size == 0 {
+            continue;
+        }
+        let k = key_of[i] as usize;
+        if agg_of_key[k] == u32::MAX {
+            agg_of_key[k] = aggs.len() as u32;
+            let name = g.strings.get(class_name[i]).to_string();
+            let key = match keys[k] {
+                InternalKey::Name(_) => format!(",{name}"),
+                InternalKey::Located(s, l, c, _) => format!("{s},{l},{c},{name}"),
+            };
+            aggs.push(ClassAgg { key, name, count: 0, self_size: 0, max_ret: 0, distance: distances[i] });
+        }
+        let a = agg_of_key[k];
+        class_of[i] = a;
+        let agg = &mut aggs[a as usize];
+        agg.count += 1;
+        agg.self_size += u64::from(size);
+        agg.distance = agg.distance.min(distances[i]);
+    }
+
+    // calculateClassesRetainedSize: walk the dominator tree; an object adds its
+    // retained size unless an ancestor of the same class already did.
+    let mut seen = vec![false; aggs.len()];
+    let mut counted = Bits::new(n);
+    let mut list: Vec<u32> = vec![g.root];
+    let mut sizes: Vec<usize> = vec![usize::MAX];
+    let mut open: Vec<u32> = Vec::new();
+    while let Some(node) = list.pop() {
+        let o = node as usize;
+        let a = class_of[o];
+        let (from, to) = (dominated.first[o] as usize, dominated.first[o + 1] as usize);
+        if a != u32::MAX && !seen[a as usize] {
+            aggs[a as usize].max_ret += retained[o];
+            counted.set(o);
+            if from != to {
+                seen[a as usize] = true;
+                sizes.push(list.len());
+                open.push(a);
+            }
+        }
+        list.extend_from_slice(&dominated.nodes[from..to]);
+        let l = list.len();
+        while sizes.last() == Some(&l) {
+            sizes.pop();
+            if let Some(c) = open.pop() {
+                seen[c as usize] = false;
+            }
+        }
+    }
+    Classes { class_name, class_of, key_of, counted, aggs }
+}

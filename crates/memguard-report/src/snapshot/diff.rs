@@ -1,0 +1,127 @@
+//! Two snapshots of one process compared by node id (stable across snapshots):
+//! per class, objects present only after (added) or only before (removed),
+//! counts and retained sizes on both sides, ranked by retained growth, with
+//! the retainer path that holds most of the added objects.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::progress::Progress;
+use super::{analyse, Options};
+use crate::report::{ClassDelta, SnapshotDiff};
+use crate::ReportError;
+
+/// One class in the earlier snapshot: count, retained and its objects' ids (sorted).
+struct Before {
+    count: u64,
+    retained: u64,
+    ids: Vec<u32>,
+}
+
+pub fn diff(before: &Path, after: &Path, opts: &Options, progress: &Progress) -> Result<SnapshotDiff, ReportError> {
+    // The earlier snapshot is reduced to per-class id lists before the later
+    // one is read, so only one graph is in memory at a time.
+    let mut old: HashMap<String, Before> = HashMap::new();
+    {
+        let a = analyse(before, progress)?;
+        for agg in &a.classes.aggs {
+            old.insert(agg.key.clone(), Before { count: agg.count, retained: agg.max_ret, ids: Vec::new() });
+        }
+        for (o, &c) in a.classes.class_of.iter().enumerate() {
+            if c != u32::MAX {
+                if let Some(b) = old.get_mut(&a.classes.aggs[c as usize].key) {
+                    b.ids.push(a.g.node_id[o]);
+                }
+            }
+        }
+        for b in old.values_mut() {
+            b.ids.sort_unstable();
+        }
+    }
+    let a = analyse(after, progress)?;
+    progress.phase("diff");
+    let aggs = &a.classes.aggs;
+    // Objects per class in the later snapshot, split into added and kept.
+    let mut added: Vec<Vec<u32>> = vec![Vec::new(); aggs.len()];
+    let mut kept: Vec<u64> = vec![0; aggs.len()];
+    for (o, &c) in a.classes.class_of.iter().enumerate() {
+        if c == u32::MAX {
+            continue;
+        }
+        let id = a.g.node_id[o];
+        let was_there = old.get(&aggs[c as usize].key).is_some_and(|b| b.ids.binary_search(&id).is_ok());
+        if was_there {
+            kept[c as usize] += 1;
+        } else {
+            added[c as usize].push(o as u32);
+        }
+    }
+    let mut classes: Vec<ClassDelta> = Vec::new();
+    let mut seen_keys = std::collections::HashSet::new();
+    for (i, agg) in aggs.iter().enumerate() {
+        seen_keys.insert(agg.key.clone());
+        let b = old.get(&agg.key);
+        let count_before = b.map_or(0, |b| b.count);
+        let retained_before = b.map_or(0, |b| b.retained);
+        classes.push(ClassDelta {
+            name: agg.name.clone(),
+            count_before,
+            count_after: agg.count,
+            added: added[i].len() as u64,
+            removed: count_before.saturating_sub(kept[i]),
+            retained_before,
+            retained_after: agg.max_ret,
+            retained_delta: agg.max_ret as i64 - retained_before as i64,
+            retainer_path: None,
+        });
+    }
+    for (key, b) in &old {
+        if seen_keys.contains(key) {
+            continue;
+        }
+        let name = key.rsplit_once(',').map(|(_, n)| n).unwrap_or(key);
+        // Names may contain commas; the key's name is everything after the
+        // location, which for `,Name` keys is everything after the first comma.
+        let name = if let Some(rest) = key.strip_prefix(',') { rest } else { name };
+        classes.push(ClassDelta {
+            name: name.to_string(),
+            count_before: b.count,
+            count_after: 0,
+            added: 0,
+            removed: b.count,
+            retained_before: b.retained,
+            retained_after: 0,
+            retained_delta: -(b.retained as i64),
+            retainer_path: None,
+        });
+    }
+    // Rank; then paths for the top classes that gained objects.
+    let mut order: Vec<usize> = (0..classes.len()).collect();
+    order.sort_by(|&x, &y| {
+        classes[y]
+            .retained_delta
+            .cmp(&classes[x].retained_delta)
+            .then_with(|| classes[y].added.cmp(&classes[x].added))
+            .then_with(|| classes[x].name.cmp(&classes[y].name))
+    });
+    let ctx = a.path_context();
+    let mut ranked = Vec::new();
+    for (rank, &i) in order.iter().enumerate() {
+        if rank >= opts.top {
+            break;
+        }
+        let mut delta = classes[i].clone();
+        if rank < opts.paths && delta.added > 0 {
+            // Entries below aggs.len() are the later snapshot's classes, same index.
+            if i < aggs.len() {
+                // Added objects not inside another object of the class.
+                let objects: Vec<u32> =
+                    added[i].iter().copied().filter(|&o| a.classes.counted.get(o as usize)).collect();
+                let objects = if objects.is_empty() { added[i].clone() } else { objects };
+                delta.retainer_path = ctx.path_for(&delta.name, &objects);
+            }
+        }
+        ranked.push(delta);
+    }
+    Ok(SnapshotDiff { before: before.display().to_string(), after: after.display().to_string(), classes: ranked })
+}

@@ -1,0 +1,128 @@
+//! Distances from the roots, as DevTools' `calculateDistances` (JS heap
+//! variant): BFS over non-weak edges from the user roots, then from the root
+//! for what is left (at a large base distance), skipping the links DevTools
+//! skips (`sloppy_function_map` of native contexts, descriptor-array
+//! internals) and giving a WeakMap value the later of its two ephemeron edges.
+//! Each node also keeps the edge it was reached by: following those back gives
+//! a shortest retainer path.
+
+use std::collections::HashSet;
+
+use super::graph::Graph;
+use super::weakmap::EphemeronNames;
+
+pub const NO_DISTANCE: i32 = -5;
+pub const BASE_SYSTEM_DISTANCE: i32 = 100_000_000;
+pub const NO_EDGE: u32 = u32::MAX;
+
+pub struct Distances {
+    pub distance: Vec<i32>,
+    /// The edge each node was first reached by (`NO_EDGE` for roots and the unreached).
+    pub via_edge: Vec<u32>,
+}
+
+/// JS `parseInt(s, 10)`: leading whitespace, sign, then as many digits as there are.
+fn js_parse_int(s: &str) -> Option<f64> {
+    let t = s.trim_start();
+    let (neg, rest) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let digits: &str = &rest[..rest.bytes().take_while(u8::is_ascii_digit).count()];
+    if digits.is_empty() {
+        return None;
+    }
+    let v: f64 = digits.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+pub fn compute(g: &Graph, ephemerons: &mut EphemeronNames) -> Distances {
+    let n = g.node_count();
+    let mut distance = vec![NO_DISTANCE; n];
+    let mut via_edge = vec![NO_EDGE; n];
+    let mut queue: Vec<u32> = Vec::with_capacity(n);
+    let mut pending: HashSet<u32> = HashSet::new();
+
+    for e in g.edges(g.root) {
+        let to = g.edge_to[e];
+        if g.is_user_root(to) || g.is_document_dom_trees_root(to) {
+            distance[to as usize] = 1;
+            queue.push(to);
+            via_edge[to as usize] = e as u32;
+        }
+    }
+    let had_user_roots = !queue.is_empty();
+    bfs(g, ephemerons, &mut pending, &mut queue, &mut distance, &mut via_edge);
+    distance[g.root as usize] = if had_user_roots { BASE_SYSTEM_DISTANCE } else { 0 };
+    queue.clear();
+    queue.push(g.root);
+    bfs(g, ephemerons, &mut pending, &mut queue, &mut distance, &mut via_edge);
+    Distances { distance, via_edge }
+}
+
+fn bfs(
+    g: &Graph,
+    ephemerons: &mut EphemeronNames,
+    pending: &mut HashSet<u32>,
+    queue: &mut Vec<u32>,
+    distance: &mut [i32],
+    via_edge: &mut [u32],
+) {
+    let ek = g.ek;
+    let nk = g.nk;
+    let mut head = 0;
+    while head < queue.len() {
+        let node = queue[head];
+        head += 1;
+        let d = distance[node as usize] + 1;
+        let t = g.node_type[node as usize];
+        let sloppy_source = t == nk.hidden && g.name_bytes(node) == b"system / NativeContext";
+        let descriptors = t == nk.array && g.name_bytes(node) == b"(map descriptors)";
+        for e in g.edges(node) {
+            let et = g.edge_type[e];
+            if et == ek.weak {
+                continue;
+            }
+            let child = g.edge_to[e];
+            if distance[child as usize] != NO_DISTANCE {
+                continue;
+            }
+            if sloppy_source && !g.edge_name_is_index(e) && g.strings.bytes(g.edge_name[e]) == b"sloppy_function_map" {
+                continue;
+            }
+            if descriptors {
+                // Descriptor arrays are shared between maps; only their first two
+                // slots and every third after are real links (crbug.com/413608).
+                let index = if g.edge_name_is_index(e) {
+                    Some(f64::from(g.edge_name[e]))
+                } else {
+                    js_parse_int(g.strings.get(g.edge_name[e]))
+                };
+                if let Some(i) = index {
+                    if !(i < 2.0 || i % 3.0 != 1.0) {
+                        continue;
+                    }
+                }
+            }
+            if et == ek.internal {
+                if let Some((_, part)) = ephemerons.parse(&g.strings, g.edge_name[e]) {
+                    if !pending.remove(&part) {
+                        pending.insert(part);
+                        continue;
+                    }
+                }
+            }
+            distance[child as usize] = d;
+            via_edge[child as usize] = e as u32;
+            queue.push(child);
+        }
+    }
+}
+
+/// The source node of edge `e` (binary search over the CSR offsets).
+pub fn edge_source(g: &Graph, e: u32) -> u32 {
+    // first_edge is non-decreasing; the source is the last node whose range starts at or before e.
+    let idx = g.first_edge.partition_point(|&start| start <= e);
+    (idx.saturating_sub(1)) as u32
+}

@@ -1,0 +1,252 @@
+//! Dominator tree and retained sizes, a line-by-line port of DevTools'
+//! `calculateDominatorsAndRetainedSizes` (iterative Lengauer–Tarjan with the
+//! simple eval/link), including how it attaches nodes the root cannot reach:
+//! first those with only non-essential retainers (each a DFS root under the
+//! root), then any remaining cycles one node at a time. Matching its DFS order
+//! matters only for those unreachable nodes, but that is where tools differ.
+
+use super::graph::{Bits, Graph};
+
+pub struct Dominators {
+    /// Immediate dominator of each node (the root's is itself).
+    pub idom: Vec<u32>,
+    /// Node ordinals in the DFS order the algorithm numbered them (root first).
+    pub preorder: Vec<u32>,
+}
+
+/// Predecessors over essential edges only, as a CSR (source nodes).
+struct Preds {
+    first: Vec<u32>,
+    from: Vec<u32>,
+}
+
+fn essential_preds(g: &Graph, essential: &Bits) -> Preds {
+    let n = g.node_count();
+    let mut first = vec![0u32; n + 1];
+    for e in 0..g.edge_count() {
+        if essential.get(e) {
+            first[g.edge_to[e] as usize + 1] += 1;
+        }
+    }
+    for i in 0..n {
+        first[i + 1] += first[i];
+    }
+    let total = first[n] as usize;
+    let mut from = vec![0u32; total];
+    let mut fill = first.clone();
+    for node in 0..n as u32 {
+        for e in g.edges(node) {
+            if essential.get(e) {
+                let to = g.edge_to[e] as usize;
+                from[fill[to] as usize] = node;
+                fill[to] += 1;
+            }
+        }
+    }
+    Preds { first, from }
+}
+
+pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
+    let node_count = g.node_count();
+    let preds = essential_preds(g, essential);
+    // 1-based vertex numbers as in the paper; 0 means "none".
+    let len = node_count + 1;
+    let mut parent = vec![0u32; len];
+    let mut ancestor = vec![0u32; len];
+    let mut vertex = vec![0u32; len];
+    let mut label = vec![0u32; len];
+    let mut semi = vec![0u32; len];
+    let mut next_edge = vec![0u32; len];
+    let mut n: u32 = 0;
+
+    let dfs = |root: u32,
+               n: &mut u32,
+               parent: &mut [u32],
+               semi: &mut [u32],
+               vertex: &mut [u32],
+               label: &mut [u32],
+               next_edge: &mut [u32]| {
+        let root_ordinal = (root - 1) as usize;
+        next_edge[root_ordinal] = g.first_edge[root_ordinal];
+        let mut v = root;
+        while v != 0 {
+            if semi[v as usize] == 0 {
+                *n += 1;
+                semi[v as usize] = *n;
+                vertex[*n as usize] = v;
+                label[v as usize] = v;
+            }
+            let mut v_next = parent[v as usize];
+            let v_ordinal = (v - 1) as usize;
+            let end = g.first_edge[v_ordinal + 1];
+            while next_edge[v_ordinal] < end {
+                let e = next_edge[v_ordinal] as usize;
+                if essential.get(e) {
+                    let w_ordinal = g.edge_to[e];
+                    let w = w_ordinal + 1;
+                    if semi[w as usize] == 0 {
+                        parent[w as usize] = v;
+                        next_edge[w_ordinal as usize] = g.first_edge[w_ordinal as usize];
+                        v_next = w;
+                        break;
+                    }
+                }
+                next_edge[v_ordinal] += 1;
+            }
+            v = v_next;
+        }
+    };
+
+    let r = g.root + 1;
+    dfs(r, &mut n, &mut parent, &mut semi, &mut vertex, &mut label, &mut next_edge);
+    if (n as usize) < node_count {
+        // Nodes whose every retainer is non-essential hang under the root.
+        for v in 1..=node_count as u32 {
+            let o = (v - 1) as usize;
+            if semi[v as usize] == 0 && preds.first[o] == preds.first[o + 1] {
+                parent[v as usize] = r;
+                dfs(v, &mut n, &mut parent, &mut semi, &mut vertex, &mut label, &mut next_edge);
+            }
+        }
+    }
+    if (n as usize) < node_count {
+        // What is left is held only by cycles: visit each one from the root.
+        for v in 1..=node_count as u32 {
+            if semi[v as usize] == 0 {
+                parent[v as usize] = r;
+                n += 1;
+                semi[v as usize] = n;
+                vertex[n as usize] = v;
+                label[v as usize] = v;
+            }
+        }
+    }
+
+    // The DFS is done: its per-node cursor becomes compress()'s stack.
+    let mut stack = next_edge;
+    let compress = |v0: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], stack: &mut [u32]| {
+        let mut v = v0;
+        let mut sp = 0usize;
+        while ancestor[ancestor[v as usize] as usize] != 0 {
+            sp += 1;
+            stack[sp] = v;
+            v = ancestor[v as usize];
+        }
+        while sp > 0 {
+            let w = stack[sp] as usize;
+            sp -= 1;
+            let a = ancestor[w] as usize;
+            if semi[label[a] as usize] < semi[label[w] as usize] {
+                label[w] = label[a];
+            }
+            ancestor[w] = ancestor[a];
+        }
+    };
+    let evaluate = |v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], stack: &mut [u32]| -> u32 {
+        if ancestor[v as usize] == 0 {
+            return v;
+        }
+        compress(v, ancestor, label, semi, stack);
+        label[v as usize]
+    };
+
+    // Buckets as linked lists: each vertex sits in at most one bucket.
+    let mut bucket_head = vec![0u32; len];
+    let mut bucket_next = vec![0u32; len];
+    let mut dom = vec![0u32; len];
+    for i in (2..=n).rev() {
+        let w = vertex[i as usize];
+        let w_ordinal = (w - 1) as usize;
+        let (from, to) = (preds.first[w_ordinal] as usize, preds.first[w_ordinal + 1] as usize);
+        if from == to {
+            // No essential retainer: the root is its only predecessor.
+            semi[w as usize] = semi[r as usize];
+        }
+        for k in from..to {
+            let v = preds.from[k] + 1;
+            let u = evaluate(v, &mut ancestor, &mut label, &semi, &mut stack);
+            if semi[u as usize] < semi[w as usize] {
+                semi[w as usize] = semi[u as usize];
+            }
+        }
+        let b = vertex[semi[w as usize] as usize] as usize;
+        bucket_next[w as usize] = bucket_head[b];
+        bucket_head[b] = w;
+        let p = parent[w as usize];
+        ancestor[w as usize] = p; // link
+        let mut v = bucket_head[p as usize];
+        bucket_head[p as usize] = 0;
+        while v != 0 {
+            let u = evaluate(v, &mut ancestor, &mut label, &semi, &mut stack);
+            dom[v as usize] = if semi[u as usize] < semi[v as usize] { u } else { p };
+            v = bucket_next[v as usize];
+        }
+    }
+    drop(bucket_head);
+    drop(bucket_next);
+    drop(stack);
+    drop(ancestor);
+    drop(label);
+    drop(parent);
+    drop(preds);
+    dom[0] = r;
+    dom[r as usize] = r;
+    for i in 2..=n {
+        let w = vertex[i as usize] as usize;
+        if dom[w] != vertex[semi[w] as usize] {
+            dom[w] = dom[dom[w] as usize];
+        }
+    }
+    drop(semi);
+
+    let mut idom = vec![0u32; node_count];
+    for o in 0..node_count {
+        idom[o] = dom[o + 1] - 1;
+    }
+    drop(dom);
+    // DFS preorder as ordinals: every node comes after its dominator.
+    vertex.remove(0);
+    for v in vertex.iter_mut() {
+        *v -= 1;
+    }
+    Dominators { idom, preorder: vertex }
+}
+
+/// Retained size = own shallow size + retained sizes of the dominated nodes,
+/// summed children-first by walking the DFS preorder backwards.
+pub fn retained_sizes(g: &Graph, d: &Dominators) -> Vec<u64> {
+    let mut retained: Vec<u64> = g.self_size.iter().map(|&s| u64::from(s)).collect();
+    for &o in d.preorder.iter().skip(1).rev() {
+        let dom = d.idom[o as usize] as usize;
+        retained[dom] += retained[o as usize];
+    }
+    retained
+}
+
+/// The dominator tree's children lists as a CSR (`buildDominatedNodes`).
+pub struct Dominated {
+    pub first: Vec<u32>,
+    pub nodes: Vec<u32>,
+}
+
+pub fn dominated(idom: &[u32], root: u32) -> Dominated {
+    let n = idom.len();
+    let mut first = vec![0u32; n + 1];
+    for (o, &d) in idom.iter().enumerate() {
+        if o as u32 != root {
+            first[d as usize + 1] += 1;
+        }
+    }
+    for i in 0..n {
+        first[i + 1] += first[i];
+    }
+    let mut fill = first.clone();
+    let mut nodes = vec![0u32; n.saturating_sub(1)];
+    for (o, &d) in idom.iter().enumerate() {
+        if o as u32 != root {
+            nodes[fill[d as usize] as usize] = o as u32;
+            fill[d as usize] += 1;
+        }
+    }
+    Dominated { first, nodes }
+}

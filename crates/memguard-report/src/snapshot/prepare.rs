@@ -1,0 +1,228 @@
+//! DevTools' passes between loading and dominators, in its order: DOM
+//! detachedness propagation (renames detached native nodes), page-owned flags,
+//! the "essential edge" bitmap the dominator tree is built from, and the
+//! transfer of owned arrays' / system objects' shallow sizes to their owner.
+
+use std::collections::HashMap;
+
+use super::graph::{Bits, Graph};
+use super::weakmap::EphemeronNames;
+
+const ATTACHED: u8 = 1;
+const DETACHED: u8 = 2;
+
+/// `propagateDOMState`: attached-ness flows from attached native nodes, then
+/// detached-ness from detached ones; detached native nodes get a
+/// `Detached ` name prefix.
+pub fn propagate_dom_state(g: &mut Graph) {
+    if g.detachedness.is_empty() {
+        return;
+    }
+    let n = g.node_count();
+    let mut visited = vec![false; n];
+    let mut attached: Vec<u32> = Vec::new();
+    let mut detached: Vec<u32> = Vec::new();
+    let mut renamed: HashMap<u32, u32> = HashMap::new();
+
+    fn process(
+        g: &mut Graph,
+        node: u32,
+        state: u8,
+        visited: &mut [bool],
+        attached: &mut Vec<u32>,
+        detached: &mut Vec<u32>,
+        renamed: &mut HashMap<u32, u32>,
+    ) {
+        let i = node as usize;
+        if visited[i] {
+            return;
+        }
+        if g.node_type[i] != g.nk.native {
+            visited[i] = true;
+            return;
+        }
+        g.detachedness[i] = state;
+        if state == ATTACHED {
+            attached.push(node);
+        } else if state == DETACHED {
+            let old = g.node_name[i];
+            let new = match renamed.get(&old) {
+                Some(&s) => s,
+                None => {
+                    let name = format!("Detached {}", g.strings.get(old));
+                    let s = g.strings.push(&name);
+                    renamed.insert(old, s);
+                    s
+                }
+            };
+            g.node_name[i] = new;
+            detached.push(node);
+        }
+        visited[i] = true;
+    }
+
+    fn propagate(
+        g: &mut Graph,
+        parent: u32,
+        state: u8,
+        visited: &mut [bool],
+        attached: &mut Vec<u32>,
+        detached: &mut Vec<u32>,
+        renamed: &mut HashMap<u32, u32>,
+    ) {
+        for e in g.edges(parent) {
+            let t = g.edge_type[e];
+            if t == g.ek.hidden || t == g.ek.weak {
+                continue;
+            }
+            let child = g.edge_to[e];
+            process(g, child, state, visited, attached, detached, renamed);
+        }
+    }
+
+    for node in 0..n as u32 {
+        let state = g.detachedness[node as usize];
+        if state == 0 {
+            continue;
+        }
+        process(g, node, state, &mut visited, &mut attached, &mut detached, &mut renamed);
+    }
+    while let Some(node) = attached.pop() {
+        propagate(g, node, ATTACHED, &mut visited, &mut attached, &mut detached, &mut renamed);
+    }
+    while let Some(node) = detached.pop() {
+        if g.detachedness[node as usize] == ATTACHED {
+            continue;
+        }
+        propagate(g, node, DETACHED, &mut visited, &mut attached, &mut detached, &mut renamed);
+    }
+}
+
+/// `markPageOwnedNodes`: everything reachable (non-weak) from the root's
+/// shortcut edges and from `(Document DOM trees)`.
+pub fn page_owned(g: &Graph) -> Bits {
+    let n = g.node_count();
+    let mut owned = Bits::new(n);
+    let mut stack: Vec<u32> = Vec::new();
+    for e in g.edges(g.root) {
+        let t = g.edge_type[e];
+        let to = g.edge_to[e];
+        if t == g.ek.element {
+            if !g.is_document_dom_trees_root(to) {
+                continue;
+            }
+        } else if t != g.ek.shortcut {
+            continue;
+        }
+        stack.push(to);
+        owned.set(to as usize);
+    }
+    while let Some(node) = stack.pop() {
+        for e in g.edges(node) {
+            let to = g.edge_to[e];
+            if owned.get(to as usize) || g.edge_type[e] == g.ek.weak {
+                continue;
+            }
+            stack.push(to);
+            owned.set(to as usize);
+        }
+    }
+    owned
+}
+
+/// `initEssentialEdges`: the edges the dominator tree is built from.
+pub fn essential_edges(g: &Graph, page_owned: &Bits, ephemerons: &mut EphemeronNames) -> Bits {
+    let mut essential = Bits::new(g.edge_count());
+    let ek = g.ek;
+    for node in 0..g.node_count() as u32 {
+        let node_owned = page_owned.get(node as usize);
+        for e in g.edges(node) {
+            let t = g.edge_type[e];
+            if t == ek.internal {
+                // A WeakMap value is kept by key and table together; DevTools
+                // keeps the key's edge and drops the table's.
+                if let Some((Some(table), _)) = ephemerons.parse(&g.strings, g.edge_name[e]) {
+                    if table == u64::from(g.node_id[node as usize]) {
+                        continue;
+                    }
+                }
+            }
+            if t == ek.weak {
+                continue;
+            }
+            let to = g.edge_to[e];
+            if to == node {
+                continue;
+            }
+            if node != g.root {
+                // Shortcuts only mean something at the root (user globals).
+                if t == ek.shortcut {
+                    continue;
+                }
+                if page_owned.get(to as usize) && !node_owned {
+                    continue;
+                }
+            }
+            essential.set(e);
+        }
+    }
+    essential
+}
+
+/// `calculateShallowSizes`: arrays, system (hidden) objects and external
+/// string data owned by exactly one other object give it their shallow size.
+/// Skipped when the root has no user roots (an "expose internals" snapshot).
+pub fn transfer_owned_sizes(g: &mut Graph) {
+    let has_user_roots = g.edges(g.root).any(|e| g.is_user_root(g.edge_to[e]));
+    if !has_user_roots {
+        return;
+    }
+    const UNVISITED: u32 = u32::MAX;
+    const MULTIPLE: u32 = u32::MAX - 1;
+    let n = g.node_count();
+    let mut owners = vec![0u32; n];
+    let mut worklist: Vec<u32> = Vec::new();
+    for i in 0..n {
+        let t = g.node_type[i];
+        let owned_kind = t == g.nk.hidden
+            || t == g.nk.array
+            || (t == g.nk.native && g.name_bytes(i as u32) == b"system / ExternalStringData");
+        if owned_kind {
+            owners[i] = UNVISITED;
+        } else {
+            owners[i] = i as u32;
+            worklist.push(i as u32);
+        }
+    }
+    while let Some(id) = worklist.pop() {
+        let owner = owners[id as usize];
+        for e in g.edges(id) {
+            if g.edge_type[e] == g.ek.weak {
+                continue;
+            }
+            let target = g.edge_to[e];
+            let current = owners[target as usize];
+            if current == UNVISITED {
+                owners[target as usize] = owner;
+                worklist.push(target);
+            } else if current == target || current == owner || current == MULTIPLE {
+                // Owns itself, already this owner's, or already shared.
+            } else {
+                owners[target as usize] = MULTIPLE;
+                worklist.push(target);
+            }
+        }
+    }
+    for i in 0..n {
+        let owner = owners[i];
+        if owner == UNVISITED || owner == MULTIPLE || owner == i as u32 {
+            continue;
+        }
+        if g.node_type[owner as usize] == g.nk.synthetic || owner == g.root {
+            continue;
+        }
+        let size = g.self_size[i];
+        g.self_size[i] = 0;
+        g.self_size[owner as usize] = g.self_size[owner as usize].wrapping_add(size);
+    }
+}

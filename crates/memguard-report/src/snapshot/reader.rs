@@ -1,0 +1,812 @@
+//! Streamed `.heapsnapshot[.gz]` reader. The file is one JSON object, but its
+//! bulk is three flat arrays (`nodes`, `edges` of integers, `strings` last), so
+//! the top level is walked by hand and the number arrays are scanned byte by byte
+//! straight into per-field columns: the text is never held whole, and no JSON
+//! value tree is built except for the small `snapshot.meta` object.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use super::strings::Strings;
+
+/// What can go wrong while reading; the caller adds the path.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    Truncated(String),
+    Corrupt(String),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => ReadError::Truncated(format!("compressed stream ends early ({e})")),
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
+                ReadError::Corrupt(format!("bad compressed data ({e})"))
+            }
+            _ => ReadError::Io(e),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ReadError>;
+
+fn corrupt<T>(why: impl Into<String>) -> Result<T> {
+    Err(ReadError::Corrupt(why.into()))
+}
+
+/// Field layout from `snapshot.meta`: names of the node and edge fields and of
+/// their enumerated types. Nothing else in the reader assumes an order.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub node_fields: Vec<String>,
+    pub node_types: Vec<String>,
+    pub edge_fields: Vec<String>,
+    pub edge_types: Vec<String>,
+    pub location_fields: Vec<String>,
+    pub node_count: u64,
+    pub edge_count: u64,
+    pub root_index: u64,
+    pub extra_native_bytes: u64,
+}
+
+/// The snapshot as columns: node `i`'s fields at index `i`, node `i`'s edges at
+/// `first_edge[i]..first_edge[i + 1]`, edge targets as node ordinals.
+#[derive(Debug, Default)]
+pub struct RawSnapshot {
+    pub meta: Meta,
+    pub node_type: Vec<u8>,
+    pub node_name: Vec<u32>,
+    pub node_id: Vec<u32>,
+    pub self_size: Vec<u32>,
+    pub first_edge: Vec<u32>,
+    /// Empty when the snapshot has no `detachedness` field (before Node 20).
+    pub detachedness: Vec<u8>,
+    pub edge_type: Vec<u8>,
+    pub edge_name: Vec<u32>,
+    pub edge_to: Vec<u32>,
+    /// (node ordinal, script id, line, column), in file order.
+    pub locations: Vec<[u32; 4]>,
+    pub strings: Strings,
+}
+
+impl RawSnapshot {
+    pub fn node_count(&self) -> usize {
+        self.node_type.len()
+    }
+}
+
+/// Advances the progress bar by the bytes read.
+pub struct Counting<R> {
+    inner: R,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+/// Opens `path` (gzip detected by its magic bytes, any number of members) and
+/// reads it, advancing `bar` by the file bytes read.
+pub fn read_file(path: &Path, bar: Option<indicatif::ProgressBar>) -> Result<RawSnapshot> {
+    let mut file = File::open(path)?;
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut magic = [0u8; 2];
+    let got = read_up_to(&mut file, &mut magic)?;
+    use std::io::Seek;
+    file.seek(io::SeekFrom::Start(0))?;
+    let counted = Counting { inner: file, bar };
+    let gz = got == 2 && magic == [0x1f, 0x8b];
+    // A number needs at least two bytes ("0,"); deflate expands at most ~1032x.
+    // Bounds preallocation so a corrupt count cannot ask for terabytes.
+    let max_numbers = if gz { file_len.saturating_mul(516) } else { file_len / 2 } + 16;
+    if gz {
+        let decoder = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, counted));
+        read_snapshot(decoder, max_numbers)
+    } else {
+        read_snapshot(counted, max_numbers)
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A byte reader with its own large buffer, so the scanners can walk a slice.
+struct Bytes<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+}
+
+const BUF_SIZE: usize = 4 << 20;
+
+impl<R: Read> Bytes<R> {
+    fn new(inner: R) -> Self {
+        Bytes { inner, buf: vec![0u8; BUF_SIZE].into_boxed_slice(), pos: 0, end: 0 }
+    }
+
+    /// Refills the buffer; false at end of input.
+    fn fill(&mut self) -> Result<bool> {
+        if self.pos < self.end {
+            return Ok(true);
+        }
+        loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.pos = 0;
+                    self.end = n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn peek(&mut self) -> Result<Option<u8>> {
+        if self.fill()? {
+            Ok(Some(self.buf[self.pos]))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn next(&mut self, what: &str) -> Result<u8> {
+        if !self.fill()? {
+            return Err(ReadError::Truncated(format!("file ends inside {what}")));
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn skip_ws(&mut self) -> Result<Option<u8>> {
+        loop {
+            if !self.fill()? {
+                return Ok(None);
+            }
+            let b = self.buf[self.pos];
+            if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                self.pos += 1;
+            } else {
+                return Ok(Some(b));
+            }
+        }
+    }
+
+    fn expect(&mut self, want: u8, what: &str) -> Result<()> {
+        match self.skip_ws()? {
+            None => Err(ReadError::Truncated(format!("file ends before {what}"))),
+            Some(b) if b == want => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b) => corrupt(format!("expected '{}' {what}, found '{}'", want as char, (b as char).escape_default())),
+        }
+    }
+
+    /// Scans a JSON array of non-negative integers (the opening `[` already
+    /// read), handing each to `sink`. The hot loop of the whole reader.
+    fn scan_uints(&mut self, what: &str, mut sink: impl FnMut(u64) -> Result<()>) -> Result<()> {
+        let mut value: u64 = 0;
+        let mut digits = 0u32;
+        // A number ended by whitespace still needs its comma (or the `]`).
+        let mut ended = false;
+        // After a comma a number must follow.
+        let mut need_value = false;
+        loop {
+            if !self.fill()? {
+                return Err(ReadError::Truncated(format!("file ends inside \"{what}\"")));
+            }
+            let chunk = &self.buf[self.pos..self.end];
+            let mut consumed = chunk.len();
+            let mut done = false;
+            for (i, &b) in chunk.iter().enumerate() {
+                match b {
+                    b'0'..=b'9' => {
+                        if digits >= 19 || ended {
+                            return corrupt(format!("malformed number in \"{what}\""));
+                        }
+                        value = value * 10 + u64::from(b - b'0');
+                        digits += 1;
+                    }
+                    b',' => {
+                        if digits != 0 {
+                            sink(value)?;
+                        } else if !ended {
+                            return corrupt(format!("empty element in \"{what}\""));
+                        }
+                        value = 0;
+                        digits = 0;
+                        ended = false;
+                        need_value = true;
+                    }
+                    b' ' | b'\n' | b'\r' | b'\t' => {
+                        if digits != 0 {
+                            sink(value)?;
+                            value = 0;
+                            digits = 0;
+                            ended = true;
+                        }
+                    }
+                    b']' => {
+                        if digits != 0 {
+                            sink(value)?;
+                        } else if need_value && !ended {
+                            return corrupt(format!("trailing comma in \"{what}\""));
+                        }
+                        consumed = i + 1;
+                        done = true;
+                        break;
+                    }
+                    _ => {
+                        return corrupt(format!(
+                            "unexpected '{}' in \"{what}\" (only non-negative integers belong there)",
+                            (b as char).escape_default()
+                        ))
+                    }
+                }
+            }
+            self.pos += consumed;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads a JSON string (opening quote already read) into the arena, with
+    /// escapes decoded: `\uXXXX` surrogate pairs are joined, a lone surrogate
+    /// becomes U+FFFD.
+    fn read_string_into(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<()> {
+        let mut high: Option<u16> = None;
+        loop {
+            if !self.fill()? {
+                return Err(ReadError::Truncated("file ends inside a string".into()));
+            }
+            let chunk = &self.buf[self.pos..self.end];
+            match memchr::memchr2(b'"', b'\\', chunk) {
+                None => {
+                    if !chunk.is_empty() {
+                        flush_high(&mut high, out);
+                    }
+                    out.extend_from_slice(chunk);
+                    self.pos = self.end;
+                }
+                Some(i) => {
+                    if i > 0 {
+                        flush_high(&mut high, out);
+                        out.extend_from_slice(&chunk[..i]);
+                    }
+                    let special = chunk[i];
+                    self.pos += i + 1;
+                    if special == b'"' {
+                        flush_high(&mut high, out);
+                        return Ok(());
+                    }
+                    let esc = self.next("a string escape")?;
+                    let simple = match esc {
+                        b'"' => Some(b'"'),
+                        b'\\' => Some(b'\\'),
+                        b'/' => Some(b'/'),
+                        b'b' => Some(8),
+                        b'f' => Some(12),
+                        b'n' => Some(b'\n'),
+                        b'r' => Some(b'\r'),
+                        b't' => Some(b'\t'),
+                        b'u' => None,
+                        other => return corrupt(format!("bad string escape '\\{}'", (other as char).escape_default())),
+                    };
+                    match simple {
+                        Some(c) => {
+                            flush_high(&mut high, out);
+                            out.push(c);
+                        }
+                        None => {
+                            let mut unit: u16 = 0;
+                            for _ in 0..4 {
+                                let h = self.next("a \\u escape")?;
+                                let d = match h {
+                                    b'0'..=b'9' => h - b'0',
+                                    b'a'..=b'f' => h - b'a' + 10,
+                                    b'A'..=b'F' => h - b'A' + 10,
+                                    _ => return corrupt("bad hex digit in a \\u escape"),
+                                };
+                                unit = unit << 4 | u16::from(d);
+                            }
+                            push_utf16_unit(&mut high, unit, out);
+                        }
+                    }
+                }
+            }
+            if out.len() > limit {
+                return corrupt("string too long");
+            }
+        }
+    }
+
+    /// Skips any JSON value (used for sections this reader does not need).
+    fn skip_value(&mut self) -> Result<()> {
+        let mut depth = 0usize;
+        let mut scratch = Vec::new();
+        loop {
+            let b = match self.skip_ws()? {
+                None => return Err(ReadError::Truncated("file ends inside a value".into())),
+                Some(b) => b,
+            };
+            self.pos += 1;
+            match b {
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => {
+                    if depth == 0 {
+                        return corrupt("unbalanced brackets");
+                    }
+                    depth -= 1;
+                }
+                b'"' => {
+                    scratch.clear();
+                    self.read_string_into(&mut scratch, usize::MAX)?;
+                }
+                _ => {}
+            }
+            if depth == 0 {
+                // A scalar at depth 0 ends at the next separator.
+                if !matches!(b, b']' | b'}' | b'"') {
+                    while let Some(c) = self.peek()? {
+                        if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                            break;
+                        }
+                        self.pos += 1;
+                    }
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Captures the bytes of one balanced JSON value (for `snapshot`, small).
+    fn capture_value(&mut self, limit: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut depth = 0usize;
+        let mut in_string = false;
+        let mut escaped = false;
+        loop {
+            let b = self.next("the \"snapshot\" header")?;
+            out.push(b);
+            if out.len() > limit {
+                return corrupt("\"snapshot\" header too long");
+            }
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    if depth == 0 {
+                        return corrupt("unbalanced \"snapshot\" header");
+                    }
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(out);
+                    }
+                }
+                b' ' | b'\n' | b'\r' | b'\t' if depth == 0 && out.len() == 1 => {
+                    out.clear();
+                }
+                _ if depth == 0 => return corrupt("\"snapshot\" is not an object"),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn flush_high(high: &mut Option<u16>, out: &mut Vec<u8>) {
+    if high.take().is_some() {
+        out.extend_from_slice("\u{FFFD}".as_bytes());
+    }
+}
+
+fn push_utf16_unit(high: &mut Option<u16>, unit: u16, out: &mut Vec<u8>) {
+    let mut tmp = [0u8; 4];
+    match unit {
+        0xD800..=0xDBFF => {
+            flush_high(high, out);
+            *high = Some(unit);
+        }
+        0xDC00..=0xDFFF => match high.take() {
+            Some(h) => {
+                let c = 0x10000 + ((u32::from(h) - 0xD800) << 10) + (u32::from(unit) - 0xDC00);
+                let ch = char::from_u32(c).unwrap_or('\u{FFFD}');
+                out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+            }
+            None => out.extend_from_slice("\u{FFFD}".as_bytes()),
+        },
+        _ => {
+            flush_high(high, out);
+            let ch = char::from_u32(u32::from(unit)).unwrap_or('\u{FFFD}');
+            out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+        }
+    }
+}
+
+fn string_list(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn parse_meta(bytes: &[u8]) -> Result<Meta> {
+    let v: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return corrupt(format!("bad \"snapshot\" header: {e}")),
+    };
+    let meta = &v["meta"];
+    let node_fields = string_list(&meta["node_fields"]);
+    let edge_fields = string_list(&meta["edge_fields"]);
+    let type_list = |fields: &[String], types: &serde_json::Value| {
+        fields.iter().position(|f| f == "type").map(|i| string_list(&types[i])).unwrap_or_default()
+    };
+    let node_types = type_list(&node_fields, &meta["node_types"]);
+    let edge_types = type_list(&edge_fields, &meta["edge_types"]);
+    let num = |key: &str| v[key].as_u64().unwrap_or(0);
+    let m = Meta {
+        node_types,
+        edge_types,
+        location_fields: string_list(&meta["location_fields"]),
+        node_count: num("node_count"),
+        edge_count: num("edge_count"),
+        root_index: num("root_index"),
+        extra_native_bytes: num("extra_native_bytes"),
+        node_fields,
+        edge_fields,
+    };
+    for required in ["type", "name", "id", "self_size", "edge_count"] {
+        if !m.node_fields.iter().any(|f| f == required) {
+            return corrupt(format!("meta.node_fields lacks \"{required}\""));
+        }
+    }
+    for required in ["type", "name_or_index", "to_node"] {
+        if !m.edge_fields.iter().any(|f| f == required) {
+            return corrupt(format!("meta.edge_fields lacks \"{required}\""));
+        }
+    }
+    if m.node_types.is_empty() || m.node_types.len() > 255 || m.edge_types.is_empty() || m.edge_types.len() > 255 {
+        return corrupt("meta lacks usable node_types / edge_types");
+    }
+    Ok(m)
+}
+
+#[derive(Clone, Copy)]
+enum NodeField {
+    Type,
+    Name,
+    Id,
+    SelfSize,
+    EdgeCount,
+    Detachedness,
+    Other,
+}
+
+#[derive(Clone, Copy)]
+enum EdgeField {
+    Type,
+    Name,
+    To,
+    Other,
+}
+
+/// Reads a whole snapshot from a byte stream.
+pub fn read_snapshot(input: impl Read, max_numbers: u64) -> Result<RawSnapshot> {
+    let mut r = Bytes::new(input);
+    let mut snap = RawSnapshot::default();
+    let mut have_meta = false;
+    let (mut have_nodes, mut have_edges, mut have_strings) = (false, false, false);
+    let mut raw_locations: Vec<u32> = Vec::new();
+    r.expect(b'{', "at the start of the file")?;
+    let mut key = Vec::new();
+    loop {
+        match r.skip_ws()? {
+            None => return Err(ReadError::Truncated("file ends before the closing '}'".into())),
+            Some(b'}') => {
+                r.pos += 1;
+                break;
+            }
+            Some(b'"') => r.pos += 1,
+            Some(b) => return corrupt(format!("expected a key, found '{}'", (b as char).escape_default())),
+        }
+        key.clear();
+        r.read_string_into(&mut key, 1 << 16)?;
+        r.expect(b':', "after a key")?;
+        match key.as_slice() {
+            b"snapshot" => {
+                let bytes = r.capture_value(64 << 20)?;
+                snap.meta = parse_meta(&bytes)?;
+                have_meta = true;
+            }
+            b"nodes" => {
+                if !have_meta {
+                    return corrupt("\"nodes\" comes before the \"snapshot\" header");
+                }
+                r.expect(b'[', "to open \"nodes\"")?;
+                read_nodes(&mut r, &mut snap, max_numbers)?;
+                have_nodes = true;
+            }
+            b"edges" => {
+                if !have_nodes {
+                    return corrupt("\"edges\" comes before \"nodes\"");
+                }
+                r.expect(b'[', "to open \"edges\"")?;
+                read_edges(&mut r, &mut snap, max_numbers)?;
+                have_edges = true;
+            }
+            b"locations" => {
+                r.expect(b'[', "to open \"locations\"")?;
+                r.scan_uints("locations", |v| {
+                    raw_locations.push(v as u32);
+                    Ok(())
+                })?;
+            }
+            b"strings" => {
+                r.expect(b'[', "to open \"strings\"")?;
+                read_strings(&mut r, &mut snap.strings)?;
+                have_strings = true;
+            }
+            _ => r.skip_value()?,
+        }
+        match r.skip_ws()? {
+            None => return Err(ReadError::Truncated("file ends before the closing '}'".into())),
+            Some(b',') => r.pos += 1,
+            Some(b'}') => {
+                r.pos += 1;
+                break;
+            }
+            Some(b) => return corrupt(format!("expected ',' or '}}', found '{}'", (b as char).escape_default())),
+        }
+    }
+    if let Some(b) = r.skip_ws()? {
+        return corrupt(format!("unexpected '{}' after the closing '}}'", (b as char).escape_default()));
+    }
+    for (present, name) in [(have_meta, "snapshot"), (have_nodes, "nodes"), (have_edges, "edges"), (have_strings, "strings")] {
+        if !present {
+            return corrupt(format!("no \"{name}\" section"));
+        }
+    }
+    collect_locations(&mut snap, &raw_locations)?;
+    validate(&snap)?;
+    Ok(snap)
+}
+
+fn read_nodes<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64) -> Result<()> {
+    let fields: Vec<NodeField> = snap
+        .meta
+        .node_fields
+        .iter()
+        .map(|f| match f.as_str() {
+            "type" => NodeField::Type,
+            "name" => NodeField::Name,
+            "id" => NodeField::Id,
+            "self_size" => NodeField::SelfSize,
+            "edge_count" => NodeField::EdgeCount,
+            "detachedness" => NodeField::Detachedness,
+            _ => NodeField::Other,
+        })
+        .collect();
+    let width = fields.len();
+    let has_detachedness = fields.iter().any(|f| matches!(f, NodeField::Detachedness));
+    let expect = snap.meta.node_count.min(max_numbers / width as u64) as usize;
+    snap.node_type.reserve_exact(expect);
+    snap.node_name.reserve_exact(expect);
+    snap.node_id.reserve_exact(expect);
+    snap.self_size.reserve_exact(expect);
+    snap.first_edge.reserve_exact(expect + 1);
+    snap.first_edge.push(0);
+    if has_detachedness {
+        snap.detachedness.reserve_exact(expect);
+    }
+    let type_count = snap.meta.node_types.len() as u64;
+    let mut field = 0usize;
+    let mut edges_so_far: u64 = 0;
+    let node_type = &mut snap.node_type;
+    let node_name = &mut snap.node_name;
+    let node_id = &mut snap.node_id;
+    let self_size = &mut snap.self_size;
+    let first_edge = &mut snap.first_edge;
+    let detachedness = &mut snap.detachedness;
+    r.scan_uints("nodes", |v| {
+        match fields[field] {
+            NodeField::Type => {
+                if v >= type_count {
+                    return corrupt(format!("node type {v} not in meta.node_types"));
+                }
+                node_type.push(v as u8)
+            }
+            NodeField::Name => node_name.push(v as u32),
+            NodeField::Id => node_id.push(v as u32),
+            // DevTools keeps these in a Uint32Array: wrap the same way.
+            NodeField::SelfSize => self_size.push(v as u32),
+            NodeField::EdgeCount => {
+                edges_so_far += v;
+                if edges_so_far > u64::from(u32::MAX) {
+                    return corrupt("more than 2^32 edges");
+                }
+                first_edge.push(edges_so_far as u32)
+            }
+            NodeField::Detachedness => detachedness.push((v & 3) as u8),
+            NodeField::Other => {}
+        }
+        field += 1;
+        if field == width {
+            field = 0;
+        }
+        Ok(())
+    })?;
+    if field != 0 {
+        return corrupt("\"nodes\" length is not a multiple of meta.node_fields");
+    }
+    let n = snap.node_type.len();
+    if n as u64 != snap.meta.node_count {
+        return corrupt(format!("\"nodes\" holds {n} nodes, the header says {}", snap.meta.node_count));
+    }
+    if n >= u32::MAX as usize / width.max(1) {
+        return corrupt("too many nodes");
+    }
+    Ok(())
+}
+
+fn read_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64) -> Result<()> {
+    let fields: Vec<EdgeField> = snap
+        .meta
+        .edge_fields
+        .iter()
+        .map(|f| match f.as_str() {
+            "type" => EdgeField::Type,
+            "name_or_index" => EdgeField::Name,
+            "to_node" => EdgeField::To,
+            _ => EdgeField::Other,
+        })
+        .collect();
+    let width = fields.len();
+    let total = u64::from(*snap.first_edge.last().unwrap_or(&0));
+    let expect = total.min(max_numbers / width as u64) as usize;
+    snap.edge_type.reserve_exact(expect);
+    snap.edge_name.reserve_exact(expect);
+    snap.edge_to.reserve_exact(expect);
+    let node_width = snap.meta.node_fields.len() as u64;
+    let node_count = snap.node_type.len() as u64;
+    let type_count = snap.meta.edge_types.len() as u64;
+    let mut field = 0usize;
+    let edge_type = &mut snap.edge_type;
+    let edge_name = &mut snap.edge_name;
+    let edge_to = &mut snap.edge_to;
+    r.scan_uints("edges", |v| {
+        match fields[field] {
+            EdgeField::Type => {
+                if v >= type_count {
+                    return corrupt(format!("edge type {v} not in meta.edge_types"));
+                }
+                edge_type.push(v as u8)
+            }
+            EdgeField::Name => edge_name.push(v as u32),
+            EdgeField::To => {
+                if v % node_width != 0 || v / node_width >= node_count {
+                    return corrupt(format!("edge points to {v}, not a node"));
+                }
+                edge_to.push((v / node_width) as u32)
+            }
+            EdgeField::Other => {}
+        }
+        field += 1;
+        if field == width {
+            field = 0;
+        }
+        Ok(())
+    })?;
+    if field != 0 {
+        return corrupt("\"edges\" length is not a multiple of meta.edge_fields");
+    }
+    if snap.edge_to.len() as u64 != total {
+        return corrupt(format!("\"edges\" holds {} edges, the nodes' edge counts add up to {total}", snap.edge_to.len()));
+    }
+    Ok(())
+}
+
+fn read_strings<R: Read>(r: &mut Bytes<R>, strings: &mut Strings) -> Result<()> {
+    loop {
+        match r.skip_ws()? {
+            None => return Err(ReadError::Truncated("file ends inside \"strings\"".into())),
+            Some(b']') if strings.is_empty() => {
+                r.pos += 1;
+                return Ok(());
+            }
+            Some(b'"') => r.pos += 1,
+            Some(b) => return corrupt(format!("expected a string in \"strings\", found '{}'", (b as char).escape_default())),
+        }
+        let start = strings.begin();
+        r.read_string_into(strings.arena_mut(), usize::MAX)?;
+        strings.finish(start);
+        match r.skip_ws()? {
+            None => return Err(ReadError::Truncated("file ends inside \"strings\"".into())),
+            Some(b',') => r.pos += 1,
+            Some(b']') => {
+                r.pos += 1;
+                strings.shrink();
+                return Ok(());
+            }
+            Some(b) => return corrupt(format!("expected ',' or ']' in \"strings\", found '{}'", (b as char).escape_default())),
+        }
+    }
+}
+
+fn collect_locations(snap: &mut RawSnapshot, raw: &[u32]) -> Result<()> {
+    let f = &snap.meta.location_fields;
+    let width = f.len();
+    if width == 0 || raw.is_empty() {
+        return Ok(());
+    }
+    let pos = |name: &str| f.iter().position(|x| x == name);
+    let (Some(obj), Some(script), Some(line), Some(col)) = (pos("object_index"), pos("script_id"), pos("line"), pos("column")) else {
+        return Ok(());
+    };
+    if raw.len() % width != 0 {
+        return corrupt("\"locations\" length is not a multiple of meta.location_fields");
+    }
+    let node_width = snap.meta.node_fields.len() as u32;
+    for rec in raw.chunks_exact(width) {
+        let index = rec[obj];
+        if index % node_width != 0 || (index / node_width) as usize >= snap.node_type.len() {
+            return corrupt("a location points to no node");
+        }
+        snap.locations.push([index / node_width, rec[script], rec[line], rec[col]]);
+    }
+    Ok(())
+}
+
+fn validate(snap: &RawSnapshot) -> Result<()> {
+    let n = snap.node_type.len();
+    if n == 0 {
+        return corrupt("no nodes");
+    }
+    let strings = snap.strings.len() as u32;
+    if let Some(bad) = snap.node_name.iter().find(|&&s| s >= strings) {
+        return corrupt(format!("node name {bad} is not in \"strings\""));
+    }
+    let t = &snap.meta.edge_types;
+    let numeric: Vec<bool> = t.iter().map(|name| name == "element" || name == "hidden").collect();
+    for (i, &name) in snap.edge_name.iter().enumerate() {
+        if !numeric[snap.edge_type[i] as usize] && name >= strings {
+            return corrupt(format!("edge name {name} is not in \"strings\""));
+        }
+    }
+    let width = snap.meta.node_fields.len() as u64;
+    let root = snap.meta.root_index;
+    if root % width != 0 || !(root / width == 0 || root / width == n as u64 - 1) {
+        return corrupt("root_index is neither the first nor the last node");
+    }
+    Ok(())
+}
