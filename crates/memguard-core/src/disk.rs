@@ -32,11 +32,12 @@ use chrono::NaiveDateTime;
 use crate::log;
 
 /// Compressed snapshot size as a fraction of the used heap, to make room
-/// before a snapshot starts. Measured: 221 MB used → 53 MB gzip (0.24, the
-/// README's benchmark), the demo 49 MB → 8.4 MB (0.17). An estimate that is
-/// too large removes old bundles for nothing; one too small only costs a
-/// rescan while the snapshot streams (the writer makes more room then), so
-/// this is the highest measured ratio, not a wide margin above it.
+/// before a snapshot starts. Measured: the demo 49 MB → 8.4 MB (0.17), the
+/// README's benchmark 221 MB → 53 MB (0.24), 25 MB of random short strings
+/// (the disk test) → 7.6 MB (0.30). An estimate that is too large removes old
+/// bundles for nothing; one too small only costs a rescan while the snapshot
+/// streams (the writer makes more room then), so this is a middle value, not
+/// the highest.
 const SNAPSHOT_RATIO: f64 = 0.25;
 
 /// How much older than the bundle a live process may look and still own it:
