@@ -182,7 +182,8 @@ fn snapshot_section(out: &mut String, s: &SnapshotSummary) {
     if !s.retainer_paths.is_empty() {
         let _ = writeln!(out, "What retains them:");
         for p in &s.retainer_paths {
-            let _ = writeln!(out, "  {}: {} objects, {}", p.class, thousands(p.objects), human(p.retained_size as f64));
+            let objects = if p.objects == 1 { "object" } else { "objects" };
+            let _ = writeln!(out, "  {}: {} {objects}, {}", p.class, thousands(p.objects), human(p.retained_size as f64));
             let _ = writeln!(out, "    {}", path_text(&p.steps));
         }
     }
@@ -226,13 +227,14 @@ pub fn path_text(steps: &[PathStep]) -> String {
 
 fn diff_section(out: &mut String, d: &SnapshotDiff) {
     let _ = writeln!(out, "\nGrowth from {} to {} (classes by retained-size change):", base_name(&d.before), base_name(&d.after));
-    if d.classes.is_empty() {
+    let changed: Vec<_> = d.classes.iter().filter(|c| c.retained_delta != 0 || c.count_before != c.count_after).collect();
+    if changed.is_empty() {
         let _ = writeln!(out, "  no class changed");
         return;
     }
-    let width = d.classes.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).clamp(5, 40);
+    let width = changed.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).clamp(5, 40);
     let _ = writeln!(out, "  {:<width$}  {:>23}  {:>19}  {:>11}", "class", "objects before → after", "+added / −removed", "retained Δ");
-    for c in &d.classes {
+    for c in changed {
         let counts = format!("{} → {}", thousands(c.count_before), thousands(c.count_after));
         let churn = format!("+{} / −{}", thousands(c.added), thousands(c.removed));
         let _ = writeln!(
@@ -328,7 +330,7 @@ pub fn marker_text(m: &Marker) -> String {
         .flatten()
         .filter_map(|(k, v)| match v {
             Value::String(s) if s.len() <= 60 => Some(format!("{k} {s}")),
-            Value::Number(n) => Some(format!("{k} {n}")),
+            Value::Number(n) => Some(format!("{k} {}", number_text(k, n))),
             Value::Bool(b) => Some(format!("{k} {b}")),
             _ => None,
         })
@@ -337,6 +339,24 @@ pub fn marker_text(m: &Marker) -> String {
         m.name.clone()
     } else {
         format!("{} ({})", m.name, fields.join(", "))
+    }
+}
+
+/// Marker numbers read as what they are: `growthBytes 46.0 MB`,
+/// `bytesPerMinute 755.3 MB/min`, `spanMs 3652 ms`, `concordance 0.995`.
+fn number_text(key: &str, n: &serde_json::Number) -> String {
+    let Some(x) = n.as_f64() else { return n.to_string() };
+    let lower = key.to_ascii_lowercase();
+    if lower.contains("bytes") {
+        let per_min = if lower.contains("perminute") { "/min" } else { "" };
+        format!("{}{per_min}", human(x))
+    } else if key.ends_with("Ms") || key == "ms" {
+        format!("{x:.0} ms")
+    } else if n.is_f64() {
+        let s = format!("{x:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        n.to_string()
     }
 }
 
@@ -532,6 +552,32 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn marker_numbers_read_as_what_they_are() {
+        let m = Marker {
+            t: 0.0,
+            name: "leak".into(),
+            detail: json!({"bytesPerMinute": 755269783.75, "growthBytes": 45975849, "spanMs": 3652.4, "concordance": 0.99473, "markCompacts": 20}),
+        };
+        let text = marker_text(&m);
+        for part in ["bytesPerMinute 755.3 MB/min", "growthBytes 46.0 MB", "spanMs 3652 ms", "concordance 0.995", "markCompacts 20"] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+    }
+
+    #[test]
+    fn unchanged_classes_are_left_out_of_the_diff() {
+        let mut d = sample_report().diff.unwrap();
+        d.classes.push(ClassDelta { name: "Same".into(), count_before: 3, count_after: 3, ..ClassDelta::default() });
+        let mut out = String::new();
+        diff_section(&mut out, &d);
+        assert!(!out.contains("Same") && out.contains("UserSession"), "{out}");
+        d.classes.retain(|c| c.name == "Same");
+        let mut out = String::new();
+        diff_section(&mut out, &d);
+        assert!(out.contains("no class changed"), "{out}");
     }
 
     #[test]
