@@ -9,7 +9,7 @@ const path = require('node:path');
 
 const [command, ...rest] = process.argv.slice(2);
 if (command !== 'report') {
-  console.error('usage: memguard report <bundle-dir | file.heapsnapshot[.gz]> [--json] [--html <file>] [--help]');
+  console.error('usage: memguard report <bundle-dir | file.heapsnapshot[.gz]> [--json] [--html <file>] [--top N] [--baseline <snapshot>] [--help]');
   process.exit(2);
 }
 const analyser = path.join(__dirname, '..', 'build', `memguard-report-${process.platform}-${process.arch}`);

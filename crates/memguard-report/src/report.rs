@@ -191,6 +191,8 @@ pub struct LeakVerdict {
     pub span_ms: f64,
     /// The slope times the span: how much the fitted line rose.
     pub growth_bytes: f64,
+    /// Share of ordered pairs of mark-compacts whose heap rose (0.5: no trend, 1: every one).
+    pub concordance: f64,
 }
 
 // ---------------------------------------------------------------- allocations

@@ -293,11 +293,12 @@ fn timeline_section(out: &mut String, t: &TimelineSummary) {
     let leak = &t.leak;
     let verdict = match leak.verdict.as_str() {
         "growing" => format!(
-            "growing: heap after mark-compacts rose {} over {} ({}/min; Theil–Sen over {} mark-compacts)",
+            "growing: heap after mark-compacts rose {} over {} ({}/min; Theil–Sen over {} mark-compacts, {:.0} % of pairs rising)",
             human(leak.growth_bytes),
             seconds(leak.span_ms),
             human(leak.slope_bytes_per_min),
-            leak.mark_compacts
+            leak.mark_compacts,
+            leak.concordance * 100.0
         ),
         "stable" => format!(
             "stable: heap after mark-compacts did not grow clearly ({}/min over {} mark-compacts, {})",
@@ -481,6 +482,7 @@ mod tests {
                     mark_compacts: 330,
                     span_ms: 10_000.0,
                     growth_bytes: 45e6,
+                    concordance: 0.97,
                 },
                 dropped: 0,
                 truncated: true,
@@ -545,7 +547,7 @@ mod tests {
             "Timeline: heap used 3.7 MB at start, 50.5 MB at peak (V8 heap limit 100.7 MB); 11.0 s recorded",
             "GCs: 330 mark-compact (2202 ms, longest 35.0 ms), 159 scavenge (273 ms, longest 4.0 ms)",
             "    10.2 s  snapshot-start (seq 1, trigger near-heap-limit)",
-            "Leak verdict: growing: heap after mark-compacts rose 45.0 MB over 10.0 s (270.0 MB/min",
+            "Leak verdict: growing: heap after mark-compacts rose 45.0 MB over 10.0 s (270.0 MB/min; Theil–Sen over 330 mark-compacts, 97 % of pairs rising)",
             "The file was cut off",
             "Where the live memory was allocated (sampling heap profile allocations-1.heapprofile, 37.0 MB sampled):",
             "  (anonymous)  leaky-server.js:20     30.9 MB",

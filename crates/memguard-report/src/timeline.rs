@@ -24,6 +24,9 @@ const MAX_SLOPE_POINTS: usize = 1_000;
 /// Fewer mark-compacts than this, or a shorter span, says nothing about a trend.
 const MIN_MARK_COMPACTS: usize = 5;
 const MIN_SPAN_MS: f64 = 2_000.0;
+/// Share of ordered pairs that must rise, as memguard's live leak detector
+/// (memguard-core `leak.rs`) asks: jitter gives ~0.5, a steady leak ~1.
+const MIN_CONCORDANCE: f64 = 0.8;
 
 /// Reads a timeline file; `Err` only when not one record could be read.
 pub fn read(path: &Path) -> Result<TimelineSummary, ReportError> {
@@ -182,8 +185,9 @@ fn thin<T>(items: Vec<T>, max: usize, weight: impl Fn(&T) -> f64) -> Vec<T> {
 
 /// Theil–Sen slope of heap used after mark-compacts over time: the median of
 /// all pairwise slopes, so a few outliers (a big transient object, a forced
-/// GC) do not make a verdict. `growing` when the fitted growth over the span
-/// is at least 10 % of the median heap and 1 MiB.
+/// GC) do not make a verdict. `growing` when at least 80 % of the ordered
+/// pairs rise and the fitted growth over the span is at least 10 % of the
+/// median heap and 1 MiB.
 pub fn leak_verdict(points: &[(f64, f64)]) -> LeakVerdict {
     let mark_compacts = points.len() as u64;
     let span_ms = match (points.first(), points.last()) {
@@ -191,7 +195,7 @@ pub fn leak_verdict(points: &[(f64, f64)]) -> LeakVerdict {
         _ => 0.0,
     };
     if points.len() < MIN_MARK_COMPACTS || span_ms < MIN_SPAN_MS {
-        return LeakVerdict { verdict: "too-short".into(), slope_bytes_per_min: 0.0, mark_compacts, span_ms, growth_bytes: 0.0 };
+        return LeakVerdict { verdict: "too-short".into(), mark_compacts, span_ms, ..LeakVerdict::default() };
     }
     let chosen: Vec<(f64, f64)> = if points.len() > MAX_SLOPE_POINTS {
         (0..MAX_SLOPE_POINTS).map(|i| points[i * (points.len() - 1) / (MAX_SLOPE_POINTS - 1)]).collect()
@@ -199,24 +203,32 @@ pub fn leak_verdict(points: &[(f64, f64)]) -> LeakVerdict {
         points.to_vec()
     };
     let mut slopes = Vec::with_capacity(chosen.len() * (chosen.len() - 1) / 2);
+    let (mut rising, mut falling) = (0u64, 0u64);
     for (i, a) in chosen.iter().enumerate() {
         for b in &chosen[i + 1..] {
             if b.0 > a.0 {
                 slopes.push((b.1 - a.1) / (b.0 - a.0));
             }
+            if b.1 > a.1 {
+                rising += 1;
+            } else if b.1 < a.1 {
+                falling += 1;
+            }
         }
     }
     let slope_per_ms = median(&mut slopes).unwrap_or(0.0);
+    let concordance = if rising + falling == 0 { 0.5 } else { rising as f64 / (rising + falling) as f64 };
     let mut heaps: Vec<f64> = points.iter().map(|p| p.1).collect();
     let median_heap = median(&mut heaps).unwrap_or(0.0);
     let growth = slope_per_ms * span_ms;
-    let growing = growth > 0.0 && growth >= 0.1 * median_heap && growth >= (1 << 20) as f64;
+    let growing = concordance >= MIN_CONCORDANCE && growth >= 0.1 * median_heap && growth >= (1 << 20) as f64;
     LeakVerdict {
         verdict: if growing { "growing" } else { "stable" }.into(),
         slope_bytes_per_min: slope_per_ms * 60_000.0,
         mark_compacts,
         span_ms,
         growth_bytes: growth,
+        concordance,
     }
 }
 
@@ -333,6 +345,11 @@ mod tests {
     fn leak_verdicts() {
         let flat: Vec<(f64, f64)> = (0..50).map(|i| (i as f64 * 1000.0, 50e6 + if i % 7 == 0 { 20e6 } else { 0.0 })).collect();
         assert_eq!(leak_verdict(&flat).verdict, "stable");
+        // A cache filled and cleared again and again, drifting up a little: no steady rise.
+        let saw: Vec<(f64, f64)> = (0..50).map(|i| (i as f64 * 1000.0, 30e6 + (i % 10) as f64 * 3e6 + i as f64 * 1e5)).collect();
+        let v = leak_verdict(&saw);
+        assert_eq!(v.verdict, "stable");
+        assert!(v.concordance < 0.8, "{}", v.concordance);
         let few: Vec<(f64, f64)> = (0..4).map(|i| (i as f64 * 10_000.0, i as f64 * 1e8)).collect();
         assert_eq!(leak_verdict(&few).verdict, "too-short");
         let quick: Vec<(f64, f64)> = (0..50).map(|i| (i as f64, i as f64 * 1e8)).collect();
