@@ -94,17 +94,20 @@ fn object_names(g: &mut Graph) -> Vec<u32> {
         out[i] = if t == nk.hidden {
             system
         } else if t == nk.object || t == nk.native {
-            let name = g.name(i as u32);
-            if let Some(rest) = name.strip_prefix('<') {
-                let short = match rest.find(' ') {
-                    Some(sp) => format!("<{}>", &rest[..sp]),
-                    None => name.to_string(),
-                };
-                index_for(g, &short)
-            } else if name.starts_with("Detached <") {
-                let short = match name[10..].find(' ') {
-                    Some(sp) => format!("{}>", &name[..10 + sp]),
-                    None => name.to_string(),
+            // Most names need no trimming; only look at the text when they might.
+            let bytes = g.name_bytes(i as u32);
+            if bytes.first() == Some(&b'<') || bytes.starts_with(b"Detached <") {
+                let name = g.name(i as u32).to_string();
+                let short = if let Some(rest) = name.strip_prefix('<') {
+                    match rest.find(' ') {
+                        Some(sp) => format!("<{}>", &rest[..sp]),
+                        None => name.clone(),
+                    }
+                } else {
+                    match name[10..].find(' ') {
+                        Some(sp) => format!("{}>", &name[..10 + sp]),
+                        None => name.clone(),
+                    }
                 };
                 index_for(g, &short)
             } else {
@@ -134,6 +137,36 @@ fn is_plain_object(g: &Graph, node: u32) -> bool {
     g.node_type[node as usize] == g.nk.object && g.name_bytes(node) == b"Object"
 }
 
+/// Each property-name string of plain objects ranked in JS string order, so
+/// sorting and comparing properties is integer work.
+struct PropertyRanks {
+    rank: HashMap<u32, u32>,
+}
+
+impl PropertyRanks {
+    fn new(g: &Graph) -> PropertyRanks {
+        let mut names: Vec<u32> = Vec::new();
+        let mut seen: HashMap<u32, u32> = HashMap::new();
+        for node in 0..g.node_count() as u32 {
+            if !is_plain_object(g, node) {
+                continue;
+            }
+            for e in g.edges(node) {
+                if g.edge_type[e] == g.ek.property && seen.insert(g.edge_name[e], 0).is_none() {
+                    names.push(g.edge_name[e]);
+                }
+            }
+        }
+        names.sort_by(|&a, &b| js_cmp(g.strings.get(a), g.strings.get(b)));
+        let rank = names.iter().enumerate().map(|(r, &s)| (s, r as u32)).collect();
+        PropertyRanks { rank }
+    }
+
+    fn of(&self, s: u32) -> u32 {
+        self.rank.get(&s).copied().unwrap_or(u32::MAX)
+    }
+}
+
 struct Interface {
     name: String,
     properties: Vec<u32>,
@@ -141,19 +174,20 @@ struct Interface {
 }
 
 /// `inferInterfaceDefinitions`: the popular property shapes of plain objects.
+/// Candidates are keyed by their property list, which determines the name.
 fn infer_interfaces(g: &Graph) -> Vec<Interface> {
     let mut candidates: Vec<Interface> = Vec::new();
-    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut by_props: HashMap<Box<[u32]>, usize> = HashMap::new();
     let mut total = 0u64;
-    let mut formatted: HashMap<u32, (String, usize)> = HashMap::new();
+    let mut formatted_len: HashMap<u32, usize> = HashMap::new();
+    let mut properties: Vec<u32> = Vec::new();
     for node in 0..g.node_count() as u32 {
         if !is_plain_object(g, node) {
             continue;
         }
         total += 1;
-        let mut name = String::from("{");
-        let mut name_len = 1usize; // in UTF-16 units, as JS measures
-        let mut properties = Vec::new();
+        let mut name_len = 1usize; // "{", in UTF-16 units as JS measures
+        properties.clear();
         for e in g.edges(node) {
             if g.edge_type[e] != g.ek.property {
                 continue;
@@ -162,44 +196,52 @@ fn infer_interfaces(g: &Graph) -> Vec<Interface> {
             if g.strings.bytes(s) == b"__proto__" {
                 continue;
             }
-            let (f, f_len) = formatted.entry(s).or_insert_with(|| {
-                let f = format_property_name(g.strings.get(s));
-                let l = utf16_len(&f);
-                (f, l)
-            });
-            if name_len > MIN_INTERFACE_PROPERTY_COUNT && name_len + *f_len > MAX_INTERFACE_NAME_LENGTH {
+            let f_len = *formatted_len.entry(s).or_insert_with(|| utf16_len(&format_property_name(g.strings.get(s))));
+            if name_len > MIN_INTERFACE_PROPERTY_COUNT && name_len + f_len > MAX_INTERFACE_NAME_LENGTH {
                 break;
             }
             if name_len != 1 {
-                name.push_str(", ");
                 name_len += 2;
             }
-            name.push_str(f);
-            name_len += *f_len;
+            name_len += f_len;
             properties.push(s);
         }
         if properties.is_empty() {
             continue;
         }
-        name.push('}');
-        match by_name.get(&name) {
+        match by_props.get(properties.as_slice()) {
             Some(&i) => candidates[i].count += 1,
             None => {
-                by_name.insert(name.clone(), candidates.len());
-                candidates.push(Interface { name, properties, count: 1 });
+                let names: Vec<String> = properties.iter().map(|&s| format_property_name(g.strings.get(s))).collect();
+                let name = format!("{{{}}}", names.join(", "));
+                by_props.insert(properties.clone().into_boxed_slice(), candidates.len());
+                candidates.push(Interface { name, properties: properties.clone(), count: 1 });
+            }
+        }
+    }
+    // Two lists could only share a name if it were ambiguous; merge by name anyway.
+    let mut merged: Vec<Interface> = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for c in candidates {
+        match by_name.get(&c.name) {
+            Some(&i) => merged[i].count += c.count,
+            None => {
+                by_name.insert(c.name.clone(), merged.len());
+                merged.push(c);
             }
         }
     }
     // Stable, like JS's sort: ties keep first-seen order.
-    candidates.sort_by(|a, b| b.count.cmp(&a.count));
+    merged.sort_by(|a, b| b.count.cmp(&a.count));
     let min_count = MIN_OBJECT_COUNT_PER_INTERFACE.max(total as f64 / MIN_OBJECT_PROPORTION_PER_INTERFACE);
-    candidates.into_iter().take_while(|c| c.count as f64 >= min_count).collect()
+    merged.into_iter().take_while(|c| c.count as f64 >= min_count).collect()
 }
 
 #[derive(Default)]
 struct TrieNode {
     next: HashMap<u32, usize>,
-    /// (property count, definition index, interface name string)
+    /// (property count, definition index, interface name string); edges and
+    /// `greatest_next` are property ranks.
     match_info: Option<(usize, usize, u32)>,
     greatest_next: Option<u32>,
 }
@@ -226,11 +268,12 @@ fn apply_interfaces(g: &mut Graph, defs: &[Interface], class_name: &mut [u32]) {
     if defs.is_empty() {
         return;
     }
+    let ranks = PropertyRanks::new(g);
     let mut trie: Vec<TrieNode> = vec![TrieNode::default()];
     let mut interface_names: HashMap<String, u32> = HashMap::new();
     for (index, def) in defs.iter().enumerate() {
-        let mut props = def.properties.clone();
-        props.sort_by(|&a, &b| js_cmp(g.strings.get(a), g.strings.get(b)));
+        let mut props: Vec<u32> = def.properties.iter().map(|&s| ranks.of(s)).collect();
+        props.sort_unstable();
         let mut current = 0usize;
         for &p in &props {
             let existing = trie[current].next.get(&p).copied();
@@ -242,7 +285,7 @@ fn apply_interfaces(g: &mut Graph, defs: &[Interface], class_name: &mut [u32]) {
                     trie[current].next.insert(p, id);
                     let greater = match trie[current].greatest_next {
                         None => true,
-                        Some(gn) => js_cmp(g.strings.get(gn), g.strings.get(p)) == Ordering::Less,
+                        Some(gn) => gn < p,
                     };
                     if greater {
                         trie[current].greatest_next = Some(p);
@@ -275,10 +318,10 @@ fn apply_interfaces(g: &mut Graph, defs: &[Interface], class_name: &mut [u32]) {
         props.clear();
         for e in g.edges(node) {
             if g.edge_type[e] == g.ek.property {
-                props.push(g.edge_name[e]);
+                props.push(ranks.of(g.edge_name[e]));
             }
         }
-        props.sort_by(|&a, &b| js_cmp(g.strings.get(a), g.strings.get(b)));
+        props.sort_unstable();
         states.clear();
         states.push(0);
         let mut best = better(NO_MATCH, trie[0].match_info);
@@ -288,7 +331,7 @@ fn apply_interfaces(g: &mut Graph, defs: &[Interface], class_name: &mut [u32]) {
             for &s in &snapshot {
                 let dead = match trie[s].greatest_next {
                     None => true,
-                    Some(gn) => js_cmp(g.strings.get(p), g.strings.get(gn)) != Ordering::Less,
+                    Some(gn) => p >= gn,
                 };
                 if dead {
                     states.retain(|&x| x != s);
@@ -319,31 +362,47 @@ pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated, distanc
     let defs = infer_interfaces(g);
     apply_interfaces(g, &defs, &mut class_name);
 
-    // Locations (by node, last one wins as in DevTools' Map) key object classes.
-    let mut location: HashMap<u32, (u32, u32, u32)> = HashMap::new();
-    for &[node, script, line, col] in &g.locations {
-        location.insert(node, (script, line, col));
-    }
+    // Locations key object classes; sorted by node (stable, so the last record
+    // for a node stays last and wins, as in DevTools' Map) and merged in order.
+    let mut locations = g.locations.clone();
+    locations.sort_by_key(|l| l[0]);
+    let mut next_location = 0usize;
     let n = g.node_count();
-    let mut ids: HashMap<InternalKey, u32> = HashMap::new();
+    // Name keys are looked up by string index; located keys (few) by hash.
+    let mut name_key = vec![u32::MAX; g.strings.len()];
+    let mut located: HashMap<InternalKey, u32> = HashMap::new();
     let mut keys: Vec<InternalKey> = Vec::new();
     let mut key_of = vec![0u32; n];
     for i in 0..n {
-        let key = if g.node_type[i] == g.nk.object {
-            match location.get(&(i as u32)) {
-                Some(&(s, l, c)) => InternalKey::Located(s, l, c, class_name[i]),
-                None => InternalKey::Name(class_name[i]),
+        let mut here = None;
+        while next_location < locations.len() && locations[next_location][0] as usize <= i {
+            if locations[next_location][0] as usize == i {
+                here = Some(locations[next_location]);
             }
-        } else {
-            InternalKey::Name(class_name[i])
-        };
+            next_location += 1;
+        }
+        let name = class_name[i];
         let next = keys.len() as u32;
-        key_of[i] = *ids.entry(key).or_insert_with(|| {
-            keys.push(key);
-            next
-        });
+        key_of[i] = match here {
+            Some([_, s, l, c]) if g.node_type[i] == g.nk.object => {
+                let key = InternalKey::Located(s, l, c, name);
+                *located.entry(key).or_insert_with(|| {
+                    keys.push(key);
+                    next
+                })
+            }
+            _ => {
+                let slot = &mut name_key[name as usize];
+                if *slot == u32::MAX {
+                    *slot = next;
+                    keys.push(InternalKey::Name(name));
+                }
+                *slot
+            }
+        };
     }
-    drop(ids);
+    drop(located);
+    drop(name_key);
 
     // buildAggregates: nodes with a shallow size, in node order.
     let mut agg_of_key = vec![u32::MAX; keys.len()];

@@ -218,17 +218,34 @@ impl<R: Read> Bytes<R> {
                 return Err(ReadError::Truncated(format!("file ends inside \"{what}\"")));
             }
             let chunk = &self.buf[self.pos..self.end];
-            let mut consumed = chunk.len();
-            let mut done = false;
-            for (i, &b) in chunk.iter().enumerate() {
-                match b {
-                    b'0'..=b'9' => {
-                        if digits >= 19 || ended {
-                            return corrupt(format!("malformed number in \"{what}\""));
-                        }
-                        value = value * 10 + u64::from(b - b'0');
-                        digits += 1;
+            let len = chunk.len();
+            let mut i = 0;
+            while i < len {
+                let b = chunk[i];
+                if b.is_ascii_digit() {
+                    if ended {
+                        return corrupt(format!("missing comma in \"{what}\""));
                     }
+                    // Tight loop over the digit run; wrapping is harmless since
+                    // more than 19 digits is rejected below.
+                    let (mut v, mut d) = (value, digits);
+                    while i < len {
+                        let c = chunk[i].wrapping_sub(b'0');
+                        if c > 9 {
+                            break;
+                        }
+                        v = v.wrapping_mul(10).wrapping_add(u64::from(c));
+                        d += 1;
+                        i += 1;
+                    }
+                    if d > 19 {
+                        return corrupt(format!("number too large in \"{what}\""));
+                    }
+                    value = v;
+                    digits = d;
+                    continue;
+                }
+                match b {
                     b',' => {
                         if digits != 0 {
                             sink(value)?;
@@ -254,9 +271,8 @@ impl<R: Read> Bytes<R> {
                         } else if need_value && !ended {
                             return corrupt(format!("trailing comma in \"{what}\""));
                         }
-                        consumed = i + 1;
-                        done = true;
-                        break;
+                        self.pos += i + 1;
+                        return Ok(());
                     }
                     _ => {
                         return corrupt(format!(
@@ -265,11 +281,9 @@ impl<R: Read> Bytes<R> {
                         ))
                     }
                 }
+                i += 1;
             }
-            self.pos += consumed;
-            if done {
-                return Ok(());
-            }
+            self.pos = self.end;
         }
     }
 
