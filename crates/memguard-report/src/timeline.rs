@@ -88,10 +88,8 @@ impl Accumulator {
         let t = r.get("t").and_then(Value::as_f64).unwrap_or(self.last_t);
         self.last_t = self.last_t.max(t);
         match r.get("type").and_then(Value::as_str) {
-            Some("start") => {
-                if self.start.is_none() {
-                    self.start = r.get("time").and_then(Value::as_str).map(String::from);
-                }
+            Some("start") if self.start.is_none() => {
+                self.start = r.get("time").and_then(Value::as_str).map(String::from);
             }
             Some("gc") => self.add_gc(t, r),
             Some("sample") => self.add_sample(t, r),
