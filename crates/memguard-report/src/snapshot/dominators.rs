@@ -51,21 +51,16 @@ pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
     let preds = essential_preds(g, essential);
     // 1-based vertex numbers as in the paper; 0 means "none".
     let len = node_count + 1;
-    let mut parent = vec![0u32; len];
+    // Memory is the constraint on big snapshots, so two arrays of the paper
+    // share storage (see the main loop): `ancestor` holds the DFS parent until
+    // the vertex is linked, `label` doubles as the bucket heads.
     let mut ancestor = vec![0u32; len];
     let mut vertex = vec![0u32; len];
-    let mut label = vec![0u32; len];
     let mut semi = vec![0u32; len];
     let mut next_edge = vec![0u32; len];
     let mut n: u32 = 0;
 
-    let dfs = |root: u32,
-               n: &mut u32,
-               parent: &mut [u32],
-               semi: &mut [u32],
-               vertex: &mut [u32],
-               label: &mut [u32],
-               next_edge: &mut [u32]| {
+    let dfs = |root: u32, n: &mut u32, parent: &mut [u32], semi: &mut [u32], vertex: &mut [u32], next_edge: &mut [u32]| {
         let root_ordinal = (root - 1) as usize;
         next_edge[root_ordinal] = g.first_edge[root_ordinal];
         let mut v = root;
@@ -74,7 +69,6 @@ pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
                 *n += 1;
                 semi[v as usize] = *n;
                 vertex[*n as usize] = v;
-                label[v as usize] = v;
             }
             let mut v_next = parent[v as usize];
             let v_ordinal = (v - 1) as usize;
@@ -98,14 +92,14 @@ pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
     };
 
     let r = g.root + 1;
-    dfs(r, &mut n, &mut parent, &mut semi, &mut vertex, &mut label, &mut next_edge);
+    dfs(r, &mut n, &mut ancestor, &mut semi, &mut vertex, &mut next_edge);
     if (n as usize) < node_count {
         // Nodes whose every retainer is non-essential hang under the root.
         for v in 1..=node_count as u32 {
             let o = (v - 1) as usize;
             if semi[v as usize] == 0 && preds.first[o] == preds.first[o + 1] {
-                parent[v as usize] = r;
-                dfs(v, &mut n, &mut parent, &mut semi, &mut vertex, &mut label, &mut next_edge);
+                ancestor[v as usize] = r;
+                dfs(v, &mut n, &mut ancestor, &mut semi, &mut vertex, &mut next_edge);
             }
         }
     }
@@ -113,28 +107,32 @@ pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
         // What is left is held only by cycles: visit each one from the root.
         for v in 1..=node_count as u32 {
             if semi[v as usize] == 0 {
-                parent[v as usize] = r;
+                ancestor[v as usize] = r;
                 n += 1;
                 semi[v as usize] = n;
                 vertex[n as usize] = v;
-                label[v as usize] = v;
             }
         }
     }
+    drop(next_edge);
 
-    // The DFS is done: its per-node cursor becomes compress()'s stack.
-    let mut stack = next_edge;
-    let compress = |v0: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], stack: &mut [u32]| {
+    // Vertices are linked in decreasing DFS number. Before its link a vertex's
+    // `ancestor` slot holds its DFS parent and its `label` slot heads its
+    // bucket: a bucket only ever holds descendants, all of which are processed
+    // (and the bucket drained) before the vertex itself is linked, and a label
+    // is only read for linked vertices.
+    let mut linked = Bits::new(len);
+    let mut label = vec![0u32; len];
+    let mut stack: Vec<u32> = Vec::new();
+    let compress = |v0: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], linked: &Bits, stack: &mut Vec<u32>| {
         let mut v = v0;
-        let mut sp = 0usize;
-        while ancestor[ancestor[v as usize] as usize] != 0 {
-            sp += 1;
-            stack[sp] = v;
+        stack.clear();
+        while linked.get(ancestor[v as usize] as usize) {
+            stack.push(v);
             v = ancestor[v as usize];
         }
-        while sp > 0 {
-            let w = stack[sp] as usize;
-            sp -= 1;
+        while let Some(w) = stack.pop() {
+            let w = w as usize;
             let a = ancestor[w] as usize;
             if semi[label[a] as usize] < semi[label[w] as usize] {
                 label[w] = label[a];
@@ -142,17 +140,17 @@ pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
             ancestor[w] = ancestor[a];
         }
     };
-    let evaluate = |v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], stack: &mut [u32]| -> u32 {
-        if ancestor[v as usize] == 0 {
-            return v;
-        }
-        compress(v, ancestor, label, semi, stack);
-        label[v as usize]
-    };
+    let evaluate =
+        |v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], linked: &Bits, stack: &mut Vec<u32>| -> u32 {
+            if !linked.get(v as usize) {
+                return v;
+            }
+            compress(v, ancestor, label, semi, linked, stack);
+            label[v as usize]
+        };
 
-    // Buckets as linked lists: each vertex sits in at most one bucket.
-    let mut bucket_head = vec![0u32; len];
-    let mut bucket_next = vec![0u32; len];
+    // A bucket is a linked list whose links live in `dom`: dom[v] is only
+    // written when v leaves its bucket, after its link was read.
     let mut dom = vec![0u32; len];
     for i in (2..=n).rev() {
         let w = vertex[i as usize];
@@ -164,30 +162,40 @@ pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
         }
         for k in from..to {
             let v = preds.from[k] + 1;
-            let u = evaluate(v, &mut ancestor, &mut label, &semi, &mut stack);
+            let u = evaluate(v, &mut ancestor, &mut label, &semi, &linked, &mut stack);
             if semi[u as usize] < semi[w as usize] {
                 semi[w as usize] = semi[u as usize];
             }
         }
         let b = vertex[semi[w as usize] as usize] as usize;
-        bucket_next[w as usize] = bucket_head[b];
-        bucket_head[b] = w;
-        let p = parent[w as usize];
-        ancestor[w as usize] = p; // link
-        let mut v = bucket_head[p as usize];
-        bucket_head[p as usize] = 0;
+        dom[w as usize] = label[b];
+        label[b] = w;
+        let p = ancestor[w as usize];
+        // link(p, w): ancestor[w] already holds p. A bucket still non-empty
+        // here can only hold vertices whose semidominator is not their DFS
+        // ancestor (cycles only reachable through the "visit from the root"
+        // fallback): DevTools never drains those, so they keep dom 0 and end
+        // up under the root; clear their list links to the same effect.
+        let mut stranded = label[w as usize];
+        while stranded != 0 {
+            let next = dom[stranded as usize];
+            dom[stranded as usize] = 0;
+            stranded = next;
+        }
+        linked.set(w as usize);
+        label[w as usize] = w;
+        let mut v = label[p as usize];
+        label[p as usize] = 0;
         while v != 0 {
-            let u = evaluate(v, &mut ancestor, &mut label, &semi, &mut stack);
+            let next = dom[v as usize];
+            let u = evaluate(v, &mut ancestor, &mut label, &semi, &linked, &mut stack);
             dom[v as usize] = if semi[u as usize] < semi[v as usize] { u } else { p };
-            v = bucket_next[v as usize];
+            v = next;
         }
     }
-    drop(bucket_head);
-    drop(bucket_next);
-    drop(stack);
     drop(ancestor);
     drop(label);
-    drop(parent);
+    drop(linked);
     drop(preds);
     dom[0] = r;
     dom[r as usize] = r;
@@ -199,11 +207,12 @@ pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
     }
     drop(semi);
 
-    let mut idom = vec![0u32; node_count];
-    for o in 0..node_count {
-        idom[o] = dom[o + 1] - 1;
+    // To 0-based ordinals in place: idom[o] = dom[o + 1] - 1.
+    dom.remove(0);
+    for d in dom.iter_mut() {
+        *d -= 1;
     }
-    drop(dom);
+    let idom = dom;
     // DFS preorder as ordinals: every node comes after its dominator.
     vertex.remove(0);
     for v in vertex.iter_mut() {

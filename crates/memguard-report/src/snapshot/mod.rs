@@ -53,6 +53,12 @@ impl Timings {
     fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
         let start = Instant::now();
         let out = f();
+        // Peak-memory work needs per-phase numbers; off unless asked for.
+        if std::env::var_os("MEMGUARD_REPORT_DEBUG_RSS").is_some() {
+            let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let l: Vec<&str> = st.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")).collect();
+            eprintln!("{name}: {l:?}");
+        }
         self.0.push((name.to_string(), start.elapsed().as_secs_f64() * 1000.0));
         out
     }
