@@ -1,0 +1,138 @@
+//! The reader and every later phase must never panic on bad input: a
+//! regression corpus (`tests/corpus/`: `ok-*` must analyse, `bad-*` must be an
+//! error) and proptest mutations (cuts, byte flips, insertions, digit swaps) of
+//! small valid snapshots run through the whole summary.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use memguard_report::snapshot::{self, Options};
+use memguard_report::ReportError;
+use proptest::prelude::*;
+
+fn corpus() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+fn opts() -> Options {
+    Options { top: 50, paths: 50, progress: false }
+}
+
+#[test]
+fn corpus_files_analyse_or_fail_cleanly() {
+    let files = corpus();
+    assert!(files.len() >= 10);
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let result = snapshot::summarize(&f, &opts());
+        if name.starts_with("ok-") {
+            let s = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(s.node_count >= 1, "{name}");
+        } else {
+            match result {
+                Err(ReportError::Corrupt { .. }) | Err(ReportError::Truncated { .. }) => {}
+                other => panic!("{name}: expected an error, got {:?}", other.map(|s| s.node_count)),
+            }
+        }
+    }
+}
+
+#[test]
+fn corpus_gzip_reads_like_plain() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let a = snapshot::summarize(&dir.join("ok-mixed.heapsnapshot"), &opts()).unwrap();
+    let b = snapshot::summarize(&dir.join("ok-mixed.heapsnapshot.gz"), &opts()).unwrap();
+    assert_eq!(format!("{:?}", a.classes), format!("{:?}", b.classes));
+}
+
+fn seeds() -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    ["ok-mixed.heapsnapshot", "ok-escapes.heapsnapshot"].iter().map(|n| std::fs::read(dir.join(n)).unwrap()).collect()
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Cut(usize),
+    Flip(usize, u8),
+    Insert(usize, Vec<u8>),
+    Digit(usize, u8),
+    Delete(usize, usize),
+}
+
+fn apply(mut bytes: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
+    for m in muts {
+        let len = bytes.len().max(1);
+        match m {
+            Mutation::Cut(at) => bytes.truncate(at % len),
+            Mutation::Flip(at, v) => {
+                if !bytes.is_empty() {
+                    let i = at % bytes.len();
+                    bytes[i] ^= v | 1;
+                }
+            }
+            Mutation::Insert(at, extra) => {
+                let i = at % (bytes.len() + 1);
+                bytes.splice(i..i, extra.iter().copied());
+            }
+            Mutation::Digit(at, d) => {
+                // Change one number: the mutation most likely to stay parseable.
+                let digits: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i].is_ascii_digit()).collect();
+                if !digits.is_empty() {
+                    bytes[digits[at % digits.len()]] = b'0' + d % 10;
+                }
+            }
+            Mutation::Delete(at, n) => {
+                if !bytes.is_empty() {
+                    let i = at % bytes.len();
+                    let j = (i + n % 16).min(bytes.len());
+                    bytes.drain(i..j);
+                }
+            }
+        }
+    }
+    bytes
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        any::<usize>().prop_map(Mutation::Cut),
+        (any::<usize>(), any::<u8>()).prop_map(|(a, v)| Mutation::Flip(a, v)),
+        (any::<usize>(), proptest::collection::vec(prop_oneof![Just(b','), Just(b'"'), Just(b'\\'), Just(b'['), Just(b']'), Just(b'9'), any::<u8>()], 1..6))
+            .prop_map(|(a, v)| Mutation::Insert(a, v)),
+        (any::<usize>(), any::<u8>()).prop_map(|(a, d)| Mutation::Digit(a, d)),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, n)| Mutation::Delete(a, n)),
+    ]
+}
+
+proptest! {
+    // 400 cases in a normal `cargo test`; PROPTEST_CASES=… for a longer hunt.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn mutated_snapshots_never_panic(seed in 0usize..2, muts in proptest::collection::vec(mutation(), 1..4), gz in any::<bool>()) {
+        let bytes = apply(seeds()[seed].clone(), &muts);
+        let bytes = if gz {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&bytes).unwrap();
+            e.finish().unwrap()
+        } else {
+            bytes
+        };
+        let dir = std::env::temp_dir().join(format!("memguard-report-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.heapsnapshot");
+        std::fs::write(&path, &bytes).unwrap();
+        // Ok or a clean error; a panic fails the test.
+        let _ = snapshot::summarize(&path, &opts());
+        let _ = snapshot::diff(&path, &path, &opts());
+    }
+}
