@@ -322,3 +322,24 @@ fn bad_files_are_errors_not_panics() {
         assert!(matches!(r, Err(ReportError::Corrupt { .. }) | Err(ReportError::Truncated { .. })), "{bad:.40}: {:?}", r.err());
     }
 }
+
+#[test]
+fn tiny_read_buffers_give_the_same_snapshot() {
+    use memguard_report::snapshot::reader::read_snapshot_buffered;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    for name in ["ok-mixed.heapsnapshot", "ok-escapes.heapsnapshot"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let whole = read_snapshot_buffered(&bytes[..], u64::MAX, 1 << 20).unwrap();
+        for size in [16, 17, 23, 64, 129] {
+            let r = read_snapshot_buffered(&bytes[..], u64::MAX, size).unwrap();
+            assert_eq!(r.node_id, whole.node_id, "{name} @ {size}");
+            assert_eq!(r.edge_to, whole.edge_to, "{name} @ {size}");
+            assert_eq!(r.edge_name, whole.edge_name, "{name} @ {size}");
+            assert_eq!(r.self_size, whole.self_size, "{name} @ {size}");
+            let strings = |s: &memguard_report::snapshot::reader::RawSnapshot| -> Vec<String> {
+                (0..s.strings.len() as u32).map(|i| s.strings.get(i).to_string()).collect()
+            };
+            assert_eq!(strings(&r), strings(&whole), "{name} @ {size}");
+        }
+    }
+}

@@ -26,22 +26,37 @@ pub struct ClassAgg {
     pub self_size: u64,
     /// Retained size without double counting objects under objects of this class.
     pub max_ret: u64,
-    /// Shortest distance from the roots of any object of the class.
-    pub distance: i32,
 }
 
 pub struct Classes {
-    /// Class-name string of every node (after interface naming).
-    pub class_name: Vec<u32>,
-    /// Dense class id per node (`u32::MAX` for nodes outside every aggregate,
-    /// i.e. with zero shallow size).
-    pub class_of: Vec<u32>,
-    /// Dense class id per node, also for zero-size nodes (for grouping).
+    /// Dense class-key id per node (also for zero-size nodes, for grouping).
     pub key_of: Vec<u32>,
+    /// Class-name string of each key.
+    pub key_name: Vec<u32>,
+    /// Aggregate of each key (`u32::MAX` when no node of the key has a size).
+    pub agg_of_key: Vec<u32>,
     /// Nodes whose retained size counts toward their class's (no dominator of
     /// the same class above them).
     pub counted: Bits,
     pub aggs: Vec<ClassAgg>,
+}
+
+impl Classes {
+    /// The aggregate a node is counted in; `u32::MAX` for zero-size nodes,
+    /// which DevTools leaves out of every aggregate.
+    #[inline]
+    pub fn class_of(&self, g: &Graph, node: usize) -> u32 {
+        if g.self_size[node] == 0 {
+            u32::MAX
+        } else {
+            self.agg_of_key[self.key_of[node] as usize]
+        }
+    }
+
+    /// DevTools' class name of a node.
+    pub fn class_name(&self, node: usize) -> u32 {
+        self.key_name[self.key_of[node] as usize]
+    }
 }
 
 /// JS compares strings by UTF-16 code units; differs from byte order only
@@ -357,7 +372,7 @@ enum InternalKey {
 }
 
 /// Names every node and builds the aggregates with `maxRet` semantics.
-pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated, distances: &[i32]) -> Classes {
+pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated) -> Classes {
     let mut class_name = object_names(g);
     let defs = infer_interfaces(g);
     apply_interfaces(g, &defs, &mut class_name);
@@ -403,11 +418,11 @@ pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated, distanc
     }
     drop(located);
     drop(name_key);
+    drop(class_name);
 
     // buildAggregates: nodes with a shallow size, in node order.
     let mut agg_of_key = vec![u32::MAX; keys.len()];
     let mut aggs: Vec<ClassAgg> = Vec::new();
-    let mut class_of = vec![u32::MAX; n];
     for i in 0..n {
         let size = g.self_size[i];
         if size == 0 {
@@ -416,19 +431,22 @@ pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated, distanc
         let k = key_of[i] as usize;
         if agg_of_key[k] == u32::MAX {
             agg_of_key[k] = aggs.len() as u32;
-            let name = g.strings.get(class_name[i]).to_string();
-            let key = match keys[k] {
-                InternalKey::Name(_) => format!(",{name}"),
-                InternalKey::Located(s, l, c, _) => format!("{s},{l},{c},{name}"),
+            let (key, name) = match keys[k] {
+                InternalKey::Name(n) => {
+                    let name = g.strings.get(n).to_string();
+                    (format!(",{name}"), name)
+                }
+                InternalKey::Located(s, l, c, n) => {
+                    let name = g.strings.get(n).to_string();
+                    (format!("{s},{l},{c},{name}"), name)
+                }
             };
-            aggs.push(ClassAgg { key, name, count: 0, self_size: 0, max_ret: 0, distance: distances[i] });
+            aggs.push(ClassAgg { key, name, count: 0, self_size: 0, max_ret: 0 });
         }
         let a = agg_of_key[k];
-        class_of[i] = a;
         let agg = &mut aggs[a as usize];
         agg.count += 1;
         agg.self_size += u64::from(size);
-        agg.distance = agg.distance.min(distances[i]);
     }
 
     // calculateClassesRetainedSize: walk the dominator tree; an object adds its
@@ -440,7 +458,7 @@ pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated, distanc
     let mut open: Vec<u32> = Vec::new();
     while let Some(node) = list.pop() {
         let o = node as usize;
-        let a = class_of[o];
+        let a = if g.self_size[o] == 0 { u32::MAX } else { agg_of_key[key_of[o] as usize] };
         let (from, to) = (dominated.first[o] as usize, dominated.first[o + 1] as usize);
         if a != u32::MAX && !seen[a as usize] {
             aggs[a as usize].max_ret += retained[o];
@@ -460,5 +478,11 @@ pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated, distanc
             }
         }
     }
-    Classes { class_name, class_of, key_of, counted, aggs }
+    let key_name = keys
+        .iter()
+        .map(|k| match *k {
+            InternalKey::Name(s) | InternalKey::Located(_, _, _, s) => s,
+        })
+        .collect();
+    Classes { key_of, key_name, agg_of_key, counted, aggs }
 }

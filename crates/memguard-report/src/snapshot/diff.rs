@@ -27,7 +27,8 @@ pub fn diff(before: &Path, after: &Path, opts: &Options, progress: &Progress) ->
         for agg in &a.classes.aggs {
             old.insert(agg.key.clone(), Before { count: agg.count, retained: agg.max_ret, ids: Vec::new() });
         }
-        for (o, &c) in a.classes.class_of.iter().enumerate() {
+        for o in 0..a.g.node_count() {
+            let c = a.classes.class_of(&a.g, o);
             if c != u32::MAX {
                 if let Some(b) = old.get_mut(&a.classes.aggs[c as usize].key) {
                     b.ids.push(a.g.node_id[o]);
@@ -44,7 +45,8 @@ pub fn diff(before: &Path, after: &Path, opts: &Options, progress: &Progress) ->
     // Objects per class in the later snapshot, split into added and kept.
     let mut added: Vec<Vec<u32>> = vec![Vec::new(); aggs.len()];
     let mut kept: Vec<u64> = vec![0; aggs.len()];
-    for (o, &c) in a.classes.class_of.iter().enumerate() {
+    for o in 0..a.g.node_count() {
+        let c = a.classes.class_of(&a.g, o);
         if c == u32::MAX {
             continue;
         }

@@ -8,15 +8,12 @@
 
 use std::collections::HashSet;
 
-use super::graph::Graph;
+use super::graph::{Bits, Graph};
 use super::weakmap::EphemeronNames;
 
-pub const NO_DISTANCE: i32 = -5;
-pub const BASE_SYSTEM_DISTANCE: i32 = 100_000_000;
 pub const NO_EDGE: u32 = u32::MAX;
 
 pub struct Distances {
-    pub distance: Vec<i32>,
     /// The edge each node was first reached by (`NO_EDGE` for roots and the unreached).
     pub via_edge: Vec<u32>,
 }
@@ -39,7 +36,9 @@ fn js_parse_int(s: &str) -> Option<f64> {
 
 pub fn compute(g: &Graph, ephemerons: &mut EphemeronNames) -> Distances {
     let n = g.node_count();
-    let mut distance = vec![NO_DISTANCE; n];
+    // Only the BFS order matters for the paths, so reached-ness is a bit; the
+    // numbers DevTools shows are not kept.
+    let mut reached = Bits::new(n);
     let mut via_edge = vec![NO_EDGE; n];
     let mut queue: Vec<u32> = Vec::with_capacity(n);
     let mut pending: HashSet<u32> = HashSet::new();
@@ -47,18 +46,18 @@ pub fn compute(g: &Graph, ephemerons: &mut EphemeronNames) -> Distances {
     for e in g.edges(g.root) {
         let to = g.edge_to[e];
         if g.is_user_root(to) || g.is_document_dom_trees_root(to) {
-            distance[to as usize] = 1;
+            reached.set(to as usize);
             queue.push(to);
             via_edge[to as usize] = e as u32;
         }
     }
-    let had_user_roots = !queue.is_empty();
-    bfs(g, ephemerons, &mut pending, &mut queue, &mut distance, &mut via_edge);
-    distance[g.root as usize] = if had_user_roots { BASE_SYSTEM_DISTANCE } else { 0 };
+    bfs(g, ephemerons, &mut pending, &mut queue, &mut reached, &mut via_edge);
+    // Then what the user roots do not reach, from the root itself.
+    reached.set(g.root as usize);
     queue.clear();
     queue.push(g.root);
-    bfs(g, ephemerons, &mut pending, &mut queue, &mut distance, &mut via_edge);
-    Distances { distance, via_edge }
+    bfs(g, ephemerons, &mut pending, &mut queue, &mut reached, &mut via_edge);
+    Distances { via_edge }
 }
 
 fn bfs(
@@ -66,7 +65,7 @@ fn bfs(
     ephemerons: &mut EphemeronNames,
     pending: &mut HashSet<u32>,
     queue: &mut Vec<u32>,
-    distance: &mut [i32],
+    reached: &mut Bits,
     via_edge: &mut [u32],
 ) {
     let ek = g.ek;
@@ -75,7 +74,6 @@ fn bfs(
     while head < queue.len() {
         let node = queue[head];
         head += 1;
-        let d = distance[node as usize] + 1;
         let t = g.node_type[node as usize];
         let sloppy_source = t == nk.hidden && g.name_bytes(node) == b"system / NativeContext";
         let descriptors = t == nk.array && g.name_bytes(node) == b"(map descriptors)";
@@ -85,7 +83,7 @@ fn bfs(
                 continue;
             }
             let child = g.edge_to[e];
-            if distance[child as usize] != NO_DISTANCE {
+            if reached.get(child as usize) {
                 continue;
             }
             if sloppy_source && !g.edge_name_is_index(e) && g.strings.bytes(g.edge_name[e]) == b"sloppy_function_map" {
@@ -113,7 +111,7 @@ fn bfs(
                     }
                 }
             }
-            distance[child as usize] = d;
+            reached.set(child as usize);
             via_edge[child as usize] = e as u32;
             queue.push(child);
         }

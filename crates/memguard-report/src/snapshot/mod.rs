@@ -4,7 +4,7 @@
 //! One concern per module: `reader` (streamed parse), `strings` (string arena),
 //! `graph` (CSR columns), `weakmap` (ephemeron edge names), `prepare`
 //! (DevTools' passes before dominators), `dominators`, `distances`, `classes`,
-//! `paths`, `diff`, `progress`.
+//! `paths`, `diff`, `progress`, `pipe` (gzip decoding on its own thread).
 
 use std::io::Write;
 use std::path::Path;
@@ -19,6 +19,7 @@ pub mod distances;
 pub mod dominators;
 pub mod graph;
 pub mod paths;
+pub mod pipe;
 pub mod prepare;
 pub mod progress;
 pub mod reader;
@@ -119,15 +120,17 @@ pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError
     let Retained { mut g, dominators, retained, mut timings } = retained(path, progress)?;
     let idom = dominators.idom;
     drop(dominators.preorder);
+    // Classes first: the dominated-nodes lists they need are gone before the
+    // distance arrays exist.
+    progress.phase("classes");
+    let classes = timings.time("classes", || {
+        let dominated = dominators::dominated(&idom, g.root);
+        classes::aggregate(&mut g, &retained, &dominated)
+    });
     progress.phase("distances");
     let distances = timings.time("distances", || {
         let mut ephemerons = weakmap::EphemeronNames::new(g.strings.len());
         distances::compute(&g, &mut ephemerons)
-    });
-    progress.phase("classes");
-    let classes = timings.time("classes", || {
-        let dominated = dominators::dominated(&idom, g.root);
-        classes::aggregate(&mut g, &retained, &dominated, &distances.distance)
     });
     Ok(Analysis { g, idom, retained, distances, classes, timings })
 }
@@ -138,8 +141,7 @@ impl Analysis {
             g: &self.g,
             idom: &self.idom,
             retained: &self.retained,
-            class_name: &self.classes.class_name,
-            key_of: &self.classes.key_of,
+            classes: &self.classes,
             distances: &self.distances,
         }
     }
@@ -156,8 +158,8 @@ impl Analysis {
     /// with no dominator of the same class (DevTools' maxRet rule).
     pub fn top_level_objects(&self, a: usize) -> Vec<u32> {
         let c = &self.classes;
-        (0..c.class_of.len())
-            .filter(|&o| c.class_of[o] == a as u32 && c.counted.get(o))
+        (0..c.key_of.len())
+            .filter(|&o| c.counted.get(o) && c.class_of(&self.g, o) == a as u32)
             .map(|o| o as u32)
             .collect()
     }

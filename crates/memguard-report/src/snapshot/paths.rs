@@ -7,7 +7,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+
 use super::distances::{edge_source, Distances, NO_EDGE};
+use super::classes::Classes;
 use super::graph::Graph;
 use crate::report::{PathStep, RetainerPath};
 
@@ -16,8 +18,7 @@ pub struct PathContext<'a> {
     pub g: &'a Graph,
     pub idom: &'a [u32],
     pub retained: &'a [u64],
-    pub class_name: &'a [u32],
-    pub key_of: &'a [u32],
+    pub classes: &'a Classes,
     pub distances: &'a Distances,
 }
 
@@ -31,7 +32,7 @@ const MAX_NAME: usize = 120;
 impl PathContext<'_> {
     fn holder(&self, object: u32) -> u32 {
         let g = self.g;
-        let key = self.key_of[object as usize];
+        let key = self.classes.key_of[object as usize];
         let mut p = object;
         for _ in 0..MAX_HOLDER_WALK {
             if p == g.root {
@@ -39,7 +40,7 @@ impl PathContext<'_> {
             }
             p = self.idom[p as usize];
             let t = g.node_type[p as usize];
-            if self.key_of[p as usize] != key && t != g.nk.hidden && t != g.nk.array {
+            if self.classes.key_of[p as usize] != key && t != g.nk.hidden && t != g.nk.array {
                 return p;
             }
         }
@@ -48,20 +49,27 @@ impl PathContext<'_> {
 
     /// The objects' heaviest holder group, explained by one path.
     pub fn path_for(&self, class: &str, objects: &[u32]) -> Option<RetainerPath> {
-        // holder -> (objects, retained, largest object)
-        let mut groups: HashMap<u32, (u64, u64, u32)> = HashMap::new();
-        for &o in objects {
-            let h = self.holder(o);
-            let r = self.retained[o as usize];
-            let entry = groups.entry(h).or_insert((0, 0, o));
-            entry.0 += 1;
-            entry.1 += r;
-            if r > self.retained[entry.2 as usize] {
-                entry.2 = o;
+        // Group by holder with a sort, not a map: a class can have millions of
+        // objects, each with its own holder.
+        let mut by_holder: Vec<(u32, u32)> = objects.iter().map(|&o| (self.holder(o), o)).collect();
+        by_holder.sort_unstable();
+        // (holder, objects, retained, largest object) of the heaviest group
+        let mut best: Option<(u32, u64, u64, u32)> = None;
+        for group in by_holder.chunk_by(|a, b| a.0 == b.0) {
+            let holder = group[0].0;
+            let mut retained = 0u64;
+            let mut largest = group[0].1;
+            for &(_, o) in group {
+                retained += self.retained[o as usize];
+                if self.retained[o as usize] > self.retained[largest as usize] {
+                    largest = o;
+                }
+            }
+            if best.is_none_or(|b| retained > b.2) {
+                best = Some((holder, group.len() as u64, retained, largest));
             }
         }
-        let (&holder, &(count, retained, object)) =
-            groups.iter().max_by(|a, b| a.1 .1.cmp(&b.1 .1).then_with(|| b.0.cmp(a.0)))?;
+        let (holder, count, retained, object) = best?;
         let edges = self.edge_path(holder, object);
         Some(RetainerPath {
             class: class.to_string(),
@@ -156,7 +164,7 @@ impl PathContext<'_> {
                 raw.to_string()
             }
         } else {
-            g.strings.get(self.class_name[node as usize]).to_string()
+            g.strings.get(self.classes.class_name(node as usize)).to_string()
         };
         PathStep {
             node: class,

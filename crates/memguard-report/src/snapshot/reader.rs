@@ -107,11 +107,13 @@ pub fn read_file(path: &Path, bar: Option<indicatif::ProgressBar>) -> Result<Raw
     // A number needs at least two bytes ("0,"); deflate expands at most ~1032x.
     // Bounds preallocation so a corrupt count cannot ask for terabytes.
     let max_numbers = if gz { file_len.saturating_mul(516) } else { file_len / 2 } + 16;
+    // Small files get small buffers: tests and fuzzing open thousands.
+    let buffer = (if gz { file_len.saturating_mul(8) } else { file_len } as usize).clamp(64 << 10, BUF_SIZE);
     if gz {
         let decoder = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, counted));
-        read_snapshot(decoder, max_numbers)
+        read_snapshot_buffered(super::pipe::Pipe::new(decoder, buffer), max_numbers, buffer)
     } else {
-        read_snapshot(counted, max_numbers)
+        read_snapshot_buffered(counted, max_numbers, buffer)
     }
 }
 
@@ -139,8 +141,8 @@ struct Bytes<R> {
 const BUF_SIZE: usize = 4 << 20;
 
 impl<R: Read> Bytes<R> {
-    fn new(inner: R) -> Self {
-        Bytes { inner, buf: vec![0u8; BUF_SIZE].into_boxed_slice(), pos: 0, end: 0 }
+    fn new(inner: R, size: usize) -> Self {
+        Bytes { inner, buf: vec![0u8; size.max(16)].into_boxed_slice(), pos: 0, end: 0 }
     }
 
     /// Refills the buffer; false at end of input.
@@ -537,7 +539,13 @@ enum EdgeField {
 
 /// Reads a whole snapshot from a byte stream.
 pub fn read_snapshot(input: impl Read, max_numbers: u64) -> Result<RawSnapshot> {
-    let mut r = Bytes::new(input);
+    read_snapshot_buffered(input, max_numbers, BUF_SIZE)
+}
+
+/// As `read_snapshot` with a given buffer size (tests use tiny ones to cross
+/// every buffer boundary).
+pub fn read_snapshot_buffered(input: impl Read, max_numbers: u64, buffer: usize) -> Result<RawSnapshot> {
+    let mut r = Bytes::new(input, buffer);
     let mut snap = RawSnapshot::default();
     let mut have_meta = false;
     let (mut have_nodes, mut have_edges, mut have_strings) = (false, false, false);
