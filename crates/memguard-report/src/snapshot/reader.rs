@@ -102,6 +102,7 @@ pub fn read_file(path: &Path, bar: Option<indicatif::ProgressBar>) -> Result<Raw
     let got = read_up_to(&mut file, &mut magic)?;
     use std::io::Seek;
     file.seek(io::SeekFrom::Start(0))?;
+    let bar_clone = bar.clone();
     let counted = Counting { inner: file, bar };
     let gz = got == 2 && magic == [0x1f, 0x8b];
     // A number needs at least two bytes ("0,"); deflate expands at most ~1032x.
@@ -113,7 +114,8 @@ pub fn read_file(path: &Path, bar: Option<indicatif::ProgressBar>) -> Result<Raw
         let decoder = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, counted));
         read_snapshot_buffered(super::pipe::Pipe::new(decoder, buffer), max_numbers, buffer)
     } else {
-        read_snapshot_buffered(counted, max_numbers, buffer)
+        drop(counted);
+        read_plain_split(path, bar_clone, max_numbers, buffer)
     }
 }
 
@@ -136,13 +138,15 @@ struct Bytes<R> {
     buf: Box<[u8]>,
     pos: usize,
     end: usize,
+    /// Stream offset of `buf[0]`.
+    base: u64,
 }
 
 const BUF_SIZE: usize = 4 << 20;
 
 impl<R: Read> Bytes<R> {
     fn new(inner: R, size: usize) -> Self {
-        Bytes { inner, buf: vec![0u8; size.max(16)].into_boxed_slice(), pos: 0, end: 0 }
+        Bytes { inner, buf: vec![0u8; size.max(16)].into_boxed_slice(), pos: 0, end: 0, base: 0 }
     }
 
     /// Refills the buffer; false at end of input.
@@ -154,6 +158,7 @@ impl<R: Read> Bytes<R> {
             match self.inner.read(&mut self.buf) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
+                    self.base += self.end as u64;
                     self.pos = 0;
                     self.end = n;
                     return Ok(true);
@@ -162,6 +167,11 @@ impl<R: Read> Bytes<R> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Stream offset of the next byte.
+    fn offset(&self) -> u64 {
+        self.base + self.pos as u64
     }
 
     fn peek(&mut self) -> Result<Option<u8>> {
@@ -547,12 +557,55 @@ pub fn read_snapshot(input: impl Read, max_numbers: u64) -> Result<RawSnapshot> 
 pub fn read_snapshot_buffered(input: impl Read, max_numbers: u64, buffer: usize) -> Result<RawSnapshot> {
     let mut r = Bytes::new(input, buffer);
     let mut snap = RawSnapshot::default();
-    let mut have_meta = false;
-    let (mut have_nodes, mut have_edges, mut have_strings) = (false, false, false);
-    let mut raw_locations: Vec<u32> = Vec::new();
+    let mut seen = Seen::default();
     r.expect(b'{', "at the start of the file")?;
+    read_sections(&mut r, &mut snap, &mut seen, max_numbers, false, false)?;
+    finish(snap, seen)
+}
+
+/// Which sections were read.
+#[derive(Default)]
+struct Seen {
+    meta: bool,
+    nodes: bool,
+    edges: bool,
+    strings: bool,
+    raw_locations: Vec<u32>,
+}
+
+/// Where `read_sections` stopped.
+#[derive(PartialEq)]
+enum Stop {
+    /// At the closing `}` of the file.
+    End,
+    /// Right after `"nodes":` (only when asked to stop there).
+    AtNodes,
+}
+
+/// Reads `key: value` pairs of the top-level object. `after_value`: the
+/// stream is positioned after a value (expects `,` or `}` first).
+fn read_sections<R: Read>(
+    r: &mut Bytes<R>,
+    snap: &mut RawSnapshot,
+    seen: &mut Seen,
+    max_numbers: u64,
+    stop_at_nodes: bool,
+    mut after_value: bool,
+) -> Result<Stop> {
     let mut key = Vec::new();
     loop {
+        if after_value {
+            match r.skip_ws()? {
+                None => return Err(ReadError::Truncated("file ends before the closing '}'".into())),
+                Some(b',') => r.pos += 1,
+                Some(b'}') => {
+                    r.pos += 1;
+                    break;
+                }
+                Some(b) => return corrupt(format!("expected ',' or '}}', found '{}'", (b as char).escape_default())),
+            }
+        }
+        after_value = true;
         match r.skip_ws()? {
             None => return Err(ReadError::Truncated("file ends before the closing '}'".into())),
             Some(b'}') => {
@@ -569,59 +622,127 @@ pub fn read_snapshot_buffered(input: impl Read, max_numbers: u64, buffer: usize)
             b"snapshot" => {
                 let bytes = r.capture_value(64 << 20)?;
                 snap.meta = parse_meta(&bytes)?;
-                have_meta = true;
+                seen.meta = true;
             }
             b"nodes" => {
-                if !have_meta {
+                if !seen.meta {
                     return corrupt("\"nodes\" comes before the \"snapshot\" header");
                 }
+                if stop_at_nodes {
+                    return Ok(Stop::AtNodes);
+                }
                 r.expect(b'[', "to open \"nodes\"")?;
-                read_nodes(&mut r, &mut snap, max_numbers)?;
-                have_nodes = true;
+                read_nodes(r, snap, max_numbers)?;
+                seen.nodes = true;
             }
             b"edges" => {
-                if !have_nodes {
+                if !seen.nodes {
                     return corrupt("\"edges\" comes before \"nodes\"");
                 }
                 r.expect(b'[', "to open \"edges\"")?;
-                read_edges(&mut r, &mut snap, max_numbers)?;
-                have_edges = true;
+                read_edges(r, snap, max_numbers)?;
+                seen.edges = true;
             }
             b"locations" => {
                 r.expect(b'[', "to open \"locations\"")?;
+                let raw = &mut seen.raw_locations;
                 r.scan_uints("locations", |v| {
-                    raw_locations.push(v as u32);
+                    raw.push(v as u32);
                     Ok(())
                 })?;
             }
             b"strings" => {
                 r.expect(b'[', "to open \"strings\"")?;
-                read_strings(&mut r, &mut snap.strings)?;
-                have_strings = true;
+                read_strings(r, &mut snap.strings)?;
+                seen.strings = true;
             }
             _ => r.skip_value()?,
-        }
-        match r.skip_ws()? {
-            None => return Err(ReadError::Truncated("file ends before the closing '}'".into())),
-            Some(b',') => r.pos += 1,
-            Some(b'}') => {
-                r.pos += 1;
-                break;
-            }
-            Some(b) => return corrupt(format!("expected ',' or '}}', found '{}'", (b as char).escape_default())),
         }
     }
     if let Some(b) = r.skip_ws()? {
         return corrupt(format!("unexpected '{}' after the closing '}}'", (b as char).escape_default()));
     }
-    for (present, name) in [(have_meta, "snapshot"), (have_nodes, "nodes"), (have_edges, "edges"), (have_strings, "strings")] {
+    Ok(Stop::End)
+}
+
+fn finish(mut snap: RawSnapshot, seen: Seen) -> Result<RawSnapshot> {
+    for (present, name) in [(seen.meta, "snapshot"), (seen.nodes, "nodes"), (seen.edges, "edges"), (seen.strings, "strings")] {
         if !present {
             return corrupt(format!("no \"{name}\" section"));
         }
     }
-    collect_locations(&mut snap, &raw_locations)?;
+    collect_locations(&mut snap, &seen.raw_locations)?;
     validate(&snap)?;
     Ok(snap)
+}
+
+/// A plain file is read by two threads: this one parses the header and the
+/// `nodes` array while a second one skips ahead to the end of `nodes` (it
+/// holds no `]` but its own) and parses `edges`, `strings` and the rest.
+fn read_plain_split(path: &Path, bar: Option<indicatif::ProgressBar>, max_numbers: u64, buffer: usize) -> Result<RawSnapshot> {
+    let file = File::open(path)?;
+    let mut r = Bytes::new(Counting { inner: file, bar: bar.clone() }, buffer);
+    let mut snap = RawSnapshot::default();
+    let mut seen = Seen::default();
+    r.expect(b'{', "at the start of the file")?;
+    if read_sections(&mut r, &mut snap, &mut seen, max_numbers, true, false)? == Stop::End {
+        return finish(snap, seen);
+    }
+    let nodes_at = r.offset();
+    let meta = snap.meta.clone();
+    let path = path.to_path_buf();
+    let rest = std::thread::spawn(move || -> Result<(RawSnapshot, Seen)> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = File::open(&path)?;
+        file.seek(SeekFrom::Start(nodes_at))?;
+        let after_nodes = find_byte(&mut file, b']')?.map(|i| nodes_at + i + 1);
+        let Some(after_nodes) = after_nodes else {
+            return Err(ReadError::Truncated("file ends inside \"nodes\"".into()));
+        };
+        file.seek(SeekFrom::Start(after_nodes))?;
+        let mut r = Bytes::new(Counting { inner: file, bar }, buffer);
+        let mut part = RawSnapshot { meta, ..RawSnapshot::default() };
+        let mut seen = Seen { meta: true, nodes: true, ..Seen::default() };
+        read_sections(&mut r, &mut part, &mut seen, max_numbers, false, true)?;
+        Ok((part, seen))
+    });
+    r.expect(b'[', "to open \"nodes\"")?;
+    let nodes = read_nodes(&mut r, &mut snap, max_numbers);
+    let (part, rest_seen) = match rest.join() {
+        Ok(result) => result?,
+        Err(_) => return corrupt("reader thread failed"),
+    };
+    nodes?;
+    snap.edge_type = part.edge_type;
+    snap.edge_name = part.edge_name;
+    snap.edge_to = part.edge_to;
+    snap.strings = part.strings;
+    let seen = Seen {
+        meta: true,
+        nodes: true,
+        edges: rest_seen.edges,
+        strings: rest_seen.strings,
+        raw_locations: rest_seen.raw_locations,
+    };
+    finish(snap, seen)
+}
+
+/// Offset of the first `byte` from the current position, if any.
+fn find_byte(file: &mut File, byte: u8) -> Result<Option<u64>> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(i) = memchr::memchr(byte, &buf[..n]) {
+            return Ok(Some(offset + i as u64));
+        }
+        offset += n as u64;
+    }
 }
 
 fn read_nodes<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64) -> Result<()> {
@@ -714,13 +835,14 @@ fn read_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
         })
         .collect();
     let width = fields.len();
-    let total = u64::from(*snap.first_edge.last().unwrap_or(&0));
-    let expect = total.min(max_numbers / width as u64) as usize;
+    // The nodes may be read on another thread at the same time: size and check
+    // against the header's counts; `validate` compares with the nodes later.
+    let expect = snap.meta.edge_count.min(max_numbers / width as u64) as usize;
     snap.edge_type.reserve_exact(expect);
     snap.edge_name.reserve_exact(expect);
     snap.edge_to.reserve_exact(expect);
     let node_width = snap.meta.node_fields.len() as u64;
-    let node_count = snap.node_type.len() as u64;
+    let node_count = snap.meta.node_count;
     let type_count = snap.meta.edge_types.len() as u64;
     let mut field = 0usize;
     let edge_type = &mut snap.edge_type;
@@ -751,9 +873,6 @@ fn read_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
     })?;
     if field != 0 {
         return corrupt("\"edges\" length is not a multiple of meta.edge_fields");
-    }
-    if snap.edge_to.len() as u64 != total {
-        return corrupt(format!("\"edges\" holds {} edges, the nodes' edge counts add up to {total}", snap.edge_to.len()));
     }
     Ok(())
 }
@@ -813,6 +932,10 @@ fn validate(snap: &RawSnapshot) -> Result<()> {
     let n = snap.node_type.len();
     if n == 0 {
         return corrupt("no nodes");
+    }
+    let total = u64::from(*snap.first_edge.last().unwrap_or(&0));
+    if snap.edge_to.len() as u64 != total {
+        return corrupt(format!("\"edges\" holds {} edges, the nodes' edge counts add up to {total}", snap.edge_to.len()));
     }
     let strings = snap.strings.len() as u32;
     if let Some(bad) = snap.node_name.iter().find(|&&s| s >= strings) {
