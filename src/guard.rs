@@ -66,6 +66,7 @@ pub struct Guard {
     leak_trend: RefCell<Option<LeakTrend>>,
     /// A leak capture was taken (`MEMGUARD_LEAK_SNAPSHOT`): one per thread.
     leak_captured: Cell<bool>,
+    leak_reported: Cell<bool>,
     /// Events for JS listeners (`memguard.on('leak')`), collected by index.js.
     pub events: RefCell<Vec<Value>>,
 }
@@ -93,6 +94,7 @@ impl Guard {
             initial_heap_limit: isolate.heap_stats().heap_size_limit,
             leak_trend: RefCell::new(config.leak.then(|| LeakTrend::new(config.leak_window, config.leak_min_growth))),
             leak_captured: Cell::new(false),
+            leak_reported: Cell::new(false),
             events: RefCell::new(Vec::new()),
             isolate,
             config,
@@ -270,13 +272,20 @@ impl Guard {
         let info = serde_json::to_value(&leak).unwrap_or_default();
         self.mark("leak", info.clone());
         self.events.borrow_mut().push(json!({ "type": "leak", "info": info }));
-        log::info(&format!(
+        // A leak that goes on gives a verdict every window: each one is a
+        // marker and an event, but only the first a line on stderr.
+        let line = format!(
             "the heap is growing steadily: {:.1} MB over the last {} mark-compacts ({:.1} MB/min){}",
             leak.growth_bytes as f64 / (1 << 20) as f64,
             leak.mark_compacts,
             leak.bytes_per_minute / (1 << 20) as f64,
             thread_note(self.manifest.borrow().thread_id),
-        ));
+        );
+        if self.leak_reported.replace(true) {
+            log::debug(&line);
+        } else {
+            log::info(&format!("{line}; later verdicts go to the timeline only"));
+        }
         if self.config.leak_snapshot && !self.leak_captured.replace(true) {
             self.isolate.request_interrupt(move |_| {
                 if let Some(guard) = current() {
