@@ -343,3 +343,16 @@ fn tiny_read_buffers_give_the_same_snapshot() {
         }
     }
 }
+
+#[test]
+fn summarize_and_diff_match_the_separate_calls() {
+    let before = sessions(&[101, 103, 105]).write("sd-before.heapsnapshot");
+    let after = sessions(&[103, 105, 201, 203, 205]).write("sd-after.heapsnapshot");
+    let opts = Options { top: 10, paths: 3, progress: false };
+    let (sum, d) = snapshot::summarize_and_diff(&after, &before, &opts).unwrap();
+    let sum2 = snapshot::summarize(&after, &opts).unwrap();
+    let d2 = snapshot::diff(&before, &after, &opts).unwrap();
+    assert_eq!(format!("{:?}", sum.classes), format!("{:?}", sum2.classes));
+    assert_eq!(format!("{:?}", sum.retainer_paths), format!("{:?}", sum2.retainer_paths));
+    assert_eq!(format!("{:?}", d), format!("{:?}", d2));
+}

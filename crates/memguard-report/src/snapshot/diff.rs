@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::progress::Progress;
-use super::{analyse, Options};
+use super::{analyse, Analysis, Options};
 use crate::report::{ClassDelta, SnapshotDiff};
 use crate::ReportError;
 
@@ -19,27 +19,38 @@ struct Before {
 }
 
 pub fn diff(before: &Path, after: &Path, opts: &Options, progress: &Progress) -> Result<SnapshotDiff, ReportError> {
-    // The earlier snapshot is reduced to per-class id lists before the later
-    // one is read, so only one graph is in memory at a time.
+    let old = index_before(before, progress)?;
+    let a = analyse(after, progress)?;
+    Ok(compare(before, &old, after, &a, opts, progress))
+}
+
+/// The earlier snapshot reduced to per-class id lists (keyed by class key),
+/// so only one graph is in memory at a time.
+pub struct BeforeIndex(HashMap<String, Before>);
+
+pub fn index_before(before: &Path, progress: &Progress) -> Result<BeforeIndex, ReportError> {
     let mut old: HashMap<String, Before> = HashMap::new();
-    {
-        let a = analyse(before, progress)?;
-        for agg in &a.classes.aggs {
-            old.insert(agg.key.clone(), Before { count: agg.count, retained: agg.max_ret, ids: Vec::new() });
-        }
-        for o in 0..a.g.node_count() {
-            let c = a.classes.class_of(&a.g, o);
-            if c != u32::MAX {
-                if let Some(b) = old.get_mut(&a.classes.aggs[c as usize].key) {
-                    b.ids.push(a.g.node_id[o]);
-                }
+    let a = analyse(before, progress)?;
+    for agg in &a.classes.aggs {
+        old.insert(agg.key.clone(), Before { count: agg.count, retained: agg.max_ret, ids: Vec::new() });
+    }
+    for o in 0..a.g.node_count() {
+        let c = a.classes.class_of(&a.g, o);
+        if c != u32::MAX {
+            if let Some(b) = old.get_mut(&a.classes.aggs[c as usize].key) {
+                b.ids.push(a.g.node_id[o]);
             }
         }
-        for b in old.values_mut() {
-            b.ids.sort_unstable();
-        }
     }
-    let a = analyse(after, progress)?;
+    for b in old.values_mut() {
+        b.ids.sort_unstable();
+    }
+    Ok(BeforeIndex(old))
+}
+
+/// Per-class deltas of the analysed later snapshot `a` against `old`.
+pub fn compare(before: &Path, old: &BeforeIndex, after: &Path, a: &Analysis, opts: &Options, progress: &Progress) -> SnapshotDiff {
+    let old = &old.0;
     progress.phase("diff");
     let aggs = &a.classes.aggs;
     // Objects per class in the later snapshot, split into added and kept.
@@ -77,7 +88,7 @@ pub fn diff(before: &Path, after: &Path, opts: &Options, progress: &Progress) ->
             retainer_path: None,
         });
     }
-    for (key, b) in &old {
+    for (key, b) in old {
         if seen_keys.contains(key) {
             continue;
         }
@@ -125,5 +136,5 @@ pub fn diff(before: &Path, after: &Path, opts: &Options, progress: &Progress) ->
         }
         ranked.push(delta);
     }
-    Ok(SnapshotDiff { before: before.display().to_string(), after: after.display().to_string(), classes: ranked })
+    SnapshotDiff { before: before.display().to_string(), after: after.display().to_string(), classes: ranked }
 }

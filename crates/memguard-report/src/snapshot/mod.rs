@@ -179,6 +179,10 @@ fn file_len(path: &Path) -> u64 {
 
 fn summarize_with(path: &Path, opts: &Options, progress: &Progress) -> Result<SnapshotSummary, ReportError> {
     let mut a = analyse(path, progress)?;
+    Ok(summary_of(path, &mut a, opts, progress))
+}
+
+fn summary_of(path: &Path, a: &mut Analysis, opts: &Options, progress: &Progress) -> SnapshotSummary {
     let ranked = a.ranked_classes();
     let aggs = &a.classes.aggs;
     let classes: Vec<ClassStat> = ranked
@@ -201,7 +205,7 @@ fn summarize_with(path: &Path, opts: &Options, progress: &Progress) -> Result<Sn
         }
     }
     a.timings.0.push(("paths".into(), start.elapsed().as_secs_f64() * 1000.0));
-    Ok(SnapshotSummary {
+    SnapshotSummary {
         file: path.display().to_string(),
         node_count: a.g.node_count() as u64,
         edge_count: a.g.edge_count() as u64,
@@ -209,13 +213,34 @@ fn summarize_with(path: &Path, opts: &Options, progress: &Progress) -> Result<Sn
         classes,
         retainer_paths,
         timings_ms: a.timings.0.clone(),
-    })
+    }
 }
 
 /// Compares two snapshots of one process by node id.
 pub fn diff(before: &Path, after: &Path, opts: &Options) -> Result<SnapshotDiff, ReportError> {
     let progress = Progress::new(opts.progress, file_len(before) + file_len(after));
     let result = diff::diff(before, after, opts, &progress);
+    progress.finish();
+    result
+}
+
+/// The newest snapshot summarised and compared with an earlier one of the same
+/// process, reading each file once (`summarize` + `diff` read `after` twice).
+/// The earlier one is reduced to id lists first, so one graph is in memory at
+/// a time.
+pub fn summarize_and_diff(
+    after: &Path,
+    before: &Path,
+    opts: &Options,
+) -> Result<(SnapshotSummary, SnapshotDiff), ReportError> {
+    let progress = Progress::new(opts.progress, file_len(before) + file_len(after));
+    let result = (|| {
+        let old = diff::index_before(before, &progress)?;
+        let mut a = analyse(after, &progress)?;
+        let summary = summary_of(after, &mut a, opts, &progress);
+        let d = diff::compare(before, &old, after, &a, opts, &progress);
+        Ok((summary, d))
+    })();
     progress.finish();
     result
 }
