@@ -299,6 +299,91 @@ impl<R: Read> Bytes<R> {
         }
     }
 
+    /// Moves the unread bytes to the front and reads more, until at least
+    /// `want` bytes are buffered or the input ends; false if none are left.
+    fn refill_to(&mut self, want: usize) -> Result<bool> {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.base += self.pos as u64;
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        while self.end < want.min(self.buf.len()) {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => break,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(self.end > 0)
+    }
+
+    /// The next integer of an array whose `[` was read; `None` at its `]`.
+    /// `first` is true until the first element was read (no comma before it).
+    /// Parses from a window of buffered bytes; a value cut by the window's end
+    /// is retried after a refill, so the common case has no per-byte state.
+    #[inline]
+    fn next_uint(&mut self, first: &mut bool, what: &str) -> Result<Option<u64>> {
+        loop {
+            let buf = &self.buf[self.pos..self.end];
+            let len = buf.len();
+            let mut i = 0;
+            while i < len && matches!(buf[i], b' ' | b'\n' | b'\r' | b'\t') {
+                i += 1;
+            }
+            if i < len && !*first {
+                match buf[i] {
+                    b',' => {
+                        i += 1;
+                        while i < len && matches!(buf[i], b' ' | b'\n' | b'\r' | b'\t') {
+                            i += 1;
+                        }
+                    }
+                    b']' => {
+                        self.pos += i + 1;
+                        return Ok(None);
+                    }
+                    b => return corrupt(format!("expected ',' or ']' in \"{what}\", found '{}'", (b as char).escape_default())),
+                }
+            } else if i < len && buf[i] == b']' {
+                self.pos += i + 1;
+                return Ok(None);
+            }
+            let start = i;
+            let mut v: u64 = 0;
+            while i < len {
+                let d = buf[i].wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                v = v.wrapping_mul(10).wrapping_add(u64::from(d));
+                i += 1;
+            }
+            if i < len {
+                if i == start {
+                    let b = buf[i];
+                    return corrupt(format!(
+                        "unexpected '{}' in \"{what}\" (only non-negative integers belong there)",
+                        (b as char).escape_default()
+                    ));
+                }
+                if i - start > 19 {
+                    return corrupt(format!("number too large in \"{what}\""));
+                }
+                self.pos += i;
+                *first = false;
+                return Ok(Some(v));
+            }
+            // The window ended inside the value (or its separator): refill and
+            // retry from its start, unless the input has no more to give.
+            let had = len;
+            if !self.refill_to(had + 64)? || self.end - self.pos <= had {
+                return Err(ReadError::Truncated(format!("file ends inside \"{what}\"")));
+            }
+        }
+    }
+
     /// Reads a JSON string (opening quote already read) into the arena, with
     /// escapes decoded: `\uXXXX` surrogate pairs are joined, a lone surrogate
     /// becomes U+FFFD.
@@ -528,24 +613,16 @@ fn parse_meta(bytes: &[u8]) -> Result<Meta> {
     Ok(m)
 }
 
-#[derive(Clone, Copy)]
-enum NodeField {
-    Type,
-    Name,
-    Id,
-    SelfSize,
-    EdgeCount,
-    Detachedness,
-    Other,
+/// Where each node field sits in a record.
+struct NodeAt {
+    ty: usize,
+    name: usize,
+    id: usize,
+    self_size: usize,
+    edge_count: usize,
+    detachedness: Option<usize>,
 }
 
-#[derive(Clone, Copy)]
-enum EdgeField {
-    Type,
-    Name,
-    To,
-    Other,
-}
 
 /// Reads a whole snapshot from a byte stream.
 pub fn read_snapshot(input: impl Read, max_numbers: u64) -> Result<RawSnapshot> {
@@ -746,22 +823,19 @@ fn find_byte(file: &mut File, byte: u8) -> Result<Option<u64>> {
 }
 
 fn read_nodes<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64) -> Result<()> {
-    let fields: Vec<NodeField> = snap
-        .meta
-        .node_fields
-        .iter()
-        .map(|f| match f.as_str() {
-            "type" => NodeField::Type,
-            "name" => NodeField::Name,
-            "id" => NodeField::Id,
-            "self_size" => NodeField::SelfSize,
-            "edge_count" => NodeField::EdgeCount,
-            "detachedness" => NodeField::Detachedness,
-            _ => NodeField::Other,
-        })
-        .collect();
+    let fields = &snap.meta.node_fields;
+    let pos = |name: &str| fields.iter().position(|f| f == name);
+    // Required fields are checked in parse_meta.
+    let at = NodeAt {
+        ty: pos("type").unwrap_or(0),
+        name: pos("name").unwrap_or(0),
+        id: pos("id").unwrap_or(0),
+        self_size: pos("self_size").unwrap_or(0),
+        edge_count: pos("edge_count").unwrap_or(0),
+        detachedness: pos("detachedness"),
+    };
     let width = fields.len();
-    let has_detachedness = fields.iter().any(|f| matches!(f, NodeField::Detachedness));
+    let has_detachedness = at.detachedness.is_some();
     let expect = snap.meta.node_count.min(max_numbers / width as u64) as usize;
     snap.node_type.reserve_exact(expect);
     snap.node_name.reserve_exact(expect);
@@ -773,7 +847,6 @@ fn read_nodes<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
         snap.detachedness.reserve_exact(expect);
     }
     let type_count = snap.meta.node_types.len() as u64;
-    let mut field = 0usize;
     let mut edges_so_far: u64 = 0;
     let node_type = &mut snap.node_type;
     let node_name = &mut snap.node_name;
@@ -781,36 +854,33 @@ fn read_nodes<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
     let self_size = &mut snap.self_size;
     let first_edge = &mut snap.first_edge;
     let detachedness = &mut snap.detachedness;
-    r.scan_uints("nodes", |v| {
-        match fields[field] {
-            NodeField::Type => {
-                if v >= type_count {
-                    return corrupt(format!("node type {v} not in meta.node_types"));
-                }
-                node_type.push(v as u8)
+    let mut first = true;
+    let mut rec = vec![0u64; width];
+    'records: loop {
+        for (k, slot) in rec.iter_mut().enumerate() {
+            match r.next_uint(&mut first, "nodes")? {
+                Some(v) => *slot = v,
+                None if k == 0 => break 'records,
+                None => return corrupt("\"nodes\" length is not a multiple of meta.node_fields"),
             }
-            NodeField::Name => node_name.push(v as u32),
-            NodeField::Id => node_id.push(v as u32),
-            // DevTools keeps these in a Uint32Array: wrap the same way.
-            NodeField::SelfSize => self_size.push(v as u32),
-            NodeField::EdgeCount => {
-                edges_so_far += v;
-                if edges_so_far > u64::from(u32::MAX) {
-                    return corrupt("more than 2^32 edges");
-                }
-                first_edge.push(edges_so_far as u32)
-            }
-            NodeField::Detachedness => detachedness.push((v & 3) as u8),
-            NodeField::Other => {}
         }
-        field += 1;
-        if field == width {
-            field = 0;
+        let t = rec[at.ty];
+        if t >= type_count {
+            return corrupt(format!("node type {t} not in meta.node_types"));
         }
-        Ok(())
-    })?;
-    if field != 0 {
-        return corrupt("\"nodes\" length is not a multiple of meta.node_fields");
+        node_type.push(t as u8);
+        node_name.push(rec[at.name] as u32);
+        node_id.push(rec[at.id] as u32);
+        // DevTools keeps these in a Uint32Array: wrap the same way.
+        self_size.push(rec[at.self_size] as u32);
+        edges_so_far += rec[at.edge_count];
+        if edges_so_far > u64::from(u32::MAX) {
+            return corrupt("more than 2^32 edges");
+        }
+        first_edge.push(edges_so_far as u32);
+        if let Some(d) = at.detachedness {
+            detachedness.push((rec[d] & 3) as u8);
+        }
     }
     let n = snap.node_type.len();
     if n as u64 != snap.meta.node_count {
@@ -823,17 +893,10 @@ fn read_nodes<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
 }
 
 fn read_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64) -> Result<()> {
-    let fields: Vec<EdgeField> = snap
-        .meta
-        .edge_fields
-        .iter()
-        .map(|f| match f.as_str() {
-            "type" => EdgeField::Type,
-            "name_or_index" => EdgeField::Name,
-            "to_node" => EdgeField::To,
-            _ => EdgeField::Other,
-        })
-        .collect();
+    let fields = &snap.meta.edge_fields;
+    let pos = |name: &str| fields.iter().position(|f| f == name).unwrap_or(0);
+    // Required fields are checked in parse_meta.
+    let (at_type, at_name, at_to) = (pos("type"), pos("name_or_index"), pos("to_node"));
     let width = fields.len();
     // The nodes may be read on another thread at the same time: size and check
     // against the header's counts; `validate` compares with the nodes later.
@@ -842,37 +905,32 @@ fn read_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
     snap.edge_name.reserve_exact(expect);
     snap.edge_to.reserve_exact(expect);
     let node_width = snap.meta.node_fields.len() as u64;
-    let node_count = snap.meta.node_count;
+    let limit = snap.meta.node_count.saturating_mul(node_width).min(u64::from(u32::MAX));
+    // `to_node / node_width` by multiplication: exact for every value below 2^32.
+    let reciprocal = u64::MAX / node_width + 1;
     let type_count = snap.meta.edge_types.len() as u64;
-    let mut field = 0usize;
-    let edge_type = &mut snap.edge_type;
-    let edge_name = &mut snap.edge_name;
-    let edge_to = &mut snap.edge_to;
-    r.scan_uints("edges", |v| {
-        match fields[field] {
-            EdgeField::Type => {
-                if v >= type_count {
-                    return corrupt(format!("edge type {v} not in meta.edge_types"));
-                }
-                edge_type.push(v as u8)
+    let mut first = true;
+    let mut rec = vec![0u64; width];
+    'records: loop {
+        for (k, slot) in rec.iter_mut().enumerate() {
+            match r.next_uint(&mut first, "edges")? {
+                Some(v) => *slot = v,
+                None if k == 0 => break 'records,
+                None => return corrupt("\"edges\" length is not a multiple of meta.edge_fields"),
             }
-            EdgeField::Name => edge_name.push(v as u32),
-            EdgeField::To => {
-                if v % node_width != 0 || v / node_width >= node_count {
-                    return corrupt(format!("edge points to {v}, not a node"));
-                }
-                edge_to.push((v / node_width) as u32)
-            }
-            EdgeField::Other => {}
         }
-        field += 1;
-        if field == width {
-            field = 0;
+        let t = rec[at_type];
+        if t >= type_count {
+            return corrupt(format!("edge type {t} not in meta.edge_types"));
         }
-        Ok(())
-    })?;
-    if field != 0 {
-        return corrupt("\"edges\" length is not a multiple of meta.edge_fields");
+        let to = rec[at_to];
+        let ordinal = ((u128::from(to) * u128::from(reciprocal)) >> 64) as u64;
+        if to >= limit || ordinal * node_width != to {
+            return corrupt(format!("edge points to {to}, not a node"));
+        }
+        snap.edge_type.push(t as u8);
+        snap.edge_name.push(rec[at_name] as u32);
+        snap.edge_to.push(ordinal as u32);
     }
     Ok(())
 }
