@@ -103,8 +103,19 @@ pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportErro
         prepare::propagate_dom_state(&mut g);
         let owned = prepare::page_owned(&g);
         let mut ephemerons = weakmap::EphemeronNames::new(g.strings.len());
-        let essential = prepare::essential_edges(&g, &owned, &mut ephemerons);
-        prepare::transfer_owned_sizes(&mut g);
+        // The size transfer and the essential-edge bitmap are independent:
+        // one thread each.
+        let mut sizes = std::mem::take(&mut g.self_size);
+        let essential = std::thread::scope(|scope| {
+            let graph = &g;
+            let transfer = scope.spawn(|| prepare::transfer_owned_sizes(graph, &mut sizes));
+            let essential = prepare::essential_edges(graph, &owned, &mut ephemerons);
+            if let Err(panic) = transfer.join() {
+                std::panic::resume_unwind(panic);
+            }
+            essential
+        });
+        g.self_size = sizes;
         (g, essential)
     });
     progress.phase("dominators");

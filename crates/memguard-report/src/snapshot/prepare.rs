@@ -172,7 +172,9 @@ pub fn essential_edges(g: &Graph, page_owned: &Bits, ephemerons: &mut EphemeronN
 /// `calculateShallowSizes`: arrays, system (hidden) objects and external
 /// string data owned by exactly one other object give it their shallow size.
 /// Skipped when the root has no user roots (an "expose internals" snapshot).
-pub fn transfer_owned_sizes(g: &mut Graph) {
+/// Works on `sizes` (the graph's shallow sizes taken out of it) so it can run
+/// beside `essential_edges`, which reads the rest of the graph.
+pub fn transfer_owned_sizes(g: &Graph, sizes: &mut [u32]) {
     let has_user_roots = g.edges(g.root).any(|e| g.is_user_root(g.edge_to[e]));
     if !has_user_roots {
         return;
@@ -221,8 +223,8 @@ pub fn transfer_owned_sizes(g: &mut Graph) {
         if g.node_type[owner as usize] == g.nk.synthetic || owner == g.root {
             continue;
         }
-        let size = g.self_size[i];
-        g.self_size[i] = 0;
-        g.self_size[owner as usize] = g.self_size[owner as usize].wrapping_add(size);
+        let size = sizes[i];
+        sizes[i] = 0;
+        sizes[owner as usize] = sizes[owner as usize].wrapping_add(size);
     }
 }
