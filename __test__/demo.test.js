@@ -13,6 +13,8 @@ test('the demo catches the leaking service and summarises its bundle', async () 
   // The demo ends with `memguard report` on its bundle.
   assert.match(r.stdout, /Top classes by retained size:\n[\s\S]*^\s+UserSession\s+[\d,]+\s/m);
   assert.match(r.stdout, /Map 'sessions'/);
+  // Objects each held by their own session are explained through their holders' class.
+  assert.match(r.stdout, /^\s+\{[^}]*\}: [\d,]{5,} objects, .*\n\s+\(root\) → .* → UserSession → \{[^}]*\} 'headers'$/m);
   assert.match(r.stdout, /Where the live memory was allocated/);
   assert.match(r.stdout, /Timeline: heap used/);
 });

@@ -209,7 +209,7 @@ fn summary_of(path: &Path, a: &mut Analysis, opts: &Options, progress: &Progress
     progress.phase("paths");
     let start = Instant::now();
     let mut retainer_paths = Vec::new();
-    for &i in ranked.iter().take(opts.paths.min(opts.top)) {
+    for i in path_classes(&ranked, aggs, opts) {
         let objects = a.top_level_objects(i);
         if let Some(p) = a.path_context().path_for(&aggs[i].name, &objects) {
             retainer_paths.push(p);
@@ -225,6 +225,19 @@ fn summary_of(path: &Path, a: &mut Analysis, opts: &Options, progress: &Progress
         retainer_paths,
         timings_ms: a.timings.0.clone(),
     }
+}
+
+/// The classes that get a retainer path: the largest of the top `opts.top`
+/// that are the application's own, then (if paths are left) the containers.
+/// A path explains a class of things the app made (`Session`, `{host, user}`,
+/// `Buffer`); for a container or V8's internals (`Map`, `system / Context`,
+/// `(compiled code)`) it mostly shows where the app keeps its module scope.
+fn path_classes(ranked: &[usize], aggs: &[classes::ClassAgg], opts: &Options) -> Vec<usize> {
+    const CONTAINERS: &[&str] = &["Object", "Array", "Map", "Set", "WeakMap", "WeakSet", "Function", "global", "Window"];
+    let is_container = |name: &str| name.starts_with('(') || name.starts_with("system /") || CONTAINERS.contains(&name);
+    let top = &ranked[..ranked.len().min(opts.top)];
+    let (own, containers): (Vec<usize>, Vec<usize>) = top.iter().partition(|&&i| !is_container(&aggs[i].name));
+    own.into_iter().chain(containers).take(opts.paths).collect()
 }
 
 /// Compares two snapshots of one process by node id.

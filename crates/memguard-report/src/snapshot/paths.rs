@@ -47,16 +47,38 @@ impl PathContext<'_> {
         p
     }
 
-    /// The objects' heaviest holder group, explained by one path.
+    /// The objects' heaviest holder group, explained by one path. When no
+    /// single holder holds most of them — each `{host, connection}` in its own
+    /// `UserSession` — they are grouped by their holders' class instead, and
+    /// the path runs through one holder of the heaviest such class.
     pub fn path_for(&self, class: &str, objects: &[u32]) -> Option<RetainerPath> {
-        // Group by holder with a sort, not a map: a class can have millions of
-        // objects, each with its own holder.
+        // Group with sorts, not maps: a class can have millions of objects,
+        // each with its own holder.
         let mut by_holder: Vec<(u32, u32)> = objects.iter().map(|&o| (self.holder(o), o)).collect();
         by_holder.sort_unstable();
-        // (holder, objects, retained, largest object) of the heaviest group
-        let mut best: Option<(u32, u64, u64, u32)> = None;
-        for group in by_holder.chunk_by(|a, b| a.0 == b.0) {
-            let holder = group[0].0;
+        let total: u64 = objects.iter().map(|&o| self.retained[o as usize]).sum();
+        let best = self.heaviest(by_holder.chunk_by(|a, b| a.0 == b.0))?;
+        let (count, retained, object) = if best.1 * 2 >= total {
+            best
+        } else {
+            let key = |holder: u32| self.classes.key_of[holder as usize];
+            by_holder.sort_unstable_by_key(|&(h, _)| key(h));
+            self.heaviest(by_holder.chunk_by(|a, b| key(a.0) == key(b.0)))?
+        };
+        let edges = self.edge_path(self.holder(object), object);
+        Some(RetainerPath {
+            class: class.to_string(),
+            objects: count,
+            retained_size: retained,
+            steps: self.steps(&edges, object),
+        })
+    }
+
+    /// (objects, retained, largest object) of the group of `(holder, object)`
+    /// pairs that retains most.
+    fn heaviest<'g>(&self, groups: impl Iterator<Item = &'g [(u32, u32)]>) -> Option<(u64, u64, u32)> {
+        let mut best: Option<(u64, u64, u32)> = None;
+        for group in groups {
             let mut retained = 0u64;
             let mut largest = group[0].1;
             for &(_, o) in group {
@@ -65,18 +87,11 @@ impl PathContext<'_> {
                     largest = o;
                 }
             }
-            if best.is_none_or(|b| retained > b.2) {
-                best = Some((holder, group.len() as u64, retained, largest));
+            if best.is_none_or(|b| retained > b.1) {
+                best = Some((group.len() as u64, retained, largest));
             }
         }
-        let (holder, count, retained, object) = best?;
-        let edges = self.edge_path(holder, object);
-        Some(RetainerPath {
-            class: class.to_string(),
-            objects: count,
-            retained_size: retained,
-            steps: self.steps(&edges, object),
-        })
+        best
     }
 
     /// Edges of the BFS tree from the roots down to `node`.
