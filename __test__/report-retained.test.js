@@ -45,7 +45,7 @@ async function devtools(file) {
 /** Our `id retained` lines and class aggregates for `file`. */
 async function ours(file) {
   const classesOut = `${file}.classes.json`;
-  const r = await run(['retained', file], { MEMGUARD_REPORT_CLASSES_OUT: classesOut });
+  const r = await run(['retained', file, '--classes', classesOut]);
   assert.equal(r.code, 0, r.stderr);
   return { lines: r.stdout.trimEnd().split('\n'), aggregates: JSON.parse(fs.readFileSync(classesOut, 'utf8')) };
 }

@@ -23,7 +23,12 @@ enum Command {
     /// Every node's id and retained size, one `id retained` line each (for tests that
     /// compare with DevTools).
     #[command(hide = true)]
-    Retained { snapshot: PathBuf },
+    Retained {
+        snapshot: PathBuf,
+        /// Also write the class aggregates (DevTools' `aggregatesWithFilter({})` shape) here.
+        #[arg(long)]
+        classes: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -67,13 +72,22 @@ fn build_report(args: &ReportArgs) -> Result<Report, ReportError> {
         report.allocations = Some(allocations::read(path, top)?);
     }
     if let Some(main) = inputs.main_snapshot() {
-        report.snapshot = Some(snapshot::summarize(main, &opts)?);
         let pair = match &args.baseline {
             Some(baseline) => Some((baseline.as_path(), main)),
             None => inputs.diff_pair(),
         };
-        if let Some((before, after)) = pair {
-            report.diff = Some(snapshot::diff(before, after, &opts)?);
+        match pair {
+            // The usual case: the diff's later snapshot is the main one, read once.
+            Some((before, after)) if after == main => {
+                let (summary, diff) = snapshot::summarize_and_diff(main, before, &opts)?;
+                report.snapshot = Some(summary);
+                report.diff = Some(diff);
+            }
+            Some((before, after)) => {
+                report.snapshot = Some(snapshot::summarize(main, &opts)?);
+                report.diff = Some(snapshot::diff(before, after, &opts)?);
+            }
+            None => report.snapshot = Some(snapshot::summarize(main, &opts)?),
         }
     } else if let Some(baseline) = &args.baseline {
         return Err(ReportError::Usage(format!(
@@ -115,10 +129,10 @@ fn run(cli: Cli) -> Result<(), ReportError> {
                 write_stdout(&terminal::render(&report))
             }
         }
-        Command::Retained { snapshot: path } => {
+        Command::Retained { snapshot: path, classes } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            snapshot::write_retained(&path, &mut out)?;
+            snapshot::write_retained(&path, &mut out, classes.as_deref())?;
             out.flush().map_err(|source| ReportError::Io { path: "<stdout>".into(), source })
         }
     }

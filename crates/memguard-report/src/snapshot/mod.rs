@@ -269,20 +269,18 @@ pub fn summarize_and_diff(
     result
 }
 
-/// Writes `id retained_size` for every node, in snapshot order.
-///
-/// Test hook: when `MEMGUARD_REPORT_CLASSES_OUT` names a file, the class
-/// aggregates (DevTools' `aggregatesWithFilter({})` shape) are written there as
-/// JSON too, so the DevTools comparison test checks them from the same run.
-pub fn write_retained(path: &Path, out: &mut dyn Write) -> Result<(), ReportError> {
+/// Writes `id retained_size` for every node, in snapshot order; with
+/// `classes_out`, the class aggregates (DevTools' `aggregatesWithFilter({})`
+/// shape) as JSON there too, so the DevTools comparison test checks both from
+/// one run.
+pub fn write_retained(path: &Path, out: &mut dyn Write, classes_out: Option<&Path>) -> Result<(), ReportError> {
     let stdout_err = |source| ReportError::Io { path: "<stdout>".into(), source };
-    let classes_out = std::env::var_os("MEMGUARD_REPORT_CLASSES_OUT");
     let progress = Progress::silent();
     if let Some(file) = classes_out {
         let a = analyse(path, &progress)?;
         write_lines(&a.g, &a.retained, out).map_err(stdout_err)?;
         let json = aggregates_json(&a);
-        std::fs::write(&file, json).map_err(|source| ReportError::Io { path: file.into(), source })?;
+        std::fs::write(file, json).map_err(|source| ReportError::Io { path: file.into(), source })?;
     } else {
         let r = retained(path, &progress)?;
         write_lines(&r.g, &r.retained, out).map_err(stdout_err)?;
