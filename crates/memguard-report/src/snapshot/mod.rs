@@ -227,17 +227,21 @@ fn summary_of(path: &Path, a: &mut Analysis, opts: &Options, progress: &Progress
     }
 }
 
-/// The classes that get a retainer path: the largest of the top `opts.top`
-/// that are the application's own, then (if paths are left) the containers.
-/// A path explains a class of things the app made (`Session`, `{host, user}`,
-/// `Buffer`); for a container or V8's internals (`Map`, `system / Context`,
-/// `(compiled code)`) it mostly shows where the app keeps its module scope.
+/// The classes that get a retainer path: of the top `opts.top`, first the
+/// app's own classes with many objects (`Session`, `{host, user}`, `Buffer`),
+/// largest retained first, then the rest. That a few holders retain a lot
+/// (`Map`, `Timeout`, `system / Context`) the class table already shows; a
+/// path is worth most where it explains why thousands of objects live on.
 fn path_classes(ranked: &[usize], aggs: &[classes::ClassAgg], opts: &Options) -> Vec<usize> {
     const CONTAINERS: &[&str] = &["Object", "Array", "Map", "Set", "WeakMap", "WeakSet", "Function", "global", "Window"];
-    let is_container = |name: &str| name.starts_with('(') || name.starts_with("system /") || CONTAINERS.contains(&name);
+    const MANY: u64 = 100;
+    let explains_most = |agg: &classes::ClassAgg| {
+        let internal = agg.name.starts_with('(') || agg.name.starts_with("system /");
+        agg.count >= MANY && !internal && !CONTAINERS.contains(&agg.name.as_str())
+    };
     let top = &ranked[..ranked.len().min(opts.top)];
-    let (own, containers): (Vec<usize>, Vec<usize>) = top.iter().partition(|&&i| !is_container(&aggs[i].name));
-    own.into_iter().chain(containers).take(opts.paths).collect()
+    let (first, rest): (Vec<usize>, Vec<usize>) = top.iter().partition(|&&i| explains_most(&aggs[i]));
+    first.into_iter().chain(rest).take(opts.paths).collect()
 }
 
 /// Compares two snapshots of one process by node id.
