@@ -108,7 +108,9 @@ pub fn compare(before: &Path, old: &BeforeIndex, after: &Path, a: &Analysis, opt
             retainer_path: None,
         });
     }
-    // Rank; then paths for the top classes that gained objects.
+    // Rank; then paths for the first `opts.paths` ranked classes that gained
+    // objects (a class that only grew through what it holds has no new
+    // object to explain).
     let mut order: Vec<usize> = (0..classes.len()).collect();
     order.sort_by(|&x, &y| {
         classes[y]
@@ -119,12 +121,11 @@ pub fn compare(before: &Path, old: &BeforeIndex, after: &Path, a: &Analysis, opt
     });
     let ctx = a.path_context();
     let mut ranked = Vec::new();
-    for (rank, &i) in order.iter().enumerate() {
-        if rank >= opts.top {
-            break;
-        }
+    let mut paths_left = opts.paths;
+    for &i in order.iter().take(opts.top) {
         let mut delta = classes[i].clone();
-        if rank < opts.paths && delta.added > 0 {
+        if paths_left > 0 && delta.added > 0 {
+            paths_left -= 1;
             // Entries below aggs.len() are the later snapshot's classes, same index.
             if i < aggs.len() {
                 // Added objects not inside another object of the class.
