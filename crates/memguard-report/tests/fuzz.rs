@@ -127,12 +127,12 @@ proptest! {
         } else {
             bytes
         };
-        let dir = std::env::temp_dir().join(format!("memguard-report-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("m.heapsnapshot");
-        std::fs::write(&path, &bytes).unwrap();
+        // Removed when the case ends.
+        let file = tempfile::Builder::new().prefix("memguard-report-fuzz-").suffix(".heapsnapshot").tempfile().unwrap();
+        std::fs::write(file.path(), &bytes).unwrap();
+        let path = file.path();
         // Ok or a clean error; a panic fails the test.
-        let _ = snapshot::summarize(&path, &opts());
-        let _ = snapshot::diff(&path, &path, &opts());
+        let _ = snapshot::summarize(path, &opts());
+        let _ = snapshot::diff(path, path, &opts());
     }
 }
