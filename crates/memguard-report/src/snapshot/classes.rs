@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use super::dominators::Dominated;
+use super::dominators;
 use super::graph::{Bits, Graph};
 
 const MIN_INTERFACE_PROPERTY_COUNT: usize = 1;
@@ -85,21 +85,60 @@ pub fn format_property_name(name: &str) -> String {
     }
 }
 
+/// The class names DevTools makes up, numbered after the graph's strings as
+/// if pushed onto them: the graph stays shared (distances are computed beside
+/// the classes) and takes these strings afterwards (`Added::append_to`).
+pub struct Added {
+    base: u32,
+    strings: Vec<String>,
+}
+
+impl Added {
+    fn new(g: &Graph) -> Added {
+        Added { base: g.strings.len() as u32, strings: Vec::new() }
+    }
+
+    fn push(&mut self, s: &str) -> u32 {
+        self.strings.push(s.to_string());
+        self.base + (self.strings.len() - 1) as u32
+    }
+
+    fn get<'a>(&'a self, g: &'a Graph, i: u32) -> &'a str {
+        if i >= self.base {
+            &self.strings[(i - self.base) as usize]
+        } else {
+            g.strings.get(i)
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.base as usize + self.strings.len()
+    }
+
+    /// Pushes the strings onto `g`'s, where their indexes say they are.
+    pub fn append_to(self, g: &mut Graph) {
+        assert_eq!(g.strings.len(), self.base as usize, "graph strings changed while classes were computed");
+        for s in &self.strings {
+            g.strings.push(s);
+        }
+    }
+}
+
 /// `calculateObjectNames`: the class-name string index of every node.
-fn object_names(g: &mut Graph) -> Vec<u32> {
+fn object_names(g: &Graph, names: &mut Added) -> Vec<u32> {
     let mut added: HashMap<String, u32> = HashMap::new();
-    let mut index_for = |g: &mut Graph, s: &str| -> u32 {
+    let mut index_for = |names: &mut Added, s: &str| -> u32 {
         if let Some(&i) = added.get(s) {
             return i;
         }
-        let i = g.strings.push(s);
+        let i = names.push(s);
         added.insert(s.to_string(), i);
         i
     };
-    let system = index_for(g, "(system)");
-    let code = index_for(g, "(compiled code)");
-    let function = index_for(g, "Function");
-    let regexp = index_for(g, "RegExp");
+    let system = index_for(names, "(system)");
+    let code = index_for(names, "(compiled code)");
+    let function = index_for(names, "Function");
+    let regexp = index_for(names, "RegExp");
     let mut by_type: Vec<Option<u32>> = vec![None; g.node_types.len()];
     let n = g.node_count();
     let mut out = vec![0u32; n];
@@ -124,7 +163,7 @@ fn object_names(g: &mut Graph) -> Vec<u32> {
                         None => name.clone(),
                     }
                 };
-                index_for(g, &short)
+                index_for(names, &short)
             } else {
                 g.node_name[i]
             }
@@ -138,7 +177,7 @@ fn object_names(g: &mut Graph) -> Vec<u32> {
             match by_type[t as usize] {
                 Some(s) => s,
                 None => {
-                    let s = index_for(g, &format!("({})", g.node_types[t as usize]));
+                    let s = index_for(names, &format!("({})", g.node_types[t as usize]));
                     by_type[t as usize] = Some(s);
                     s
                 }
@@ -279,7 +318,7 @@ fn better(a: (usize, usize, u32), b: Option<(usize, usize, u32)>) -> (usize, usi
 
 /// `applyInterfaceDefinitions`: each plain object takes the name of the
 /// definition with the most properties all present on it (earliest on ties).
-fn apply_interfaces(g: &mut Graph, defs: &[Interface], class_name: &mut [u32]) {
+fn apply_interfaces(g: &Graph, names: &mut Added, defs: &[Interface], class_name: &mut [u32]) {
     if defs.is_empty() {
         return;
     }
@@ -314,7 +353,7 @@ fn apply_interfaces(g: &mut Graph, defs: &[Interface], class_name: &mut [u32]) {
             let name_index = match interface_names.get(&def.name) {
                 Some(&s) => s,
                 None => {
-                    let s = g.strings.push(&def.name);
+                    let s = names.push(&def.name);
                     interface_names.insert(def.name.clone(), s);
                     s
                 }
@@ -371,11 +410,30 @@ enum InternalKey {
     Located(u32, u32, u32, u32),
 }
 
-/// Names every node and builds the aggregates with `maxRet` semantics.
-pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated) -> Classes {
-    let mut class_name = object_names(g);
+/// Names every node and builds the aggregates with `maxRet` semantics; the
+/// class names made up are added to the graph's strings.
+pub fn aggregate(g: &mut Graph, retained: &[u64], idom: &[u32]) -> Classes {
+    let (classes, added, ()) = aggregate_shared(g, retained, idom, || ());
+    added.append_to(g);
+    classes
+}
+
+/// `aggregate` on a shared graph: the class names made up come back beside
+/// the classes, for `Added::append_to` once the graph is no longer shared.
+/// `idom` gives the dominator tree; its children lists are only built for the
+/// last step, when the per-node names are gone. `before_tree` runs just
+/// before that (the caller waits there for work running beside, so its
+/// scratch memory is gone before the lists exist); its result is passed back.
+pub fn aggregate_shared<T>(
+    g: &Graph,
+    retained: &[u64],
+    idom: &[u32],
+    before_tree: impl FnOnce() -> T,
+) -> (Classes, Added, T) {
+    let mut names = Added::new(g);
+    let mut class_name = object_names(g, &mut names);
     let defs = infer_interfaces(g);
-    apply_interfaces(g, &defs, &mut class_name);
+    apply_interfaces(g, &mut names, &defs, &mut class_name);
 
     // Locations key object classes; sorted by node (stable, so the last record
     // for a node stays last and wins, as in DevTools' Map) and merged in order.
@@ -384,7 +442,7 @@ pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated) -> Clas
     let mut next_location = 0usize;
     let n = g.node_count();
     // Name keys are looked up by string index; located keys (few) by hash.
-    let mut name_key = vec![u32::MAX; g.strings.len()];
+    let mut name_key = vec![u32::MAX; names.len()];
     let mut located: HashMap<InternalKey, u32> = HashMap::new();
     let mut keys: Vec<InternalKey> = Vec::new();
     let mut key_of = vec![0u32; n];
@@ -418,7 +476,9 @@ pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated) -> Clas
     }
     drop(located);
     drop(name_key);
-    drop(class_name);
+    // The per-node names' buffer becomes the children lists' offsets below
+    // (freeing it and allocating anew leaves glibc's heap the larger).
+    let mut spare = class_name;
 
     // buildAggregates: nodes with a shallow size, in node order.
     let mut agg_of_key = vec![u32::MAX; keys.len()];
@@ -433,11 +493,11 @@ pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated) -> Clas
             agg_of_key[k] = aggs.len() as u32;
             let (key, name) = match keys[k] {
                 InternalKey::Name(n) => {
-                    let name = g.strings.get(n).to_string();
+                    let name = names.get(g, n).to_string();
                     (format!(",{name}"), name)
                 }
                 InternalKey::Located(s, l, c, n) => {
-                    let name = g.strings.get(n).to_string();
+                    let name = names.get(g, n).to_string();
                     (format!("{s},{l},{c},{name}"), name)
                 }
             };
@@ -451,6 +511,9 @@ pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated) -> Clas
 
     // calculateClassesRetainedSize: walk the dominator tree; an object adds its
     // retained size unless an ancestor of the same class already did.
+    let waited = before_tree();
+    spare.clear();
+    let dominated = dominators::dominated_into(idom, g.root, spare);
     let mut seen = vec![false; aggs.len()];
     let mut counted = Bits::new(n);
     let mut list: Vec<u32> = vec![g.root];
@@ -484,5 +547,5 @@ pub fn aggregate(g: &mut Graph, retained: &[u64], dominated: &Dominated) -> Clas
             InternalKey::Name(s) | InternalKey::Located(_, _, _, s) => s,
         })
         .collect();
-    Classes { key_of, key_name, agg_of_key, counted, aggs }
+    (Classes { key_of, key_name, agg_of_key, counted, aggs }, names, waited)
 }

@@ -239,22 +239,31 @@ pub struct Dominated {
 }
 
 pub fn dominated(idom: &[u32], root: u32) -> Dominated {
+    dominated_into(idom, root, Vec::new())
+}
+
+/// `dominated` with the offsets in `buffer`'s allocation (cleared first).
+pub fn dominated_into(idom: &[u32], root: u32, mut buffer: Vec<u32>) -> Dominated {
     let n = idom.len();
-    let mut first = vec![0u32; n + 1];
+    // Counts, then running sums: first[d] is where d's list ends. Filling
+    // backwards moves each first[d] to where d's list starts, without a
+    // second offsets array; each list stays in ascending node order.
+    buffer.clear();
+    buffer.resize(n + 1, 0);
+    let mut first = buffer;
     for (o, &d) in idom.iter().enumerate() {
         if o as u32 != root {
-            first[d as usize + 1] += 1;
+            first[d as usize] += 1;
         }
     }
     for i in 0..n {
         first[i + 1] += first[i];
     }
-    let mut fill = first.clone();
     let mut nodes = vec![0u32; n.saturating_sub(1)];
-    for (o, &d) in idom.iter().enumerate() {
+    for (o, &d) in idom.iter().enumerate().rev() {
         if o as u32 != root {
-            nodes[fill[d as usize] as usize] = o as u32;
-            fill[d as usize] += 1;
+            first[d as usize] -= 1;
+            nodes[first[d as usize] as usize] = o as u32;
         }
     }
     Dominated { first, nodes }

@@ -131,18 +131,28 @@ pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError
     let Retained { mut g, dominators, retained, mut timings } = retained(path, progress)?;
     let idom = dominators.idom;
     drop(dominators.preorder);
-    // Classes first: the dominated-nodes lists they need are gone before the
-    // distance arrays exist.
+    // Classes and distances are independent: one thread each, on the shared
+    // graph (the class names classes make up are added to it afterwards).
     progress.phase("classes");
-    let classes = timings.time("classes", || {
-        let dominated = dominators::dominated(&idom, g.root);
-        classes::aggregate(&mut g, &retained, &dominated)
+    let ms = |start: Instant| start.elapsed().as_secs_f64() * 1000.0;
+    let ((classes, added, classes_ms), (distances, distances_ms)) = std::thread::scope(|scope| {
+        let graph = &g;
+        let via_edge = Vec::with_capacity(graph.node_count());
+        let distances = scope.spawn(move || {
+            let start = Instant::now();
+            let mut ephemerons = weakmap::EphemeronNames::new(graph.strings.len());
+            (distances::compute_in(graph, &mut ephemerons, via_edge), ms(start))
+        });
+        let start = Instant::now();
+        // The BFS queue is freed before the dominator tree's children lists
+        // are built: classes wait for distances there.
+        let (classes, added, distances) = classes::aggregate_shared(graph, &retained, &idom, || distances.join());
+        let distances = distances.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        ((classes, added, ms(start)), distances)
     });
-    progress.phase("distances");
-    let distances = timings.time("distances", || {
-        let mut ephemerons = weakmap::EphemeronNames::new(g.strings.len());
-        distances::compute(&g, &mut ephemerons)
-    });
+    added.append_to(&mut g);
+    timings.0.push(("classes".into(), classes_ms));
+    timings.0.push(("distances".into(), distances_ms));
     Ok(Analysis { g, idom, retained, distances, classes, timings })
 }
 
