@@ -768,6 +768,9 @@ fn read_plain_split(path: &Path, bar: Option<indicatif::ProgressBar>, max_number
     let nodes_at = r.offset();
     let meta = snap.meta.clone();
     let path = path.to_path_buf();
+    // `edges` is about twice as long as `nodes`: this thread also reads the
+    // first edges (as many as the other thread says), that one the rest.
+    let (split_tx, split_rx) = std::sync::mpsc::channel::<u64>();
     let rest = std::thread::spawn(move || -> Result<(RawSnapshot, Seen)> {
         use std::io::{Seek, SeekFrom};
         let mut file = File::open(&path)?;
@@ -776,23 +779,45 @@ fn read_plain_split(path: &Path, bar: Option<indicatif::ProgressBar>, max_number
         let Some(after_nodes) = after_nodes else {
             return Err(ReadError::Truncated("file ends inside \"nodes\"".into()));
         };
-        file.seek(SeekFrom::Start(after_nodes))?;
-        let mut r = Bytes::new(Counting { inner: file, bar }, buffer);
         let mut part = RawSnapshot { meta, ..RawSnapshot::default() };
         let mut seen = Seen { meta: true, nodes: true, ..Seen::default() };
+        if let Some((records, resume_at)) = edges_split(&path, nodes_at, after_nodes, &part.meta)? {
+            let _ = split_tx.send(records);
+            file.seek(SeekFrom::Start(resume_at))?;
+            let mut r = Bytes::new(Counting { inner: file, bar }, buffer);
+            read_edges(&mut r, &mut part, max_numbers)?;
+            seen.edges = true;
+            read_sections(&mut r, &mut part, &mut seen, max_numbers, false, true)?;
+            return Ok((part, seen));
+        }
+        drop(split_tx);
+        file.seek(SeekFrom::Start(after_nodes))?;
+        let mut r = Bytes::new(Counting { inner: file, bar }, buffer);
         read_sections(&mut r, &mut part, &mut seen, max_numbers, false, true)?;
         Ok((part, seen))
     });
     r.expect(b'[', "to open \"nodes\"")?;
-    let nodes = read_nodes(&mut r, &mut snap, max_numbers);
+    let nodes = read_nodes(&mut r, &mut snap, max_numbers).and_then(|()| match split_rx.recv() {
+        Ok(records) => read_first_edges(&mut r, &mut snap, max_numbers, records),
+        Err(_) => Ok(()),
+    });
     let (part, rest_seen) = match rest.join() {
         Ok(result) => result?,
         Err(_) => return corrupt("reader thread failed"),
     };
     nodes?;
-    snap.edge_type = part.edge_type;
-    snap.edge_name = part.edge_name;
-    snap.edge_to = part.edge_to;
+    if snap.edge_to.is_empty() {
+        snap.edge_type = part.edge_type;
+        snap.edge_name = part.edge_name;
+        snap.edge_to = part.edge_to;
+    } else {
+        snap.edge_type.extend_from_slice(&part.edge_type);
+        drop(part.edge_type);
+        snap.edge_name.extend_from_slice(&part.edge_name);
+        drop(part.edge_name);
+        snap.edge_to.extend_from_slice(&part.edge_to);
+        drop(part.edge_to);
+    }
     snap.strings = part.strings;
     let seen = Seen {
         meta: true,
@@ -802,6 +827,114 @@ fn read_plain_split(path: &Path, bar: Option<indicatif::ProgressBar>, max_number
         raw_locations: rest_seen.raw_locations,
     };
     finish(snap, seen)
+}
+
+/// Where to split `edges` between the two reader threads: (edges the nodes
+/// thread reads, offset after the comma that ends them). `None` (no split)
+/// unless `edges` follows `nodes` and is long enough to be worth it.
+fn edges_split(path: &Path, nodes_at: u64, after_nodes: u64, meta: &Meta) -> Result<Option<(u64, u64)>> {
+    use std::io::{Seek, SeekFrom};
+    const MIN_SHARE: u64 = 4 << 20;
+    let mut file = File::open(path)?;
+    let file_len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(after_nodes))?;
+    let mut head = Bytes::new(file.by_ref().take(256), 256);
+    let opened = (|| -> Result<bool> {
+        if head.skip_ws()? != Some(b',') {
+            return Ok(false);
+        }
+        head.pos += 1;
+        if head.skip_ws()? != Some(b'"') {
+            return Ok(false);
+        }
+        head.pos += 1;
+        let mut key = Vec::new();
+        head.read_string_into(&mut key, 64)?;
+        if key != b"edges" {
+            return Ok(false);
+        }
+        head.expect(b':', "after a key")?;
+        head.expect(b'[', "to open \"edges\"")?;
+        Ok(true)
+    })();
+    if !matches!(opened, Ok(true)) {
+        return Ok(None);
+    }
+    let edges_at = after_nodes + head.offset();
+    drop(head);
+    // Each thread about half the bytes (they parse at about the same speed):
+    // the nodes thread reads `nodes` and `share` bytes of `edges`, this one
+    // the other edges and what follows.
+    let nodes_len = after_nodes - nodes_at;
+    let share = (file_len / 2).saturating_sub(nodes_len);
+    let width = meta.edge_fields.len() as u64;
+    if share < MIN_SHARE || width == 0 {
+        return Ok(None);
+    }
+    // Commas before `edges_at + share`, then on to one that ends an edge; no
+    // split if `edges` ends first.
+    file.seek(SeekFrom::Start(edges_at))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    let mut commas = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let chunk = &buf[..n];
+        let before = (share.saturating_sub(offset) as usize).min(n);
+        if memchr::memchr(b']', &chunk[..before]).is_some() {
+            return Ok(None);
+        }
+        commas += count_commas(&chunk[..before]);
+        for (i, &b) in chunk.iter().enumerate().skip(before) {
+            if b == b',' {
+                commas += 1;
+                if commas % width == 0 {
+                    return Ok(Some((commas / width, edges_at + offset + i as u64 + 1)));
+                }
+            } else if b == b']' {
+                return Ok(None);
+            }
+        }
+        offset += n as u64;
+    }
+}
+
+/// Number of `,` bytes, eight at a time: a byte of `w ^ ",,,,,,,,"` is zero
+/// exactly where `w` holds a comma, and `((x & 0x7f..) + 0x7f..) | x` has its
+/// high bit clear exactly in the zero bytes of `x`.
+fn count_commas(bytes: &[u8]) -> u64 {
+    const COMMAS: u64 = u64::from_ne_bytes([b','; 8]);
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    let mut count = 0u64;
+    for w in &mut words {
+        let x = u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])) ^ COMMAS;
+        let nonzero = ((x & LOW7).wrapping_add(LOW7) | x) & HIGH;
+        count += 8 - u64::from(nonzero.count_ones());
+    }
+    count + words.remainder().iter().filter(|&&b| b == b',').count() as u64
+}
+
+/// The `"edges":[` key and the first `records` edges, on the nodes thread.
+fn read_first_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64, records: u64) -> Result<()> {
+    r.expect(b',', "after \"nodes\"")?;
+    r.expect(b'"', "before \"edges\"")?;
+    let mut key = Vec::new();
+    r.read_string_into(&mut key, 64)?;
+    if key != b"edges" {
+        return corrupt("\"edges\" does not follow \"nodes\"");
+    }
+    r.expect(b':', "after a key")?;
+    r.expect(b'[', "to open \"edges\"")?;
+    read_edges_upto(r, snap, max_numbers, Some(records))?;
+    // The comma after them is where the other thread starts.
+    r.expect(b',', "inside \"edges\"")
 }
 
 /// Offset of the first `byte` from the current position, if any.
@@ -893,6 +1026,11 @@ fn read_nodes<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
 }
 
 fn read_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64) -> Result<()> {
+    read_edges_upto(r, snap, max_numbers, None)
+}
+
+/// `read_edges`, or with `records` only that many edges (no `]` after them).
+fn read_edges_upto<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64, records: Option<u64>) -> Result<()> {
     let fields = &snap.meta.edge_fields;
     let pos = |name: &str| fields.iter().position(|f| f == name).unwrap_or(0);
     // Required fields are checked in parse_meta.
@@ -911,7 +1049,9 @@ fn read_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
     let type_count = snap.meta.edge_types.len() as u64;
     let mut first = true;
     let mut rec = vec![0u64; width];
-    'records: loop {
+    let mut left = records.unwrap_or(u64::MAX);
+    'records: while left > 0 {
+        left -= 1;
         for (k, slot) in rec.iter_mut().enumerate() {
             match r.next_uint(&mut first, "edges")? {
                 Some(v) => *slot = v,
@@ -1012,4 +1152,85 @@ fn validate(snap: &RawSnapshot) -> Result<()> {
         return corrupt("root_index is neither the first nor the last node");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    /// A snapshot big enough that the plain-file reader splits `edges`
+    /// between its threads; `sep` goes after each record, as V8's newlines.
+    fn big_snapshot(nodes: usize, edges_per_node: usize, sep: &str) -> String {
+        let mut s = String::new();
+        let edge_count = nodes * edges_per_node;
+        write!(
+            s,
+            r#"{{"snapshot":{{"meta":{{"node_fields":["type","name","id","self_size","edge_count","trace_node_id","detachedness"],"node_types":[["hidden","array","string","object"],"string","number","number","number","number","number"],"edge_fields":["type","name_or_index","to_node"],"edge_types":[["context","element","property","internal","hidden","shortcut","weak"],"string_or_number","node"],"location_fields":["object_index","script_id","line","column"]}},"node_count":{nodes},"edge_count":{edge_count},"trace_function_count":0,"root_index":0}},"nodes":["#
+        )
+        .unwrap();
+        for i in 0..nodes {
+            let c = if i == 0 { "" } else { "," };
+            write!(s, "{c}{},{},{},{},{edges_per_node},0,0{sep}", i % 4, i % 3, i * 2 + 1, i % 1000).unwrap();
+        }
+        s.push_str("],\n\"edges\":[");
+        let mut x = 12345u64;
+        for e in 0..edge_count {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let c = if e == 0 { "" } else { "," };
+            let to = (x >> 33) as usize % nodes * 7;
+            write!(s, "{c}{},{},{to}{sep}", (x >> 20) % 6, (x >> 40) % 3).unwrap();
+        }
+        s.push_str("],\n\"locations\":[0,1,2,3],\n\"strings\":[\"a\",\"b\",\"c\"]}");
+        s
+    }
+
+    fn same(a: &RawSnapshot, b: &RawSnapshot) {
+        assert_eq!(a.node_type, b.node_type);
+        assert_eq!(a.node_name, b.node_name);
+        assert_eq!(a.node_id, b.node_id);
+        assert_eq!(a.self_size, b.self_size);
+        assert_eq!(a.first_edge, b.first_edge);
+        assert_eq!(a.edge_type, b.edge_type);
+        assert_eq!(a.edge_name, b.edge_name);
+        assert_eq!(a.edge_to, b.edge_to);
+        assert_eq!(a.locations, b.locations);
+        assert_eq!(a.strings.len(), b.strings.len());
+    }
+
+    #[test]
+    fn split_edges_read_as_one_stream() {
+        for (sep, edges_per_node) in [("\n", 12), ("", 14), (" ", 16)] {
+            let text = big_snapshot(100_000, edges_per_node, sep);
+            let path = std::env::temp_dir().join(format!("memguard-split-{}-{edges_per_node}.heapsnapshot", std::process::id()));
+            std::fs::write(&path, &text).unwrap();
+            let nodes_at = text.find("\"nodes\":").unwrap() as u64 + 8;
+            let after_nodes = text[nodes_at as usize..].find(']').unwrap() as u64 + nodes_at + 1;
+            let whole = read_snapshot(text.as_bytes(), u64::MAX).unwrap();
+            let split_at = edges_split(&path, nodes_at, after_nodes, &whole.meta);
+            let split = read_file(&path, None);
+            let _ = std::fs::remove_file(&path);
+            assert!(split_at.unwrap().is_some(), "a file this size is split");
+            assert_eq!(whole.edge_to.len(), 100_000 * edges_per_node);
+            same(&split.unwrap(), &whole);
+        }
+    }
+
+    #[test]
+    fn split_finds_a_record_boundary() {
+        let text = big_snapshot(100_000, 12, "\n");
+        let nodes_at = text.find("\"nodes\":").unwrap() as u64 + 8;
+        let after_nodes = text[nodes_at as usize..].find(']').unwrap() as u64 + nodes_at + 1;
+        let path = std::env::temp_dir().join(format!("memguard-split-at-{}.heapsnapshot", std::process::id()));
+        std::fs::write(&path, &text).unwrap();
+        let meta = read_snapshot(text.as_bytes(), u64::MAX).unwrap().meta;
+        let found = edges_split(&path, nodes_at, after_nodes, &meta);
+        let _ = std::fs::remove_file(&path);
+        let (records, resume_at) = found.unwrap().expect("a file this size is split");
+        let edges_at = text.find("\"edges\":[").unwrap() + 9;
+        let before = &text[edges_at..resume_at as usize];
+        assert!(before.ends_with(','));
+        assert_eq!(count_commas(before.as_bytes()), records * 3);
+        assert_eq!(before.bytes().filter(|&b| b == b',').count() as u64, records * 3);
+    }
 }
