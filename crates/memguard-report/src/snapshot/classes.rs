@@ -413,7 +413,7 @@ enum InternalKey {
 /// Names every node and builds the aggregates with `maxRet` semantics; the
 /// class names made up are added to the graph's strings.
 pub fn aggregate(g: &mut Graph, retained: &[u64], idom: &[u32]) -> Classes {
-    let (classes, added, ()) = aggregate_shared(g, retained, idom, || ());
+    let (classes, added, ()) = aggregate_shared(g, retained, idom, || ((), Vec::new()));
     added.append_to(g);
     classes
 }
@@ -428,7 +428,7 @@ pub fn aggregate_shared<T>(
     g: &Graph,
     retained: &[u64],
     idom: &[u32],
-    before_tree: impl FnOnce() -> T,
+    before_tree: impl FnOnce() -> (T, Vec<u32>),
 ) -> (Classes, Added, T) {
     let mut names = Added::new(g);
     let mut class_name = object_names(g, &mut names);
@@ -478,7 +478,7 @@ pub fn aggregate_shared<T>(
     drop(name_key);
     // The per-node names' buffer becomes the children lists' offsets below
     // (freeing it and allocating anew leaves glibc's heap the larger).
-    let mut spare = class_name;
+    let spare = class_name;
 
     // buildAggregates: nodes with a shallow size, in node order.
     let mut agg_of_key = vec![u32::MAX; keys.len()];
@@ -511,9 +511,8 @@ pub fn aggregate_shared<T>(
 
     // calculateClassesRetainedSize: walk the dominator tree; an object adds its
     // retained size unless an ancestor of the same class already did.
-    let waited = before_tree();
-    spare.clear();
-    let dominated = dominators::dominated_into(idom, g.root, spare);
+    let (waited, spare_nodes) = before_tree();
+    let dominated = dominators::dominated_into(idom, g.root, spare, spare_nodes);
     let mut seen = vec![false; aggs.len()];
     let mut counted = Bits::new(n);
     let mut list: Vec<u32> = vec![g.root];

@@ -239,11 +239,12 @@ pub struct Dominated {
 }
 
 pub fn dominated(idom: &[u32], root: u32) -> Dominated {
-    dominated_into(idom, root, Vec::new())
+    dominated_into(idom, root, Vec::new(), Vec::new())
 }
 
-/// `dominated` with the offsets in `buffer`'s allocation (cleared first).
-pub fn dominated_into(idom: &[u32], root: u32, mut buffer: Vec<u32>) -> Dominated {
+/// `dominated` with the offsets in `buffer`'s allocation and the lists in
+/// `nodes_buffer`'s (both cleared first).
+pub fn dominated_into(idom: &[u32], root: u32, mut buffer: Vec<u32>, mut nodes_buffer: Vec<u32>) -> Dominated {
     let n = idom.len();
     // Counts, then running sums: first[d] is where d's list ends. Filling
     // backwards moves each first[d] to where d's list starts, without a
@@ -259,7 +260,9 @@ pub fn dominated_into(idom: &[u32], root: u32, mut buffer: Vec<u32>) -> Dominate
     for i in 0..n {
         first[i + 1] += first[i];
     }
-    let mut nodes = vec![0u32; n.saturating_sub(1)];
+    nodes_buffer.clear();
+    nodes_buffer.resize(n.saturating_sub(1), 0);
+    let mut nodes = nodes_buffer;
     for (o, &d) in idom.iter().enumerate().rev() {
         if o as u32 != root {
             first[d as usize] -= 1;

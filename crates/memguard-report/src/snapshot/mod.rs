@@ -138,15 +138,21 @@ pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError
     let ((classes, added, classes_ms), (distances, distances_ms)) = std::thread::scope(|scope| {
         let graph = &g;
         let via_edge = Vec::with_capacity(graph.node_count());
+        let mut queue = std::collections::VecDeque::with_capacity(graph.node_count());
+        let mut ephemerons = weakmap::EphemeronNames::new(graph.strings.len());
         let distances = scope.spawn(move || {
             let start = Instant::now();
-            let mut ephemerons = weakmap::EphemeronNames::new(graph.strings.len());
-            (distances::compute_in(graph, &mut ephemerons, via_edge), ms(start))
+            let d = distances::compute_in(graph, &mut ephemerons, via_edge, &mut queue);
+            ((d, ms(start)), queue)
         });
         let start = Instant::now();
-        // The BFS queue is freed before the dominator tree's children lists
-        // are built: classes wait for distances there.
-        let (classes, added, distances) = classes::aggregate_shared(graph, &retained, &idom, || distances.join());
+        // Classes wait for distances before building the dominator tree's
+        // children lists, which take the BFS queue's buffer (the big arrays
+        // of both threads come from this one's allocator arena).
+        let (classes, added, distances) = classes::aggregate_shared(graph, &retained, &idom, || match distances.join() {
+            Ok((d, queue)) => (Ok(d), Vec::from(queue)),
+            Err(panic) => (Err(panic), Vec::new()),
+        });
         let distances = distances.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         ((classes, added, ms(start)), distances)
     });

@@ -67,8 +67,14 @@ pub struct EphemeronNames {
     /// 0 = not looked at yet, 1 = not an ephemeron name, 2 = parsed into `parsed`.
     state: Vec<u8>,
     parsed: std::collections::HashMap<u32, (Option<u64>, u32)>,
-    /// `duplicatedPart` of each parsed name, interned to a small id.
-    parts: std::collections::HashMap<String, u32>,
+    /// `duplicatedPart` of each parsed name, interned to a small id: by the
+    /// part's hash, to (id, name it was first seen in, where the part starts
+    /// there), so no part is copied (a `String` each was tens of MB of small
+    /// blocks on snapshots with many WeakMap entries).
+    parts: std::collections::HashMap<u64, (u32, u32, u32)>,
+    /// Parts whose hash an earlier, different part has.
+    collided: std::collections::HashMap<String, u32>,
+    part_count: u32,
 }
 
 impl EphemeronNames {
@@ -77,6 +83,8 @@ impl EphemeronNames {
             state: vec![0; string_count],
             parsed: Default::default(),
             parts: Default::default(),
+            collided: Default::default(),
+            part_count: 0,
         }
     }
 
@@ -99,9 +107,31 @@ impl EphemeronNames {
             return None;
         };
         let table = table.parse::<u64>().ok();
-        let part = part.to_string();
-        let next = self.parts.len() as u32;
-        let part_id = *self.parts.entry(part).or_insert(next);
+        let lead = (s.len() - part.len()) as u32;
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            part.hash(&mut h);
+            h.finish()
+        };
+        let part_id = match self.parts.get(&hash) {
+            Some(&(id, first, at)) if &strings.get(first)[at as usize..] == part => id,
+            Some(_) => match self.collided.get(part) {
+                Some(&id) => id,
+                None => {
+                    let id = self.part_count;
+                    self.part_count += 1;
+                    self.collided.insert(part.to_string(), id);
+                    id
+                }
+            },
+            None => {
+                let id = self.part_count;
+                self.part_count += 1;
+                self.parts.insert(hash, (id, name, lead));
+                id
+            }
+        };
         self.state[i] = 2;
         self.parsed.insert(name, (table, part_id));
         Some((table, part_id))
