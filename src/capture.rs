@@ -184,6 +184,15 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// A capture requested earlier (from a GC callback, the watchdog, a
+/// signal), now running at an interrupt check: on this thread's guard, if
+/// memguard still guards it. Failures are reported by `capture` itself.
+pub fn capture_current(trigger: Trigger) {
+    if let Some(guard) = crate::guard::current() {
+        let _ = capture(&guard, trigger);
+    }
+}
+
 fn fail(guard: &Guard, index: usize, started: Instant, error: String) -> Result<PathBuf, String> {
     log::warn(&format!("heap snapshot not written: {error}; the application continues"));
     end_without_snapshot(guard, index, started, "failed", ("error", &error), |entry| entry.error = Some(error.clone()));

@@ -64,8 +64,8 @@ pub struct Guard {
     initial_heap_limit: u64,
     /// Heap used after mark-compacts, judged for steady growth (`MEMGUARD_LEAK`).
     leak_trend: RefCell<Option<LeakTrend>>,
-    /// A leak capture was taken (`MEMGUARD_LEAK_SNAPSHOT`): one per thread.
-    leak_captured: Cell<bool>,
+    /// A leak verdict was logged (and captured, with `MEMGUARD_LEAK_SNAPSHOT`):
+    /// later ones only go to the timeline and to listeners.
     leak_reported: Cell<bool>,
     /// Events for JS listeners (`memguard.on('leak')`), collected by index.js.
     pub events: RefCell<Vec<Value>>,
@@ -93,7 +93,6 @@ impl Guard {
             thresholds_armed: RefCell::new(vec![true; config.heap_thresholds.len()]),
             initial_heap_limit: isolate.heap_stats().heap_size_limit,
             leak_trend: RefCell::new(config.leak.then(|| LeakTrend::new(config.leak_window, config.leak_min_growth))),
-            leak_captured: Cell::new(false),
             leak_reported: Cell::new(false),
             events: RefCell::new(Vec::new()),
             isolate,
@@ -240,8 +239,8 @@ impl Guard {
     /// checks for interrupts.
     /// Several thresholds crossed by one GC make one capture (for the
     /// highest): two snapshots of the same heap would only double the pause.
-    fn check_thresholds(&self) {
-        let used = self.isolate.used_heap_size() as f64 / self.initial_heap_limit.max(1) as f64;
+    fn check_thresholds(&self, used_bytes: u64) {
+        let used = used_bytes as f64 / self.initial_heap_limit.max(1) as f64;
         let mut armed = self.thresholds_armed.borrow_mut();
         let mut crossed = None;
         for (i, &fraction) in self.config.heap_thresholds.iter().enumerate() {
@@ -253,19 +252,14 @@ impl Guard {
             }
         }
         if let Some(fraction) = crossed {
-            self.isolate.request_interrupt(move |_| {
-                if let Some(guard) = current() {
-                    let _ = capture::capture(&guard, Trigger::HeapThreshold { fraction, used });
-                }
-            });
+            self.isolate.request_interrupt(move |_| capture::capture_current(Trigger::HeapThreshold { fraction, used }));
         }
     }
 
     /// After a mark-compact: one more point for the leak trend. A verdict
     /// goes to the timeline (`leak` marker), to JS listeners, to stderr, and
     /// — with `MEMGUARD_LEAK_SNAPSHOT` — to a capture at the next interrupt.
-    fn check_leak(&self) {
-        let used = self.isolate.used_heap_size();
+    fn check_leak(&self, used: u64) {
         let Some(leak) = self.leak_trend.borrow_mut().as_mut().and_then(|t| t.observe(now_ms(), used)) else {
             return;
         };
@@ -283,15 +277,12 @@ impl Guard {
         );
         if self.leak_reported.replace(true) {
             log::debug(&line);
-        } else {
-            log::info(&format!("{line}; later verdicts go to the timeline only"));
+            return;
         }
-        if self.config.leak_snapshot && !self.leak_captured.replace(true) {
-            self.isolate.request_interrupt(move |_| {
-                if let Some(guard) = current() {
-                    let _ = capture::capture(&guard, Trigger::Leak(leak));
-                }
-            });
+        log::info(&format!("{line}; later verdicts go to the timeline only"));
+        // One leak capture per thread: the first verdict's.
+        if self.config.leak_snapshot {
+            self.isolate.request_interrupt(move |_| capture::capture_current(Trigger::Leak(leak)));
         }
     }
 }
@@ -302,11 +293,13 @@ impl GcHandler for Guard {
             timeline.gc(phase, kind, flags);
         }
         if phase == GcPhase::End && kind == MARK_COMPACT {
+            // Read once: both checks judge the live heap this GC left.
+            let used = self.isolate.used_heap_size();
             if !self.config.heap_thresholds.is_empty() {
-                self.check_thresholds();
+                self.check_thresholds(used);
             }
             if self.config.leak {
-                self.check_leak();
+                self.check_leak(used);
             }
         }
     }

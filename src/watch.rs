@@ -12,8 +12,8 @@ use memguard_core::log;
 use memguard_core::procmem::Cgroup;
 use memguard_core::watchdog::{self, RssPolicy};
 
-use crate::capture::{self, Trigger};
-use crate::{guard, remote, v8};
+use crate::capture::{capture_current, Trigger};
+use crate::{remote, v8};
 
 pub fn start_once(config: &Config, cgroup: Option<&Cgroup>) {
     static STARTED: Once = Once::new();
@@ -38,7 +38,7 @@ fn start_rss_watchdog(config: &Config, cgroup: Option<&Cgroup>) {
             crossing.limit_bytes >> 20,
             crossing.source
         ));
-        remote::request_main(move |_| capture_here(Trigger::Rss(crossing)));
+        remote::request_main(move |_| capture_current(Trigger::Rss(crossing)));
     });
     if started {
         log::debug(&format!("RSS watchdog: capture at {threshold} of {} MB ({source})", limit >> 20));
@@ -60,7 +60,7 @@ fn start_signal(config: &Config) {
             }
             let name = name.clone();
             if !remote::request_main(move |_| {
-                capture_here(Trigger::Signal(name));
+                capture_current(Trigger::Signal(name));
                 PENDING.store(false, Ordering::Release);
             }) {
                 PENDING.store(false, Ordering::Release);
@@ -69,12 +69,5 @@ fn start_signal(config: &Config) {
     };
     if !v8::watch_signal(signum, Box::new(on_signal)) {
         log::warn_once(&format!("MEMGUARD_SIGNAL: cannot listen for {name}; captures by signal are off"));
-    }
-}
-
-/// On the JS thread, at an interrupt check.
-fn capture_here(trigger: Trigger) {
-    if let Some(guard) = guard::current() {
-        let _ = capture::capture(&guard, trigger);
     }
 }
