@@ -11,7 +11,7 @@ use memguard_core::config::Config;
 use memguard_core::heapprofile::{ProfileNode, ProfileSample};
 use memguard_core::leak::LeakTrend;
 use memguard_core::log;
-use memguard_core::manifest::{HeapLimit, Manifest, TimelineSummary};
+use memguard_core::manifest::{HeapLimit, Manifest, TimelineSummary, SUMMARY_FILE};
 use memguard_core::procmem::Cgroup;
 use memguard_core::recorder::{now_ms, TIMELINE_FILE};
 use memguard_core::writer::Writer;
@@ -180,7 +180,7 @@ impl Guard {
                 Some(TimelineSummary { file: TIMELINE_FILE.into(), digest: timeline.shared.digest() });
         }
         let json = self.manifest.borrow().to_json();
-        writer.write_atomic(&self.bundle, "summary.json", json)
+        writer.write_atomic(&self.bundle, SUMMARY_FILE, json)
     }
 
     /// The thread is ending (exit, uncaught exception, worker end, a fatal

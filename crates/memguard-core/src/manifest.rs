@@ -128,6 +128,9 @@ pub struct ProcessInfo {
     pub node_near_limit_flag: String,
 }
 
+/// The manifest's name in a bundle (the report reads what the agent writes).
+pub const SUMMARY_FILE: &str = "summary.json";
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::ReportError;
 
-pub const SUMMARY_FILE: &str = "summary.json";
-pub const TIMELINE_FILE: &str = "timeline.ndjson.gz";
+// The names the agent writes (one definition for writer and reader).
+pub use memguard_core::manifest::SUMMARY_FILE;
+pub use memguard_core::recorder::TIMELINE_FILE;
 
 /// The files of one input, each `None`/empty when absent.
 #[derive(Debug, Default, Clone, PartialEq)]
