@@ -19,7 +19,57 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 /// Share of rising pairs needed: random jitter gives ~0.5, a steady leak ~1.
-const MIN_CONCORDANCE: f64 = 0.8;
+/// (`memguard report` judges a whole recording by the same bar.)
+pub const MIN_CONCORDANCE: f64 = 0.8;
+
+/// The trend of a series of `(t_ms, bytes)` points, judged pair by pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trend {
+    /// Theil–Sen slope: the median of the pairwise slopes (bytes per ms),
+    /// 0 when no two points differ in time.
+    pub slope_per_ms: f64,
+    /// Share of ordered pairs that rise among those that change (0.5 when
+    /// none change).
+    pub concordance: f64,
+}
+
+/// Theil–Sen slope and rank concordance over every pair of `points` (in
+/// time order): O(n²), so callers bound n.
+pub fn trend(points: &[(f64, f64)]) -> Trend {
+    let (mut rising, mut falling) = (0u64, 0u64);
+    let mut slopes = Vec::with_capacity(points.len() * points.len().saturating_sub(1) / 2);
+    for (i, a) in points.iter().enumerate() {
+        for b in &points[i + 1..] {
+            if b.1 > a.1 {
+                rising += 1;
+            } else if b.1 < a.1 {
+                falling += 1;
+            }
+            let dt = b.0 - a.0;
+            if dt > 0.0 {
+                slopes.push((b.1 - a.1) / dt);
+            }
+        }
+    }
+    Trend {
+        slope_per_ms: median(&mut slopes).unwrap_or(0.0),
+        concordance: if rising + falling == 0 { 0.5 } else { rising as f64 / (rising + falling) as f64 },
+    }
+}
+
+/// The median (the mean of the middle two for an even count), in O(n).
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let (lower, &mut upper, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        return Some(upper);
+    }
+    let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((below + upper) / 2.0)
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,27 +116,7 @@ impl LeakTrend {
 
     fn judge(&self) -> Option<Leak> {
         let pts: Vec<(f64, f64)> = self.points.iter().map(|&(t, u)| (t, u as f64)).collect();
-        let (mut rising, mut falling) = (0u32, 0u32);
-        let mut slopes = Vec::with_capacity(pts.len() * (pts.len() - 1) / 2);
-        for (i, a) in pts.iter().enumerate() {
-            for b in &pts[i + 1..] {
-                if b.1 > a.1 {
-                    rising += 1;
-                } else if b.1 < a.1 {
-                    falling += 1;
-                }
-                let dt = b.0 - a.0;
-                if dt > 0.0 {
-                    slopes.push((b.1 - a.1) / dt);
-                }
-            }
-        }
-        if slopes.is_empty() || rising + falling == 0 {
-            return None;
-        }
-        let concordance = rising as f64 / (rising + falling) as f64;
-        slopes.sort_by(f64::total_cmp);
-        let slope = median(&slopes); // bytes per ms
+        let Trend { slope_per_ms: slope, concordance } = trend(&pts);
         let span_ms = pts[pts.len() - 1].0 - pts[0].0;
         let growth = slope * span_ms;
         if concordance < MIN_CONCORDANCE || slope <= 0.0 || growth < self.min_growth as f64 {
@@ -101,15 +131,6 @@ impl LeakTrend {
             span_ms,
             concordance,
         })
-    }
-}
-
-fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
 }
 
@@ -175,6 +196,17 @@ mod tests {
         assert_eq!(leaks[0].from_bytes, 10 << 20);
         assert_eq!(leaks[0].to_bytes, 14 << 20);
         assert_eq!(leaks[0].concordance, 1.0);
+    }
+
+    #[test]
+    fn median_and_trend() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        let t = trend(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0), (3.0, 4.0)]);
+        assert_eq!(t.concordance, 5.0 / 6.0);
+        assert_eq!(t.slope_per_ms, 1.5); // slopes 2, 2, 1, 2, 0.5, -1 → median (1 + 2) / 2
+        assert_eq!(trend(&[(1.0, 7.0), (1.0, 7.0)]), Trend { slope_per_ms: 0.0, concordance: 0.5 });
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::path::Path;
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
+use memguard_core::leak::{median, trend, Trend, MIN_CONCORDANCE};
+
 use crate::report::{GcKindStat, GcPause, HeapSample, LeakVerdict, Marker, TimelineSummary};
 use crate::ReportError;
 
@@ -24,9 +26,6 @@ const MAX_SLOPE_POINTS: usize = 1_000;
 /// Fewer mark-compacts than this, or a shorter span, says nothing about a trend.
 const MIN_MARK_COMPACTS: usize = 5;
 const MIN_SPAN_MS: f64 = 2_000.0;
-/// Share of ordered pairs that must rise, as memguard's live leak detector
-/// (memguard-core `leak.rs`) asks: jitter gives ~0.5, a steady leak ~1.
-const MIN_CONCORDANCE: f64 = 0.8;
 
 /// Reads a timeline file; `Err` only when not one record could be read.
 pub fn read(path: &Path) -> Result<TimelineSummary, ReportError> {
@@ -200,22 +199,8 @@ pub fn leak_verdict(points: &[(f64, f64)]) -> LeakVerdict {
     } else {
         points.to_vec()
     };
-    let mut slopes = Vec::with_capacity(chosen.len() * (chosen.len() - 1) / 2);
-    let (mut rising, mut falling) = (0u64, 0u64);
-    for (i, a) in chosen.iter().enumerate() {
-        for b in &chosen[i + 1..] {
-            if b.0 > a.0 {
-                slopes.push((b.1 - a.1) / (b.0 - a.0));
-            }
-            if b.1 > a.1 {
-                rising += 1;
-            } else if b.1 < a.1 {
-                falling += 1;
-            }
-        }
-    }
-    let slope_per_ms = median(&mut slopes).unwrap_or(0.0);
-    let concordance = if rising + falling == 0 { 0.5 } else { rising as f64 / (rising + falling) as f64 };
+    // The live detector's judgement (memguard-core `leak.rs`), over the whole recording.
+    let Trend { slope_per_ms, concordance } = trend(&chosen);
     let mut heaps: Vec<f64> = points.iter().map(|p| p.1).collect();
     let median_heap = median(&mut heaps).unwrap_or(0.0);
     let growth = slope_per_ms * span_ms;
@@ -228,15 +213,6 @@ pub fn leak_verdict(points: &[(f64, f64)]) -> LeakVerdict {
         growth_bytes: growth,
         concordance,
     }
-}
-
-fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mid = values.len() / 2;
-    let (_, m, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
-    Some(*m)
 }
 
 #[cfg(test)]
