@@ -6,7 +6,7 @@
 //! source location are keyed by that location too.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::dominators;
 use super::graph::{Bits, Graph};
@@ -126,7 +126,7 @@ impl Added {
 
 /// `calculateObjectNames`: the class-name string index of every node.
 fn object_names(g: &Graph, names: &mut Added) -> Vec<u32> {
-    let mut added: HashMap<String, u32> = HashMap::new();
+    let mut added: HashMap<String, u32> = HashMap::default();
     let mut index_for = |names: &mut Added, s: &str| -> u32 {
         if let Some(&i) = added.get(s) {
             return i;
@@ -200,7 +200,7 @@ struct PropertyRanks {
 impl PropertyRanks {
     fn new(g: &Graph) -> PropertyRanks {
         let mut names: Vec<u32> = Vec::new();
-        let mut seen: HashMap<u32, u32> = HashMap::new();
+        let mut seen: HashMap<u32, u32> = HashMap::default();
         for node in 0..g.node_count() as u32 {
             if !is_plain_object(g, node) {
                 continue;
@@ -231,9 +231,9 @@ struct Interface {
 /// Candidates are keyed by their property list, which determines the name.
 fn infer_interfaces(g: &Graph) -> Vec<Interface> {
     let mut candidates: Vec<Interface> = Vec::new();
-    let mut by_props: HashMap<Box<[u32]>, usize> = HashMap::new();
+    let mut by_props: HashMap<Box<[u32]>, usize> = HashMap::default();
     let mut total = 0u64;
-    let mut formatted_len: HashMap<u32, usize> = HashMap::new();
+    let mut formatted_len: HashMap<u32, usize> = HashMap::default();
     let mut properties: Vec<u32> = Vec::new();
     for node in 0..g.node_count() as u32 {
         if !is_plain_object(g, node) {
@@ -275,7 +275,7 @@ fn infer_interfaces(g: &Graph) -> Vec<Interface> {
     }
     // Two lists could only share a name if it were ambiguous; merge by name anyway.
     let mut merged: Vec<Interface> = Vec::new();
-    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut by_name: HashMap<String, usize> = HashMap::default();
     for c in candidates {
         match by_name.get(&c.name) {
             Some(&i) => merged[i].count += c.count,
@@ -324,7 +324,7 @@ fn apply_interfaces(g: &Graph, names: &mut Added, defs: &[Interface], class_name
     }
     let ranks = PropertyRanks::new(g);
     let mut trie: Vec<TrieNode> = vec![TrieNode::default()];
-    let mut interface_names: HashMap<String, u32> = HashMap::new();
+    let mut interface_names: HashMap<String, u32> = HashMap::default();
     for (index, def) in defs.iter().enumerate() {
         let mut props: Vec<u32> = def.properties.iter().map(|&s| ranks.of(s)).collect();
         props.sort_unstable();
@@ -443,7 +443,7 @@ pub fn aggregate_shared<T>(
     let n = g.node_count();
     // Name keys are looked up by string index; located keys (few) by hash.
     let mut name_key = vec![u32::MAX; names.len()];
-    let mut located: HashMap<InternalKey, u32> = HashMap::new();
+    let mut located: HashMap<InternalKey, u32> = HashMap::default();
     let mut keys: Vec<InternalKey> = Vec::new();
     let mut key_of = vec![0u32; n];
     for i in 0..n {

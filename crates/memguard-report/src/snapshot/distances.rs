@@ -6,7 +6,9 @@
 //! Each node also keeps the edge it was reached by: following those back gives
 //! a shortest retainer path.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashSet as HashSet;
 
 use super::graph::{Bits, Graph};
 use super::weakmap::EphemeronNames;
@@ -52,7 +54,7 @@ pub fn compute_in(g: &Graph, ephemerons: &mut EphemeronNames, mut via_edge: Vec<
     via_edge.resize(n, NO_EDGE);
     // A ring buffer: only the BFS frontier is held, not every node reached.
     queue.clear();
-    let mut pending: HashSet<u32> = HashSet::new();
+    let mut pending: HashSet<u32> = HashSet::default();
 
     for e in g.edges(g.root) {
         let to = g.edge_to[e];

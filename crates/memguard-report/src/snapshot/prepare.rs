@@ -3,7 +3,7 @@
 //! the "essential edge" bitmap the dominator tree is built from, and the
 //! transfer of owned arrays' / system objects' shallow sizes to their owner.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::graph::{Bits, Graph};
 use super::weakmap::EphemeronNames;
@@ -22,7 +22,7 @@ pub fn propagate_dom_state(g: &mut Graph) {
     let mut visited = vec![false; n];
     let mut attached: Vec<u32> = Vec::new();
     let mut detached: Vec<u32> = Vec::new();
-    let mut renamed: HashMap<u32, u32> = HashMap::new();
+    let mut renamed: HashMap<u32, u32> = HashMap::default();
 
     fn process(
         g: &mut Graph,

@@ -66,14 +66,14 @@ fn match_name(s: &str) -> Option<(&str, &str)> {
 pub struct EphemeronNames {
     /// 0 = not looked at yet, 1 = not an ephemeron name, 2 = parsed into `parsed`.
     state: Vec<u8>,
-    parsed: std::collections::HashMap<u32, (Option<u64>, u32)>,
+    parsed: rustc_hash::FxHashMap<u32, (Option<u64>, u32)>,
     /// `duplicatedPart` of each parsed name, interned to a small id: by the
     /// part's hash, to (id, name it was first seen in, where the part starts
     /// there), so no part is copied (a `String` each was tens of MB of small
     /// blocks on snapshots with many WeakMap entries).
-    parts: std::collections::HashMap<u64, (u32, u32, u32)>,
+    parts: rustc_hash::FxHashMap<u64, (u32, u32, u32)>,
     /// Parts whose hash an earlier, different part has.
-    collided: std::collections::HashMap<String, u32>,
+    collided: rustc_hash::FxHashMap<String, u32>,
     part_count: u32,
 }
 
