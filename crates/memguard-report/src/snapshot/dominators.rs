@@ -47,8 +47,16 @@ fn essential_preds(g: &Graph, essential: &Bits) -> Preds {
 }
 
 pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
+    // The predecessor lists are only read after the DFS from the root: built
+    // beside it, on a second thread.
+    std::thread::scope(|scope| {
+        let preds = scope.spawn(|| essential_preds(g, essential));
+        compute_with(g, essential, || preds.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
+fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> Dominators {
     let node_count = g.node_count();
-    let preds = essential_preds(g, essential);
     // 1-based vertex numbers as in the paper; 0 means "none".
     let len = node_count + 1;
     // Memory is the constraint on big snapshots, so two arrays of the paper
@@ -93,6 +101,7 @@ pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
 
     let r = g.root + 1;
     dfs(r, &mut n, &mut ancestor, &mut semi, &mut vertex, &mut next_edge);
+    let preds = preds();
     if (n as usize) < node_count {
         // Nodes whose every retainer is non-essential hang under the root.
         for v in 1..=node_count as u32 {
