@@ -371,6 +371,30 @@ impl<R: Read> Bytes<R> {
         }
     }
 
+    /// The next record of `rec.len()` integers of an array whose `[` was read;
+    /// false at its `]`. Most records are parsed in place by `record_fast`;
+    /// the rest (near the window's end, unusual spacing, errors) by
+    /// `next_uint`, one value at a time.
+    #[inline]
+    fn next_record(&mut self, first: &mut bool, rec: &mut [u64], what: &str, fields: &str) -> Result<bool> {
+        let window = &self.buf[self.pos..self.end];
+        if window.len() >= rec.len() * FAST_FIELD + 8 {
+            if let Some(used) = record_fast(window, *first, rec) {
+                self.pos += used;
+                *first = false;
+                return Ok(true);
+            }
+        }
+        for k in 0..rec.len() {
+            match self.next_uint(first, what)? {
+                Some(v) => rec[k] = v,
+                None if k == 0 => return Ok(false),
+                None => return corrupt(format!("\"{what}\" length is not a multiple of meta.{fields}")),
+            }
+        }
+        Ok(true)
+    }
+
     /// Reads a JSON string (opening quote already read) into the arena, with
     /// escapes decoded: `\uXXXX` surrogate pairs are joined, a lone surrogate
     /// becomes U+FFFD.
@@ -976,14 +1000,7 @@ fn read_nodes<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
     let detachedness = &mut snap.detachedness;
     let mut first = true;
     let mut rec = vec![0u64; width];
-    'records: loop {
-        for (k, slot) in rec.iter_mut().enumerate() {
-            match r.next_uint(&mut first, "nodes")? {
-                Some(v) => *slot = v,
-                None if k == 0 => break 'records,
-                None => return corrupt("\"nodes\" length is not a multiple of meta.node_fields"),
-            }
-        }
+    while r.next_record(&mut first, &mut rec, "nodes", "node_fields")? {
         let t = rec[at.ty];
         if t >= type_count {
             return corrupt(format!("node type {t} not in meta.node_types"));
@@ -1037,14 +1054,10 @@ fn read_edges_upto<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_number
     let mut first = true;
     let mut rec = vec![0u64; width];
     let mut left = records.unwrap_or(u64::MAX);
-    'records: while left > 0 {
+    while left > 0 {
         left -= 1;
-        for (k, slot) in rec.iter_mut().enumerate() {
-            match r.next_uint(&mut first, "edges")? {
-                Some(v) => *slot = v,
-                None if k == 0 => break 'records,
-                None => return corrupt("\"edges\" length is not a multiple of meta.edge_fields"),
-            }
+        if !r.next_record(&mut first, &mut rec, "edges", "edge_fields")? {
+            break;
         }
         let t = rec[at_type];
         if t >= type_count {
@@ -1142,6 +1155,69 @@ fn validate(snap: &RawSnapshot) -> Result<()> {
 }
 
 
+/// Bytes `record_fast` may read for one value: up to 19 digits, a `\n,`
+/// before them, and room for an 8-byte load after.
+const FAST_FIELD: usize = 22;
+
+/// One record of `out.len()` integers parsed from the start of `buf`, in
+/// V8's layout (a `,` before every value but the array's first, a `\n`
+/// before some commas): the bytes used, or `None` for anything else, which
+/// `next_uint` then parses or reports. `buf` must hold at least
+/// `out.len() * FAST_FIELD + 8` bytes.
+#[inline(always)]
+fn record_fast(buf: &[u8], first: bool, out: &mut [u64]) -> Option<usize> {
+    let mut i = 0;
+    for (k, slot) in out.iter_mut().enumerate() {
+        if k > 0 || !first {
+            match buf[i] {
+                b',' => i += 1,
+                b'\n' if buf[i + 1] == b',' => i += 2,
+                _ => return None,
+            }
+        }
+        let (end, v) = digits_swar(buf, i)?;
+        *slot = v;
+        i = end;
+    }
+    Some(i)
+}
+
+/// The non-empty digit run at `buf[i..]` (at most 19 digits) read eight
+/// bytes at a time: where it ends and its value. `buf` must hold 8 bytes
+/// from `i` on.
+#[inline(always)]
+fn digits_swar(buf: &[u8], i: usize) -> Option<(usize, u64)> {
+    const ZEROS: u64 = u64::from_le_bytes([b'0'; 8]);
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = u64::from_le_bytes(buf[i..i + 8].try_into().ok()?);
+    // A byte of `x` is 0..=9 exactly for a digit; adding 0x76 sets its high
+    // bit for anything above 9, and a byte below '0' wraps to a high bit.
+    // Carries and borrows only run towards later bytes, so the first
+    // flagged byte is the first non-digit.
+    let x = word.wrapping_sub(ZEROS);
+    let non_digit = (x | x.wrapping_add(0x7676_7676_7676_7676)) & HIGH;
+    if non_digit == 0 {
+        let (end, v) = digit_run(buf, i + 8, parse8(word));
+        return (end - i <= 19).then_some((end, v));
+    }
+    let len = (non_digit.trailing_zeros() / 8) as usize;
+    if len == 0 {
+        return None;
+    }
+    // Left-pad with zero bytes to eight digits.
+    Some((i + len, parse8(word << (8 * (8 - len)))))
+}
+
+/// Eight ASCII digits (or zero bytes as leading zeros), first digit in the
+/// lowest byte, to their value: pairs, then quads, then the whole.
+#[inline(always)]
+fn parse8(word: u64) -> u64 {
+    let w = word & 0x0f0f_0f0f_0f0f_0f0f;
+    let w = (w.wrapping_mul(10) + (w >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let w = (w.wrapping_mul(100) + (w >> 16)) & 0x0000_ffff_0000_ffff;
+    (w.wrapping_mul(10000) + (w >> 32)) & 0xffff_ffff
+}
+
 /// The decimal digits of `buf` from `i` on, accumulated onto `v`: where the
 /// run ends and the value. Wrapping, since callers reject runs of more than
 /// 19 digits. The hot loop of the reader, shared by its two number scanners.
@@ -1218,6 +1294,31 @@ mod tests {
             assert_eq!(whole.edge_to.len(), 100_000 * edges_per_node);
             same(&split.unwrap(), &whole);
         }
+    }
+
+    #[test]
+    fn swar_digits_match_a_plain_parse() {
+        let mut x = 99u64;
+        for len in 1..=19usize {
+            for _ in 0..200 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let digits: String = (0..len).map(|k| char::from(b'0' + ((x >> (k * 3 % 60)) % 10) as u8)).collect();
+                for tail in [",", "\n,", "]", " "] {
+                    let text = format!("{digits}{tail}{}", "0".repeat(FAST_FIELD));
+                    let (end, v) = digits_swar(text.as_bytes(), 0).unwrap();
+                    assert_eq!((end, v), (len, digits.parse::<u64>().unwrap()), "{digits}{tail}");
+                }
+            }
+        }
+        let pad = " ".repeat(FAST_FIELD);
+        assert_eq!(digits_swar(format!("{}1{pad}", "9".repeat(19)).as_bytes(), 0), None, "20 digits");
+        assert_eq!(digits_swar(format!(",1{pad}").as_bytes(), 0), None, "no digit");
+        let mut rec = [0u64; 3];
+        let text = format!("\n,12,3456789012,7\n,1{pad}{pad}{pad}");
+        assert_eq!(record_fast(text.as_bytes(), false, &mut rec), Some(17));
+        assert_eq!(rec, [12, 3456789012, 7]);
+        let text = format!("12, 3,7{pad}{pad}{pad}");
+        assert_eq!(record_fast(text.as_bytes(), true, &mut rec), None, "a space is left to next_uint");
     }
 
     #[test]
