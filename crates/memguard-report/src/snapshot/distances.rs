@@ -36,16 +36,12 @@ fn js_parse_int(s: &str) -> Option<f64> {
     Some(if neg { -v } else { v })
 }
 
-pub fn compute(g: &Graph, ephemerons: &mut EphemeronNames) -> Distances {
-    compute_in(g, ephemerons, Vec::new(), &mut VecDeque::new())
-}
-
-/// `compute` with the result in `via_edge`'s allocation and the BFS queue in
+/// Distances, with the result in `via_edge`'s allocation and the BFS queue in
 /// `queue` (both cleared first; the queue is left empty, its buffer kept for
 /// the caller to reuse). Run on another thread, it still takes its largest
 /// arrays from the caller's allocator arena, where freed blocks of that size
 /// usually wait (glibc keeps them resident).
-pub fn compute_in(g: &Graph, ephemerons: &mut EphemeronNames, mut via_edge: Vec<u32>, queue: &mut VecDeque<u32>) -> Distances {
+pub fn compute_in(g: &Graph, ephemerons: &EphemeronNames, mut via_edge: Vec<u32>, queue: &mut VecDeque<u32>) -> Distances {
     let n = g.node_count();
     // Only the BFS order matters for the paths, so reached-ness is a bit; the
     // numbers DevTools shows are not kept.
@@ -74,7 +70,7 @@ pub fn compute_in(g: &Graph, ephemerons: &mut EphemeronNames, mut via_edge: Vec<
 
 fn bfs(
     g: &Graph,
-    ephemerons: &mut EphemeronNames,
+    ephemerons: &EphemeronNames,
     pending: &mut HashSet<u32>,
     queue: &mut VecDeque<u32>,
     reached: &mut Bits,
@@ -113,7 +109,7 @@ fn bfs(
                 }
             }
             if et == ek.internal {
-                if let Some((_, part)) = ephemerons.parse(&g.strings, g.edge_name[e]) {
+                if let Some((_, part)) = ephemerons.parse(g.edge_name[e]) {
                     if !pending.remove(&part) {
                         pending.insert(part);
                         continue;

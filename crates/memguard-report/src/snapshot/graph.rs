@@ -182,6 +182,10 @@ impl Bits {
     pub fn new(len: usize) -> Bits {
         Bits(vec![0; len.div_ceil(64)])
     }
+    /// Bits held (a multiple of 64).
+    pub fn len(&self) -> usize {
+        self.0.len() * 64
+    }
     #[inline]
     pub fn get(&self, i: usize) -> bool {
         self.0[i >> 6] >> (i & 63) & 1 != 0
@@ -189,5 +193,11 @@ impl Bits {
     #[inline]
     pub fn set(&mut self, i: usize) {
         self.0[i >> 6] |= 1 << (i & 63);
+    }
+    /// Sets every bit set in `other` (of the same length).
+    pub fn or(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= b;
+        }
     }
 }

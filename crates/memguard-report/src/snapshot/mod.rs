@@ -70,6 +70,8 @@ pub struct Retained {
     pub g: Graph,
     pub dominators: dominators::Dominators,
     pub retained: Vec<u64>,
+    /// WeakMap edge names, for the distances.
+    pub ephemerons: weakmap::EphemeronNames,
     pub timings: Timings,
 }
 
@@ -91,6 +93,10 @@ fn map_read_error(path: &Path, e: reader::ReadError) -> ReportError {
     }
 }
 
+/// The share of the essential-edge work done on the main thread while the
+/// other does the (shorter) shallow-size transfer first.
+const ESSENTIAL_SHARE_FIRST: f64 = 0.65;
+
 /// Reads `path` and computes the dominator tree and retained sizes.
 pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportError> {
     let mut timings = Timings::default();
@@ -98,37 +104,50 @@ pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportErro
         .time("parse", || reader::read_file(path, progress.bar()))
         .map_err(|e| map_read_error(path, e))?;
     progress.phase("graph");
-    let (g, essential) = timings.time("graph", || {
+    let (g, essential, ephemerons) = timings.time("graph", || {
         let mut g = Graph::from_raw(raw);
         prepare::propagate_dom_state(&mut g);
-        let owned = prepare::page_owned(&g);
-        let mut ephemerons = weakmap::EphemeronNames::new(g.strings.len());
-        // The size transfer and the essential-edge bitmap are independent:
-        // one thread each.
+        // WeakMap edge names are parsed beside the page-owned walk; the
+        // size transfer and the essential-edge bitmap are independent: the
+        // second thread does the transfer and then the last edges' share of
+        // the bitmap.
         let mut sizes = std::mem::take(&mut g.self_size);
-        let essential = std::thread::scope(|scope| {
+        let split = prepare::node_at_edge_share(&g, ESSENTIAL_SHARE_FIRST);
+        let (owned, ephemerons) = std::thread::scope(|scope| {
             let graph = &g;
-            let transfer = scope.spawn(|| prepare::transfer_owned_sizes(graph, &mut sizes));
-            let essential = prepare::essential_edges(graph, &owned, &mut ephemerons);
-            if let Err(panic) = transfer.join() {
-                std::panic::resume_unwind(panic);
-            }
-            essential
+            let names = scope.spawn(move || weakmap::EphemeronNames::new(&graph.strings));
+            let owned = prepare::page_owned(graph);
+            (owned, names.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
         });
+        let essential = std::thread::scope(|scope| {
+            let (graph, owned, names) = (&g, &owned, &ephemerons);
+            let second = scope.spawn(move || {
+                prepare::transfer_owned_sizes(graph, &mut sizes);
+                let mut bits = graph::Bits::new(graph.edge_count());
+                prepare::mark_essential(graph, owned, names, split..graph.node_count() as u32, &mut bits);
+                (sizes, bits)
+            });
+            let mut essential = graph::Bits::new(graph.edge_count());
+            prepare::mark_essential(graph, owned, names, 0..split, &mut essential);
+            let (sizes, rest) = second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            essential.or(&rest);
+            (sizes, essential)
+        });
+        let (sizes, essential) = essential;
         g.self_size = sizes;
-        (g, essential)
+        (g, essential, ephemerons)
     });
     progress.phase("dominators");
     let dominators = timings.time("dominators", || dominators::compute(&g, &essential));
     drop(essential);
     progress.phase("retained sizes");
     let retained = timings.time("retained", || dominators::retained_sizes(&g, &dominators));
-    Ok(Retained { g, dominators, retained, timings })
+    Ok(Retained { g, dominators, retained, ephemerons, timings })
 }
 
 /// The full analysis: retained sizes, distances, class names and aggregates.
 pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError> {
-    let Retained { mut g, dominators, retained, mut timings } = retained(path, progress)?;
+    let Retained { mut g, dominators, retained, ephemerons, mut timings } = retained(path, progress)?;
     let idom = dominators.idom;
     drop(dominators.preorder);
     // Classes and distances are independent: one thread each, on the shared
@@ -139,10 +158,10 @@ pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError
         let graph = &g;
         let via_edge = Vec::with_capacity(graph.node_count());
         let mut queue = std::collections::VecDeque::with_capacity(graph.node_count());
-        let mut ephemerons = weakmap::EphemeronNames::new(graph.strings.len());
+        let ephemerons = &ephemerons;
         let distances = scope.spawn(move || {
             let start = Instant::now();
-            let d = distances::compute_in(graph, &mut ephemerons, via_edge, &mut queue);
+            let d = distances::compute_in(graph, ephemerons, via_edge, &mut queue);
             ((d, ms(start)), queue)
         });
         let start = Instant::now();

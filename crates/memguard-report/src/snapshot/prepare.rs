@@ -130,23 +130,24 @@ pub fn page_owned(g: &Graph) -> Bits {
     owned
 }
 
-/// `initEssentialEdges`: the edges the dominator tree is built from.
-pub fn essential_edges(g: &Graph, page_owned: &Bits, ephemerons: &mut EphemeronNames) -> Bits {
-    let mut essential = Bits::new(g.edge_count());
+/// The first node whose edges start at or after `share` (0..=1) of all
+/// edges: where to split edge work between threads.
+pub fn node_at_edge_share(g: &Graph, share: f64) -> u32 {
+    let target = (g.edge_count() as f64 * share) as u32;
+    g.first_edge[..g.node_count()].partition_point(|&e| e < target) as u32
+}
+
+/// `initEssentialEdges`: marks in `essential` which edges of `nodes` the
+/// dominator tree is built from (the caller splits the nodes between
+/// threads and ORs the bitmaps).
+pub fn mark_essential(g: &Graph, page_owned: &Bits, ephemerons: &EphemeronNames, nodes: std::ops::Range<u32>, essential: &mut Bits) {
     let ek = g.ek;
-    for node in 0..g.node_count() as u32 {
+    for node in nodes {
         let node_owned = page_owned.get(node as usize);
+        let at_root = node == g.root;
         for e in g.edges(node) {
+            // Cheapest tests first; they are independent exclusions.
             let t = g.edge_type[e];
-            if t == ek.internal {
-                // A WeakMap value is kept by key and table together; DevTools
-                // keeps the key's edge and drops the table's.
-                if let Some((Some(table), _)) = ephemerons.parse(&g.strings, g.edge_name[e]) {
-                    if table == u64::from(g.node_id[node as usize]) {
-                        continue;
-                    }
-                }
-            }
             if t == ek.weak {
                 continue;
             }
@@ -154,26 +155,35 @@ pub fn essential_edges(g: &Graph, page_owned: &Bits, ephemerons: &mut EphemeronN
             if to == node {
                 continue;
             }
-            if node != g.root {
+            if !at_root {
                 // Shortcuts only mean something at the root (user globals).
                 if t == ek.shortcut {
                     continue;
                 }
-                if page_owned.get(to as usize) && !node_owned {
+                // Usually every node is page-owned: test the source first.
+                if !node_owned && page_owned.get(to as usize) {
                     continue;
+                }
+            }
+            if t == ek.internal {
+                // A WeakMap value is kept by key and table together; DevTools
+                // keeps the key's edge and drops the table's.
+                if let Some((Some(table), _)) = ephemerons.parse(g.edge_name[e]) {
+                    if table == u64::from(g.node_id[node as usize]) {
+                        continue;
+                    }
                 }
             }
             essential.set(e);
         }
     }
-    essential
 }
 
 /// `calculateShallowSizes`: arrays, system (hidden) objects and external
 /// string data owned by exactly one other object give it their shallow size.
 /// Skipped when the root has no user roots (an "expose internals" snapshot).
 /// Works on `sizes` (the graph's shallow sizes taken out of it) so it can run
-/// beside `essential_edges`, which reads the rest of the graph.
+/// beside `mark_essential`, which reads the rest of the graph.
 pub fn transfer_owned_sizes(g: &Graph, sizes: &mut [u32]) {
     let has_user_roots = g.edges(g.root).any(|e| g.is_user_root(g.edge_to[e]));
     if !has_user_roots {

@@ -3,6 +3,12 @@
 //! from the table, one from the key. DevTools drops the table's edge from the
 //! dominator computation and pairs the two in its distance BFS.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+use rustc_hash::FxHashMap;
+
+use super::graph::Bits;
 use super::strings::Strings;
 
 /// DevTools' `ephemeronNameRegex`; JS `.` excludes line terminators and JS
@@ -25,11 +31,10 @@ fn trailing_digits(s: &[u8]) -> usize {
 /// comes `X @D) -> value (Y @D` with X and Y anything but line terminators:
 /// that middle must end in ` @` and digits, and what precedes those must
 /// contain ` @`, digits and `) -> value (` somewhere.
-fn match_name(s: &str) -> Option<(&str, &str)> {
+fn match_name(b: &[u8]) -> Option<(&[u8], &[u8])> {
     const KEY: &[u8] = b" / part of key (";
     const TABLE: &[u8] = b") pair in WeakMap (table @";
     const VALUE: &[u8] = b") -> value (";
-    let b = s.as_bytes();
     let lead = b.iter().take_while(|c| c.is_ascii_digit()).count();
     if lead == 0 {
         return None;
@@ -46,7 +51,10 @@ fn match_name(s: &str) -> Option<(&str, &str)> {
         return None;
     }
     let head = middle[..middle.len() - value_digits].strip_suffix(b" @")?;
-    let key_ok = memchr::memmem::find_iter(head, VALUE).any(|k| {
+    // Searchers built once: building one costs more than a search here.
+    static VALUE_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(VALUE));
+    static LINE_SEP_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\xE2\x80"));
+    let key_ok = VALUE_FINDER.find_iter(head).any(|k| {
         let d = trailing_digits(&head[..k]);
         d > 0 && head[..k - d].ends_with(b" @")
     });
@@ -55,86 +63,58 @@ fn match_name(s: &str) -> Option<(&str, &str)> {
     }
     // Line terminators: \n, \r, U+2028 and U+2029 (E2 80 A8 / E2 80 A9).
     let terminator = memchr::memchr2(b'\n', b'\r', b).is_some()
-        || memchr::memmem::find_iter(b, b"\xE2\x80").any(|i| matches!(b.get(i + 2), Some(0xA8 | 0xA9)));
+        || LINE_SEP_FINDER.find_iter(b).any(|i| matches!(b.get(i + 2), Some(0xA8 | 0xA9)));
     if terminator {
         return None;
     }
-    Some((&s[lead..], &s[table_at..s.len() - 1]))
+    Some((&b[lead..], &b[table_at..b.len() - 1]))
 }
 
-/// Parsed ephemeron edge names, cached per string index.
+/// The snapshot's ephemeron edge names, parsed once up front so every pass
+/// (essential edges on two threads, distances) shares one read-only table.
 pub struct EphemeronNames {
-    /// 0 = not looked at yet, 1 = not an ephemeron name, 2 = parsed into `parsed`.
-    state: Vec<u8>,
-    parsed: rustc_hash::FxHashMap<u32, (Option<u64>, u32)>,
-    /// `duplicatedPart` of each parsed name, interned to a small id: by the
-    /// part's hash, to (id, name it was first seen in, where the part starts
-    /// there), so no part is copied (a `String` each was tens of MB of small
-    /// blocks on snapshots with many WeakMap entries).
-    parts: rustc_hash::FxHashMap<u64, (u32, u32, u32)>,
-    /// Parts whose hash an earlier, different part has.
-    collided: rustc_hash::FxHashMap<String, u32>,
-    part_count: u32,
+    /// Strings that are ephemeron names: one bit each, so the test made for
+    /// every internal edge stays in cache.
+    is_name: Bits,
+    /// Per such string: (table id, id of the `duplicatedPart` both edges of
+    /// a pair share).
+    parsed: FxHashMap<u32, (Option<u64>, u32)>,
 }
 
 impl EphemeronNames {
-    pub fn new(string_count: usize) -> Self {
-        EphemeronNames {
-            state: vec![0; string_count],
-            parsed: Default::default(),
-            parts: Default::default(),
-            collided: Default::default(),
-            part_count: 0,
+    pub fn new(strings: &Strings) -> Self {
+        let mut is_name = Bits::new(strings.len());
+        let mut parsed = FxHashMap::default();
+        // Parts borrowed from the string table: nothing is copied.
+        let mut parts: FxHashMap<&[u8], u32> = FxHashMap::default();
+        for i in 0..strings.len() as u32 {
+            // Cheap test first: an ephemeron name starts with a digit.
+            if !strings.bytes(i).first().is_some_and(u8::is_ascii_digit) {
+                continue;
+            }
+            let Some((part, table)) = match_name(strings.bytes(i)) else {
+                continue;
+            };
+            let next = parts.len() as u32;
+            let part_id = *parts.entry(part).or_insert(next);
+            // All digits: `None` only when too large for a u64.
+            let table = table.iter().try_fold(0u64, |v, &d| v.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+            parsed.insert(i, (table, part_id));
+            is_name.set(i as usize);
         }
+        EphemeronNames { is_name, parsed }
     }
 
     /// For an ephemeron name: (table id, id of the part shared by both edges).
     /// The table id is `None` when too large to equal any node id.
-    pub fn parse(&mut self, strings: &Strings, name: u32) -> Option<(Option<u64>, u32)> {
+    #[inline]
+    pub fn parse(&self, name: u32) -> Option<(Option<u64>, u32)> {
         let i = name as usize;
-        if i >= self.state.len() {
-            return None;
+        if i < self.is_name.len() && self.is_name.get(i) {
+            self.parsed.get(&name).copied()
+        } else {
+            None
         }
-        match self.state[i] {
-            1 => return None,
-            2 => return self.parsed.get(&name).copied(),
-            _ => {}
-        }
-        let s = strings.get(name);
-        // Cheap test first: almost no edge name is an ephemeron's.
-        let Some((part, table)) = match_name(s) else {
-            self.state[i] = 1;
-            return None;
-        };
-        let table = table.parse::<u64>().ok();
-        let lead = (s.len() - part.len()) as u32;
-        let hash = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            part.hash(&mut h);
-            h.finish()
-        };
-        let part_id = match self.parts.get(&hash) {
-            Some(&(id, first, at)) if &strings.get(first)[at as usize..] == part => id,
-            Some(_) => match self.collided.get(part) {
-                Some(&id) => id,
-                None => {
-                    let id = self.part_count;
-                    self.part_count += 1;
-                    self.collided.insert(part.to_string(), id);
-                    id
-                }
-            },
-            None => {
-                let id = self.part_count;
-                self.part_count += 1;
-                self.parts.insert(hash, (id, name, lead));
-                id
-            }
-        };
-        self.state[i] = 2;
-        self.parsed.insert(name, (table, part_id));
-        Some((table, part_id))
     }
 }
 
@@ -149,7 +129,8 @@ mod tests {
     }
 
     fn by_hand(s: &str) -> Option<(String, String)> {
-        match_name(s).map(|(a, b)| (a.to_string(), b.to_string()))
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        match_name(s.as_bytes()).map(|(a, b)| (text(a), text(b)))
     }
 
     #[test]
