@@ -22,24 +22,29 @@ struct Preds {
 
 fn essential_preds(g: &Graph, essential: &Bits) -> Preds {
     let n = g.node_count();
+    // Counts, then running sums: first[w] is where w's list ends. Filling
+    // backwards moves each first[w] to where w's list starts, without a
+    // second offsets array (this runs beside the DFS, at the memory peak);
+    // each list stays in ascending node order.
     let mut first = vec![0u32; n + 1];
     for e in 0..g.edge_count() {
         if essential.get(e) {
-            first[g.edge_to[e] as usize + 1] += 1;
+            first[g.edge_to[e] as usize] += 1;
         }
     }
-    for i in 0..n {
-        first[i + 1] += first[i];
+    let mut total = 0u32;
+    for f in first.iter_mut().take(n) {
+        total += *f;
+        *f = total;
     }
-    let total = first[n] as usize;
-    let mut from = vec![0u32; total];
-    let mut fill = first.clone();
-    for node in 0..n as u32 {
-        for e in g.edges(node) {
+    first[n] = total;
+    let mut from = vec![0u32; total as usize];
+    for node in (0..n as u32).rev() {
+        for e in g.edges(node).rev() {
             if essential.get(e) {
                 let to = g.edge_to[e] as usize;
-                from[fill[to] as usize] = node;
-                fill[to] += 1;
+                first[to] -= 1;
+                from[first[to] as usize] = node;
             }
         }
     }
@@ -55,173 +60,182 @@ pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
     })
 }
 
+/// The per-vertex fields of the paper side by side, so the random accesses
+/// of the main loop (by vertex, in DFS order) cost one cache line each
+/// instead of one per array. Memory is the constraint on big snapshots, so
+/// fields share storage over time:
+/// - `ancestor` holds the DFS parent until the vertex is linked;
+/// - `label` is the DFS's next edge to look at, then (zeroed once the vertex
+///   is done) the head of its bucket until it is linked;
+/// - `dom` holds the bucket's list links until the vertex leaves its bucket.
+#[derive(Clone, Copy, Default)]
+struct Vertex {
+    semi: u32,
+    ancestor: u32,
+    label: u32,
+    dom: u32,
+}
+
 fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> Dominators {
     let node_count = g.node_count();
     // 1-based vertex numbers as in the paper; 0 means "none".
     let len = node_count + 1;
-    // Memory is the constraint on big snapshots, so two arrays of the paper
-    // share storage (see the main loop): `ancestor` holds the DFS parent until
-    // the vertex is linked, `label` doubles as the bucket heads.
-    let mut ancestor = vec![0u32; len];
+    let mut vs = vec![Vertex::default(); len];
     let mut vertex = vec![0u32; len];
-    let mut semi = vec![0u32; len];
-    let mut next_edge = vec![0u32; len];
+    // Numbered vertices as bits: the DFS tests one per edge, and a bitmap
+    // stays in cache where the vertex array cannot.
+    let mut visited = Bits::new(len);
     let mut n: u32 = 0;
 
-    let dfs = |root: u32, n: &mut u32, parent: &mut [u32], semi: &mut [u32], vertex: &mut [u32], next_edge: &mut [u32]| {
-        let root_ordinal = (root - 1) as usize;
-        next_edge[root_ordinal] = g.first_edge[root_ordinal];
-        let mut v = root;
+    // Iterative DFS; ends where it meets vertex 0 (the start's parent).
+    let dfs = |start: u32, n: &mut u32, vs: &mut [Vertex], visited: &mut Bits, vertex: &mut [u32]| {
+        vs[start as usize].label = g.first_edge[(start - 1) as usize];
+        let mut v = start;
         while v != 0 {
-            if semi[v as usize] == 0 {
+            if !visited.get(v as usize) {
+                visited.set(v as usize);
                 *n += 1;
-                semi[v as usize] = *n;
+                vs[v as usize].semi = *n;
                 vertex[*n as usize] = v;
             }
-            let mut v_next = parent[v as usize];
-            let v_ordinal = (v - 1) as usize;
-            let end = g.first_edge[v_ordinal + 1];
-            while next_edge[v_ordinal] < end {
-                let e = next_edge[v_ordinal] as usize;
-                if essential.get(e) {
-                    let w_ordinal = g.edge_to[e];
+            let mut v_next = vs[v as usize].ancestor;
+            let end = g.first_edge[v as usize];
+            let mut e = vs[v as usize].label;
+            while e < end {
+                if essential.get(e as usize) {
+                    let w_ordinal = g.edge_to[e as usize];
                     let w = w_ordinal + 1;
-                    if semi[w as usize] == 0 {
-                        parent[w as usize] = v;
-                        next_edge[w_ordinal as usize] = g.first_edge[w_ordinal as usize];
+                    if !visited.get(w as usize) {
+                        vs[w as usize].ancestor = v;
+                        vs[w as usize].label = g.first_edge[w_ordinal as usize];
                         v_next = w;
                         break;
                     }
                 }
-                next_edge[v_ordinal] += 1;
+                e += 1;
             }
+            // Done with v's edges: its label slot starts as an empty bucket.
+            vs[v as usize].label = if e < end { e } else { 0 };
             v = v_next;
         }
     };
 
     let r = g.root + 1;
-    dfs(r, &mut n, &mut ancestor, &mut semi, &mut vertex, &mut next_edge);
+    dfs(r, &mut n, &mut vs, &mut visited, &mut vertex);
     let preds = preds();
     if (n as usize) < node_count {
         // Nodes whose every retainer is non-essential hang under the root.
+        // (Their DFS stops at them; the root's edges are all visited.)
         for v in 1..=node_count as u32 {
             let o = (v - 1) as usize;
-            if semi[v as usize] == 0 && preds.first[o] == preds.first[o + 1] {
-                ancestor[v as usize] = r;
-                dfs(v, &mut n, &mut ancestor, &mut semi, &mut vertex, &mut next_edge);
+            if !visited.get(v as usize) && preds.first[o] == preds.first[o + 1] {
+                dfs(v, &mut n, &mut vs, &mut visited, &mut vertex);
+                vs[v as usize].ancestor = r;
             }
         }
     }
     if (n as usize) < node_count {
         // What is left is held only by cycles: visit each one from the root.
         for v in 1..=node_count as u32 {
-            if semi[v as usize] == 0 {
-                ancestor[v as usize] = r;
+            if !visited.get(v as usize) {
+                visited.set(v as usize);
+                vs[v as usize].ancestor = r;
                 n += 1;
-                semi[v as usize] = n;
+                vs[v as usize].semi = n;
                 vertex[n as usize] = v;
             }
         }
     }
-    drop(next_edge);
+    drop(visited);
 
     // Vertices are linked in decreasing DFS number. Before its link a vertex's
-    // `ancestor` slot holds its DFS parent and its `label` slot heads its
-    // bucket: a bucket only ever holds descendants, all of which are processed
-    // (and the bucket drained) before the vertex itself is linked, and a label
-    // is only read for linked vertices.
+    // `ancestor` holds its DFS parent and its `label` heads its bucket: a
+    // bucket only ever holds descendants, all of which are processed (and the
+    // bucket drained) before the vertex itself is linked, and a label is only
+    // read for linked vertices.
     let mut linked = Bits::new(len);
-    let mut label = vec![0u32; len];
     let mut stack: Vec<u32> = Vec::new();
-    let compress = |v0: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], linked: &Bits, stack: &mut Vec<u32>| {
+    let compress = |v0: u32, vs: &mut [Vertex], linked: &Bits, stack: &mut Vec<u32>| {
         let mut v = v0;
         stack.clear();
-        while linked.get(ancestor[v as usize] as usize) {
+        while linked.get(vs[v as usize].ancestor as usize) {
             stack.push(v);
-            v = ancestor[v as usize];
+            v = vs[v as usize].ancestor;
         }
         while let Some(w) = stack.pop() {
             let w = w as usize;
-            let a = ancestor[w] as usize;
-            if semi[label[a] as usize] < semi[label[w] as usize] {
-                label[w] = label[a];
+            let a = vs[w].ancestor as usize;
+            let (label_a, ancestor_a) = (vs[a].label, vs[a].ancestor);
+            if vs[label_a as usize].semi < vs[vs[w].label as usize].semi {
+                vs[w].label = label_a;
             }
-            ancestor[w] = ancestor[a];
+            vs[w].ancestor = ancestor_a;
         }
     };
-    let evaluate =
-        |v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], linked: &Bits, stack: &mut Vec<u32>| -> u32 {
-            if !linked.get(v as usize) {
-                return v;
-            }
-            compress(v, ancestor, label, semi, linked, stack);
-            label[v as usize]
-        };
+    let evaluate = |v: u32, vs: &mut [Vertex], linked: &Bits, stack: &mut Vec<u32>| -> u32 {
+        if !linked.get(v as usize) {
+            return v;
+        }
+        compress(v, vs, linked, stack);
+        vs[v as usize].label
+    };
 
-    // A bucket is a linked list whose links live in `dom`: dom[v] is only
-    // written when v leaves its bucket, after its link was read.
-    let mut dom = vec![0u32; len];
     for i in (2..=n).rev() {
         let w = vertex[i as usize];
         let w_ordinal = (w - 1) as usize;
         let (from, to) = (preds.first[w_ordinal] as usize, preds.first[w_ordinal + 1] as usize);
+        let mut semi_w = vs[w as usize].semi;
         if from == to {
             // No essential retainer: the root is its only predecessor.
-            semi[w as usize] = semi[r as usize];
+            semi_w = vs[r as usize].semi;
         }
         for k in from..to {
             let v = preds.from[k] + 1;
-            let u = evaluate(v, &mut ancestor, &mut label, &semi, &linked, &mut stack);
-            if semi[u as usize] < semi[w as usize] {
-                semi[w as usize] = semi[u as usize];
-            }
+            let u = evaluate(v, &mut vs, &linked, &mut stack);
+            semi_w = semi_w.min(vs[u as usize].semi);
         }
-        let b = vertex[semi[w as usize] as usize] as usize;
-        dom[w as usize] = label[b];
-        label[b] = w;
-        let p = ancestor[w as usize];
+        vs[w as usize].semi = semi_w;
+        let b = vertex[semi_w as usize] as usize;
+        vs[w as usize].dom = vs[b].label;
+        vs[b].label = w;
+        let p = vs[w as usize].ancestor;
         // link(p, w): ancestor[w] already holds p. A bucket still non-empty
         // here can only hold vertices whose semidominator is not their DFS
         // ancestor (cycles only reachable through the "visit from the root"
         // fallback): DevTools never drains those, so they keep dom 0 and end
         // up under the root; clear their list links to the same effect.
-        let mut stranded = label[w as usize];
+        let mut stranded = vs[w as usize].label;
         while stranded != 0 {
-            let next = dom[stranded as usize];
-            dom[stranded as usize] = 0;
+            let next = vs[stranded as usize].dom;
+            vs[stranded as usize].dom = 0;
             stranded = next;
         }
         linked.set(w as usize);
-        label[w as usize] = w;
-        let mut v = label[p as usize];
-        label[p as usize] = 0;
+        vs[w as usize].label = w;
+        let mut v = vs[p as usize].label;
+        vs[p as usize].label = 0;
         while v != 0 {
-            let next = dom[v as usize];
-            let u = evaluate(v, &mut ancestor, &mut label, &semi, &linked, &mut stack);
-            dom[v as usize] = if semi[u as usize] < semi[v as usize] { u } else { p };
+            let next = vs[v as usize].dom;
+            let u = evaluate(v, &mut vs, &linked, &mut stack);
+            vs[v as usize].dom = if vs[u as usize].semi < vs[v as usize].semi { u } else { p };
             v = next;
         }
     }
-    drop(ancestor);
-    drop(label);
     drop(linked);
     drop(preds);
-    dom[0] = r;
-    dom[r as usize] = r;
+    vs[0].dom = r;
+    vs[r as usize].dom = r;
     for i in 2..=n {
         let w = vertex[i as usize] as usize;
-        if dom[w] != vertex[semi[w] as usize] {
-            dom[w] = dom[dom[w] as usize];
+        let d = vs[w].dom;
+        if d != vertex[vs[w].semi as usize] {
+            vs[w].dom = vs[d as usize].dom;
         }
     }
-    drop(semi);
 
-    // To 0-based ordinals in place: idom[o] = dom[o + 1] - 1.
-    dom.remove(0);
-    for d in dom.iter_mut() {
-        *d -= 1;
-    }
-    let idom = dom;
+    // To 0-based ordinals: idom[o] = dom[o + 1] - 1.
+    let idom: Vec<u32> = vs[1..].iter().map(|x| x.dom - 1).collect();
+    drop(vs);
     // DFS preorder as ordinals: every node comes after its dominator.
     vertex.remove(0);
     for v in vertex.iter_mut() {
