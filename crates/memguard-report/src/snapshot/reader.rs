@@ -142,7 +142,7 @@ struct Bytes<R> {
     base: u64,
 }
 
-const BUF_SIZE: usize = 4 << 20;
+const BUF_SIZE: usize = 1 << 20;
 
 impl<R: Read> Bytes<R> {
     fn new(inner: R, size: usize) -> Self {
@@ -213,83 +213,6 @@ impl<R: Read> Bytes<R> {
                 Ok(())
             }
             Some(b) => corrupt(format!("expected '{}' {what}, found '{}'", want as char, (b as char).escape_default())),
-        }
-    }
-
-    /// Scans a JSON array of non-negative integers (the opening `[` already
-    /// read), handing each to `sink`. The hot loop of the whole reader.
-    fn scan_uints(&mut self, what: &str, mut sink: impl FnMut(u64) -> Result<()>) -> Result<()> {
-        let mut value: u64 = 0;
-        let mut digits = 0u32;
-        // A number ended by whitespace still needs its comma (or the `]`).
-        let mut ended = false;
-        // After a comma a number must follow.
-        let mut need_value = false;
-        loop {
-            if !self.fill()? {
-                return Err(ReadError::Truncated(format!("file ends inside \"{what}\"")));
-            }
-            let chunk = &self.buf[self.pos..self.end];
-            let len = chunk.len();
-            let mut i = 0;
-            while i < len {
-                let b = chunk[i];
-                if b.is_ascii_digit() {
-                    if ended {
-                        return corrupt(format!("missing comma in \"{what}\""));
-                    }
-                    // Tight loop over the digit run; wrapping is harmless since
-                    // more than 19 digits is rejected below.
-                    let run_start = i;
-                    let v;
-                    (i, v) = digit_run(chunk, i, value);
-                    let d = digits + (i - run_start) as u32;
-                    if d > 19 {
-                        return corrupt(format!("number too large in \"{what}\""));
-                    }
-                    value = v;
-                    digits = d;
-                    continue;
-                }
-                match b {
-                    b',' => {
-                        if digits != 0 {
-                            sink(value)?;
-                        } else if !ended {
-                            return corrupt(format!("empty element in \"{what}\""));
-                        }
-                        value = 0;
-                        digits = 0;
-                        ended = false;
-                        need_value = true;
-                    }
-                    b' ' | b'\n' | b'\r' | b'\t' => {
-                        if digits != 0 {
-                            sink(value)?;
-                            value = 0;
-                            digits = 0;
-                            ended = true;
-                        }
-                    }
-                    b']' => {
-                        if digits != 0 {
-                            sink(value)?;
-                        } else if need_value && !ended {
-                            return corrupt(format!("trailing comma in \"{what}\""));
-                        }
-                        self.pos += i + 1;
-                        return Ok(());
-                    }
-                    _ => {
-                        return corrupt(format!(
-                            "unexpected '{}' in \"{what}\" (only non-negative integers belong there)",
-                            (b as char).escape_default()
-                        ))
-                    }
-                }
-                i += 1;
-            }
-            self.pos = self.end;
         }
     }
 
@@ -658,7 +581,6 @@ struct Seen {
     nodes: bool,
     edges: bool,
     strings: bool,
-    raw_locations: Vec<u32>,
 }
 
 /// Where `read_sections` stopped.
@@ -728,16 +650,15 @@ fn read_sections<R: Read>(
                     return corrupt("\"edges\" comes before \"nodes\"");
                 }
                 r.expect(b'[', "to open \"edges\"")?;
-                read_edges(r, snap, max_numbers)?;
+                read_all_edges(r, snap, max_numbers)?;
                 seen.edges = true;
             }
             b"locations" => {
+                if !seen.meta {
+                    return corrupt("\"locations\" comes before the \"snapshot\" header");
+                }
                 r.expect(b'[', "to open \"locations\"")?;
-                let raw = &mut seen.raw_locations;
-                r.scan_uints("locations", |v| {
-                    raw.push(v as u32);
-                    Ok(())
-                })?;
+                read_locations(r, snap)?;
             }
             b"strings" => {
                 r.expect(b'[', "to open \"strings\"")?;
@@ -753,13 +674,12 @@ fn read_sections<R: Read>(
     Ok(Stop::End)
 }
 
-fn finish(mut snap: RawSnapshot, seen: Seen) -> Result<RawSnapshot> {
+fn finish(snap: RawSnapshot, seen: Seen) -> Result<RawSnapshot> {
     for (present, name) in [(seen.meta, "snapshot"), (seen.nodes, "nodes"), (seen.edges, "edges"), (seen.strings, "strings")] {
         if !present {
             return corrupt(format!("no \"{name}\" section"));
         }
     }
-    collect_locations(&mut snap, &seen.raw_locations)?;
     validate(&snap)?;
     Ok(snap)
 }
@@ -778,64 +698,69 @@ fn read_plain_split(path: &Path, bar: Option<indicatif::ProgressBar>, max_number
     }
     let nodes_at = r.offset();
     let meta = snap.meta.clone();
-    let path = path.to_path_buf();
+    // The final edge columns; each thread fills its own part of them.
+    let mut columns = EdgeColumns::zeroed(&meta, max_numbers);
     // `edges` is about twice as long as `nodes`: this thread also reads the
     // first edges (as many as the other thread says), that one the rest.
-    let (split_tx, split_rx) = std::sync::mpsc::channel::<u64>();
-    let rest = std::thread::spawn(move || -> Result<(RawSnapshot, Seen)> {
-        use std::io::{Seek, SeekFrom};
-        let mut file = File::open(&path)?;
-        file.seek(SeekFrom::Start(nodes_at))?;
-        let after_nodes = find_byte(&mut file, b']')?.map(|i| nodes_at + i + 1);
-        let Some(after_nodes) = after_nodes else {
-            return Err(ReadError::Truncated("file ends inside \"nodes\"".into()));
-        };
-        let mut part = RawSnapshot { meta, ..RawSnapshot::default() };
-        let mut seen = Seen { meta: true, nodes: true, ..Seen::default() };
-        if let Some((records, resume_at)) = edges_split(&path, nodes_at, after_nodes, &part.meta)? {
-            let _ = split_tx.send(records);
-            file.seek(SeekFrom::Start(resume_at))?;
+    let (nodes, rest) = std::thread::scope(|scope| {
+        let (split_tx, split_rx) = std::sync::mpsc::channel::<EdgeSink<'_>>();
+        let whole = columns.sink();
+        let meta = &meta;
+        let rest = scope.spawn(move || -> Result<(RawSnapshot, Seen, Option<usize>)> {
+            use std::io::{Seek, SeekFrom};
+            let mut file = File::open(path)?;
+            file.seek(SeekFrom::Start(nodes_at))?;
+            let after_nodes = find_byte(&mut file, b']')?.map(|i| nodes_at + i + 1);
+            let Some(after_nodes) = after_nodes else {
+                return Err(ReadError::Truncated("file ends inside \"nodes\"".into()));
+            };
+            let mut part = RawSnapshot { meta: meta.clone(), ..RawSnapshot::default() };
+            let mut seen = Seen { meta: true, nodes: true, ..Seen::default() };
+            let split = edges_split(path, nodes_at, after_nodes, meta)?.filter(|&(records, _)| records <= whole.capacity() as u64);
+            if let Some((records, resume_at)) = split {
+                let (front, mut back) = whole.split_at(records as usize);
+                let _ = split_tx.send(front);
+                file.seek(SeekFrom::Start(resume_at))?;
+                let mut r = Bytes::new(Counting { inner: file, bar }, buffer);
+                read_edges_upto(&mut r, meta, &mut back, None)?;
+                seen.edges = true;
+                read_sections(&mut r, &mut part, &mut seen, max_numbers, false, true)?;
+                return Ok((part, seen, Some(records as usize + back.len)));
+            }
+            drop(split_tx);
+            file.seek(SeekFrom::Start(after_nodes))?;
             let mut r = Bytes::new(Counting { inner: file, bar }, buffer);
-            read_edges(&mut r, &mut part, max_numbers)?;
-            seen.edges = true;
             read_sections(&mut r, &mut part, &mut seen, max_numbers, false, true)?;
-            return Ok((part, seen));
-        }
-        drop(split_tx);
-        file.seek(SeekFrom::Start(after_nodes))?;
-        let mut r = Bytes::new(Counting { inner: file, bar }, buffer);
-        read_sections(&mut r, &mut part, &mut seen, max_numbers, false, true)?;
-        Ok((part, seen))
+            Ok((part, seen, None))
+        });
+        let nodes = r.expect(b'[', "to open \"nodes\"").and_then(|()| read_nodes(&mut r, &mut snap, max_numbers)).and_then(|()| {
+            match split_rx.recv() {
+                Ok(mut front) => read_first_edges(&mut r, meta, &mut front),
+                Err(_) => Ok(()),
+            }
+        });
+        (nodes, rest.join())
     });
-    r.expect(b'[', "to open \"nodes\"")?;
-    let nodes = read_nodes(&mut r, &mut snap, max_numbers).and_then(|()| match split_rx.recv() {
-        Ok(records) => read_first_edges(&mut r, &mut snap, max_numbers, records),
-        Err(_) => Ok(()),
-    });
-    let (part, rest_seen) = match rest.join() {
+    let (part, rest_seen, edges_read) = match rest {
         Ok(result) => result?,
         Err(_) => return corrupt("reader thread failed"),
     };
     nodes?;
-    if snap.edge_to.is_empty() {
-        snap.edge_type = part.edge_type;
-        snap.edge_name = part.edge_name;
-        snap.edge_to = part.edge_to;
-    } else {
-        snap.edge_type.extend_from_slice(&part.edge_type);
-        drop(part.edge_type);
-        snap.edge_name.extend_from_slice(&part.edge_name);
-        drop(part.edge_name);
-        snap.edge_to.extend_from_slice(&part.edge_to);
-        drop(part.edge_to);
+    match edges_read {
+        Some(count) => columns.into_snapshot(&mut snap, count),
+        None => {
+            snap.edge_type = part.edge_type;
+            snap.edge_name = part.edge_name;
+            snap.edge_to = part.edge_to;
+        }
     }
     snap.strings = part.strings;
+    snap.locations = part.locations;
     let seen = Seen {
         meta: true,
         nodes: true,
         edges: rest_seen.edges,
         strings: rest_seen.strings,
-        raw_locations: rest_seen.raw_locations,
     };
     finish(snap, seen)
 }
@@ -932,8 +857,9 @@ fn count_commas(bytes: &[u8]) -> u64 {
     count + words.remainder().iter().filter(|&&b| b == b',').count() as u64
 }
 
-/// The `"edges":[` key and the first `records` edges, on the nodes thread.
-fn read_first_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64, records: u64) -> Result<()> {
+/// The `"edges":[` key and the first edges (as many as `sink` holds), on
+/// the nodes thread.
+fn read_first_edges<R: Read>(r: &mut Bytes<R>, meta: &Meta, sink: &mut EdgeSink) -> Result<()> {
     r.expect(b',', "after \"nodes\"")?;
     r.expect(b'"', "before \"edges\"")?;
     let mut key = Vec::new();
@@ -943,7 +869,11 @@ fn read_first_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbe
     }
     r.expect(b':', "after a key")?;
     r.expect(b'[', "to open \"edges\"")?;
-    read_edges_upto(r, snap, max_numbers, Some(records))?;
+    let records = sink.capacity();
+    read_edges_upto(r, meta, sink, Some(records as u64))?;
+    if sink.len != records {
+        return corrupt("\"edges\" ends early");
+    }
     // The comma after them is where the other thread starts.
     r.expect(b',', "inside \"edges\"")
 }
@@ -1029,28 +959,97 @@ fn read_nodes<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
     Ok(())
 }
 
-fn read_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64) -> Result<()> {
-    read_edges_upto(r, snap, max_numbers, None)
+/// The final edge columns, sized from the header (zeroed pages cost nothing
+/// until written) and cut to the edges read.
+struct EdgeColumns {
+    ty: Vec<u8>,
+    name: Vec<u32>,
+    to: Vec<u32>,
 }
 
-/// `read_edges`, or with `records` only that many edges (no `]` after them).
-fn read_edges_upto<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64, records: Option<u64>) -> Result<()> {
-    let fields = &snap.meta.edge_fields;
+impl EdgeColumns {
+    fn zeroed(meta: &Meta, max_numbers: u64) -> EdgeColumns {
+        let width = meta.edge_fields.len().max(1) as u64;
+        let n = meta.edge_count.min(max_numbers / width) as usize;
+        EdgeColumns { ty: vec![0; n], name: vec![0; n], to: vec![0; n] }
+    }
+
+    fn sink(&mut self) -> EdgeSink<'_> {
+        EdgeSink { ty: &mut self.ty, name: &mut self.name, to: &mut self.to, len: 0 }
+    }
+
+    fn into_snapshot(mut self, snap: &mut RawSnapshot, count: usize) {
+        self.ty.truncate(count);
+        self.name.truncate(count);
+        self.to.truncate(count);
+        snap.edge_type = self.ty;
+        snap.edge_name = self.name;
+        snap.edge_to = self.to;
+    }
+}
+
+/// A range of the edge columns being filled from its start: all of them, or
+/// one reader thread's part.
+struct EdgeSink<'a> {
+    ty: &'a mut [u8],
+    name: &'a mut [u32],
+    to: &'a mut [u32],
+    /// Edges written.
+    len: usize,
+}
+
+impl<'a> EdgeSink<'a> {
+    fn capacity(&self) -> usize {
+        self.to.len()
+    }
+
+    /// Two sinks: the first `mid` edges and the rest (of an unwritten sink).
+    fn split_at(self, mid: usize) -> (EdgeSink<'a>, EdgeSink<'a>) {
+        let (ty, ty_rest) = self.ty.split_at_mut(mid);
+        let (name, name_rest) = self.name.split_at_mut(mid);
+        let (to, to_rest) = self.to.split_at_mut(mid);
+        (EdgeSink { ty, name, to, len: 0 }, EdgeSink { ty: ty_rest, name: name_rest, to: to_rest, len: 0 })
+    }
+
+    #[inline]
+    fn push(&mut self, ty: u8, name: u32, to: u32) -> Result<()> {
+        let i = self.len;
+        if i == self.to.len() {
+            return corrupt("\"edges\" holds more edges than the header's edge_count");
+        }
+        self.ty[i] = ty;
+        self.name[i] = name;
+        self.to[i] = to;
+        self.len = i + 1;
+        Ok(())
+    }
+}
+
+/// The whole `edges` array (its `[` read) into `snap`'s edge columns.
+fn read_all_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64) -> Result<()> {
+    let mut columns = EdgeColumns::zeroed(&snap.meta, max_numbers);
+    let mut sink = columns.sink();
+    read_edges_upto(r, &snap.meta, &mut sink, None)?;
+    let count = sink.len;
+    columns.into_snapshot(snap, count);
+    Ok(())
+}
+
+/// Edges into `sink`: up to the array's `]`, or with `records` only that
+/// many (no `]` after them).
+fn read_edges_upto<R: Read>(r: &mut Bytes<R>, meta: &Meta, sink: &mut EdgeSink, records: Option<u64>) -> Result<()> {
+    let fields = &meta.edge_fields;
     let pos = |name: &str| fields.iter().position(|f| f == name).unwrap_or(0);
     // Required fields are checked in parse_meta.
     let (at_type, at_name, at_to) = (pos("type"), pos("name_or_index"), pos("to_node"));
     let width = fields.len();
-    // The nodes may be read on another thread at the same time: size and check
-    // against the header's counts; `validate` compares with the nodes later.
-    let expect = snap.meta.edge_count.min(max_numbers / width as u64) as usize;
-    snap.edge_type.reserve_exact(expect);
-    snap.edge_name.reserve_exact(expect);
-    snap.edge_to.reserve_exact(expect);
-    let node_width = snap.meta.node_fields.len() as u64;
-    let limit = snap.meta.node_count.saturating_mul(node_width).min(u64::from(u32::MAX));
+    // The nodes may be read on another thread at the same time: check against
+    // the header's counts; `validate` compares with the nodes later.
+    let node_width = meta.node_fields.len() as u64;
+    let limit = meta.node_count.saturating_mul(node_width).min(u64::from(u32::MAX));
     // `to_node / node_width` by multiplication: exact for every value below 2^32.
     let reciprocal = u64::MAX / node_width + 1;
-    let type_count = snap.meta.edge_types.len() as u64;
+    let type_count = meta.edge_types.len() as u64;
     let mut first = true;
     let mut rec = vec![0u64; width];
     let mut left = records.unwrap_or(u64::MAX);
@@ -1068,9 +1067,7 @@ fn read_edges_upto<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_number
         if to >= limit || ordinal * node_width != to {
             return corrupt(format!("edge points to {to}, not a node"));
         }
-        snap.edge_type.push(t as u8);
-        snap.edge_name.push(rec[at_name] as u32);
-        snap.edge_to.push(ordinal as u32);
+        sink.push(t as u8, rec[at_name] as u32, ordinal as u32)?;
     }
     Ok(())
 }
@@ -1083,8 +1080,19 @@ fn read_strings<R: Read>(r: &mut Bytes<R>, strings: &mut Strings) -> Result<()> 
                 r.pos += 1;
                 return Ok(());
             }
-            Some(b'"') => r.pos += 1,
+            Some(b'"') => {}
             Some(b) => return corrupt(format!("expected a string in \"strings\", found '{}'", (b as char).escape_default())),
+        }
+        match string_fast(&r.buf[r.pos..r.end], strings) {
+            Some((used, more)) => {
+                r.pos += used;
+                if more {
+                    continue;
+                }
+                strings.shrink();
+                return Ok(());
+            }
+            None => r.pos += 1,
         }
         let start = strings.begin();
         r.read_string_into(strings.arena_mut(), usize::MAX)?;
@@ -1102,26 +1110,48 @@ fn read_strings<R: Read>(r: &mut Bytes<R>, strings: &mut Strings) -> Result<()> 
     }
 }
 
-fn collect_locations(snap: &mut RawSnapshot, raw: &[u32]) -> Result<()> {
-    let f = &snap.meta.location_fields;
-    let width = f.len();
-    if width == 0 || raw.is_empty() {
-        return Ok(());
+/// One string of `strings` and its separator from the start of `buf` (at
+/// the opening quote), when all of it is there and it has no escapes: the
+/// bytes used and whether more strings follow. Anything else is left to the
+/// general path.
+#[inline]
+fn string_fast(buf: &[u8], strings: &mut Strings) -> Option<(usize, bool)> {
+    let close = 1 + memchr::memchr2(b'"', b'\\', buf.get(1..)?)?;
+    if buf[close] != b'"' {
+        return None;
     }
-    let pos = |name: &str| f.iter().position(|x| x == name);
-    let (Some(obj), Some(script), Some(line), Some(col)) = (pos("object_index"), pos("script_id"), pos("line"), pos("column")) else {
-        return Ok(());
+    let mut j = close + 1;
+    while matches!(buf.get(j)?, b' ' | b'\n' | b'\r' | b'\t') {
+        j += 1;
+    }
+    let more = match buf[j] {
+        b',' => true,
+        b']' => false,
+        _ => return None,
     };
-    if raw.len() % width != 0 {
-        return corrupt("\"locations\" length is not a multiple of meta.location_fields");
-    }
-    let node_width = snap.meta.node_fields.len() as u32;
-    for rec in raw.chunks_exact(width) {
-        let index = rec[obj];
-        if index % node_width != 0 || (index / node_width) as usize >= snap.node_type.len() {
+    strings.push_bytes(&buf[1..close]);
+    Some((j + 1, more))
+}
+
+/// The `locations` array (its `[` read): (node, script, line, column) for
+/// each record, when meta names those fields.
+fn read_locations<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot) -> Result<()> {
+    let f = &snap.meta.location_fields;
+    let pos = |name: &str| f.iter().position(|x| x == name);
+    let wanted = (pos("object_index"), pos("script_id"), pos("line"), pos("column"));
+    let node_width = snap.meta.node_fields.len().max(1) as u32;
+    let node_count = snap.meta.node_count;
+    let mut rec = vec![0u64; f.len().max(1)];
+    let mut first = true;
+    while r.next_record(&mut first, &mut rec, "locations", "location_fields")? {
+        let (Some(obj), Some(script), Some(line), Some(col)) = wanted else {
+            continue;
+        };
+        let index = rec[obj] as u32;
+        if index % node_width != 0 || u64::from(index / node_width) >= node_count {
             return corrupt("a location points to no node");
         }
-        snap.locations.push([index / node_width, rec[script], rec[line], rec[col]]);
+        snap.locations.push([index / node_width, rec[script] as u32, rec[line] as u32, rec[col] as u32]);
     }
     Ok(())
 }
