@@ -194,10 +194,4 @@ impl Bits {
     pub fn set(&mut self, i: usize) {
         self.0[i >> 6] |= 1 << (i & 63);
     }
-    /// Sets every bit set in `other` (of the same length).
-    pub fn or(&mut self, other: &Bits) {
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a |= b;
-        }
-    }
 }

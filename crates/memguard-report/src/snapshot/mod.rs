@@ -93,10 +93,6 @@ fn map_read_error(path: &Path, e: reader::ReadError) -> ReportError {
     }
 }
 
-/// The share of the essential-edge work done on the main thread while the
-/// other does the (shorter) shallow-size transfer first.
-const ESSENTIAL_SHARE_FIRST: f64 = 0.65;
-
 /// Reads `path` and computes the dominator tree and retained sizes.
 pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportError> {
     let mut timings = Timings::default();
@@ -107,33 +103,29 @@ pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportErro
     let (g, essential, ephemerons) = timings.time("graph", || {
         let mut g = Graph::from_raw(raw);
         prepare::propagate_dom_state(&mut g);
-        // WeakMap edge names are parsed beside the page-owned walk; the
-        // size transfer and the essential-edge bitmap are independent: the
-        // second thread does the transfer and then the last edges' share of
-        // the bitmap.
+        // Two threads: this one walks the page-owned nodes and then marks
+        // the essential edges; the other parses the WeakMap edge names (the
+        // marking needs them) and then does the independent shallow-size
+        // transfer.
         let mut sizes = std::mem::take(&mut g.self_size);
-        let split = prepare::node_at_edge_share(&g, ESSENTIAL_SHARE_FIRST);
-        let (owned, ephemerons) = std::thread::scope(|scope| {
+        let (sizes, essential, ephemerons) = std::thread::scope(|scope| {
             let graph = &g;
-            let names = scope.spawn(move || weakmap::EphemeronNames::new(&graph.strings));
-            let owned = prepare::page_owned(graph);
-            (owned, names.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-        });
-        let essential = std::thread::scope(|scope| {
-            let (graph, owned, names) = (&g, &owned, &ephemerons);
+            let (names_tx, names_rx) = std::sync::mpsc::channel();
             let second = scope.spawn(move || {
+                let _ = names_tx.send(weakmap::EphemeronNames::new(&graph.strings));
                 prepare::transfer_owned_sizes(graph, &mut sizes);
-                let mut bits = graph::Bits::new(graph.edge_count());
-                prepare::mark_essential(graph, owned, names, split..graph.node_count() as u32, &mut bits);
-                (sizes, bits)
+                sizes
             });
+            let owned = prepare::page_owned(graph);
+            let joined = |second: std::thread::ScopedJoinHandle<'_, Vec<u32>>| second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let Ok(ephemerons) = names_rx.recv() else {
+                joined(second);
+                unreachable!("the names thread sends unless it panics");
+            };
             let mut essential = graph::Bits::new(graph.edge_count());
-            prepare::mark_essential(graph, owned, names, 0..split, &mut essential);
-            let (sizes, rest) = second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            essential.or(&rest);
-            (sizes, essential)
+            prepare::mark_essential(graph, &owned, &ephemerons, 0..graph.node_count() as u32, &mut essential);
+            (joined(second), essential, ephemerons)
         });
-        let (sizes, essential) = essential;
         g.self_size = sizes;
         (g, essential, ephemerons)
     });

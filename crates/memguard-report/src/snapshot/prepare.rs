@@ -130,16 +130,8 @@ pub fn page_owned(g: &Graph) -> Bits {
     owned
 }
 
-/// The first node whose edges start at or after `share` (0..=1) of all
-/// edges: where to split edge work between threads.
-pub fn node_at_edge_share(g: &Graph, share: f64) -> u32 {
-    let target = (g.edge_count() as f64 * share) as u32;
-    g.first_edge[..g.node_count()].partition_point(|&e| e < target) as u32
-}
-
 /// `initEssentialEdges`: marks in `essential` which edges of `nodes` the
-/// dominator tree is built from (the caller splits the nodes between
-/// threads and ORs the bitmaps).
+/// dominator tree is built from.
 pub fn mark_essential(g: &Graph, page_owned: &Bits, ephemerons: &EphemeronNames, nodes: std::ops::Range<u32>, essential: &mut Bits) {
     let ek = g.ek;
     for node in nodes {

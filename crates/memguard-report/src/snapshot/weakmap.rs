@@ -70,6 +70,17 @@ fn match_name(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&b[lead..], &b[table_at..b.len() - 1]))
 }
 
+/// A part's identity: two independent 64-bit hashes of its text (SipHash
+/// and FxHash), so that two different parts share one with a chance of about
+/// n² / 2^129.
+fn identity(part: &[u8]) -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut sip = std::collections::hash_map::DefaultHasher::new();
+    sip.write(part);
+    let fx = rustc_hash::FxBuildHasher.hash_one(part);
+    (u128::from(sip.finish()) << 64) | u128::from(fx)
+}
+
 /// The snapshot's ephemeron edge names, parsed once up front so every pass
 /// (essential edges on two threads, distances) shares one read-only table.
 pub struct EphemeronNames {
@@ -84,9 +95,8 @@ pub struct EphemeronNames {
 impl EphemeronNames {
     pub fn new(strings: &Strings) -> Self {
         let mut is_name = Bits::new(strings.len());
-        let mut parsed = FxHashMap::default();
-        // Parts borrowed from the string table: nothing is copied.
-        let mut parts: FxHashMap<&[u8], u32> = FxHashMap::default();
+        // (string, table id, the part's identity); in string order.
+        let mut found: Vec<(u32, Option<u64>, u128)> = Vec::new();
         for i in 0..strings.len() as u32 {
             // Cheap test first: an ephemeron name starts with a digit.
             if !strings.bytes(i).first().is_some_and(u8::is_ascii_digit) {
@@ -95,12 +105,26 @@ impl EphemeronNames {
             let Some((part, table)) = match_name(strings.bytes(i)) else {
                 continue;
             };
-            let next = parts.len() as u32;
-            let part_id = *parts.entry(part).or_insert(next);
             // All digits: `None` only when too large for a u64.
             let table = table.iter().try_fold(0u64, |v, &d| v.checked_mul(10)?.checked_add(u64::from(d - b'0')));
-            parsed.insert(i, (table, part_id));
+            found.push((i, table, identity(part)));
             is_name.set(i as usize);
+        }
+        // Parts numbered by sorting their identities: a map keyed by the
+        // part text chased a pointer into the string table per lookup.
+        let mut by_part: Vec<(u128, u32)> = found.iter().enumerate().map(|(k, f)| (f.2, k as u32)).collect();
+        by_part.sort_unstable();
+        let mut part_of = vec![0u32; found.len()];
+        let mut part_id = 0u32;
+        for (j, &(identity, k)) in by_part.iter().enumerate() {
+            if j > 0 && by_part[j - 1].0 != identity {
+                part_id += 1;
+            }
+            part_of[k as usize] = part_id;
+        }
+        let mut parsed = FxHashMap::with_capacity_and_hasher(found.len(), Default::default());
+        for (&(i, table, _), &part) in found.iter().zip(&part_of) {
+            parsed.insert(i, (table, part));
         }
         EphemeronNames { is_name, parsed }
     }
