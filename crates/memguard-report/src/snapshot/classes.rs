@@ -141,7 +141,10 @@ fn object_names(g: &Graph, names: &mut Added) -> Vec<u32> {
     let regexp = index_for(names, "RegExp");
     let mut by_type: Vec<Option<u32>> = vec![None; g.node_types.len()];
     let n = g.node_count();
-    let mut out = vec![0u32; n];
+    // One slot more than needed: this buffer later holds the dominator
+    // tree's n + 1 offsets, and growing it then would move it.
+    let mut out = Vec::with_capacity(n + 1);
+    out.resize(n, 0u32);
     let nk = g.nk;
     for i in 0..n {
         let t = g.node_type[i];
