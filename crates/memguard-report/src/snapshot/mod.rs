@@ -46,6 +46,7 @@ impl Default for Options {
     }
 }
 
+
 /// Wall time per phase, in milliseconds.
 #[derive(Debug, Default, Clone)]
 pub struct Timings(pub Vec<(String, f64)>);
@@ -192,14 +193,26 @@ impl Analysis {
         order
     }
 
-    /// The objects of aggregate `a` that count toward its retained size: those
-    /// with no dominator of the same class (DevTools' maxRet rule).
-    pub fn top_level_objects(&self, a: usize) -> Vec<u32> {
+    /// For each aggregate of `aggs`, its objects that count toward its
+    /// retained size: those with no dominator of the same class (DevTools'
+    /// maxRet rule). One pass over the nodes for all of them.
+    pub fn top_level_objects(&self, aggs: &[usize]) -> Vec<Vec<u32>> {
         let c = &self.classes;
-        (0..c.key_of.len())
-            .filter(|&o| c.counted.get(o) && c.class_of(&self.g, o) == a as u32)
-            .map(|o| o as u32)
-            .collect()
+        let mut slot = vec![usize::MAX; c.aggs.len()];
+        for (k, &a) in aggs.iter().enumerate() {
+            slot[a] = k;
+        }
+        let mut objects = vec![Vec::new(); aggs.len()];
+        for o in 0..c.key_of.len() {
+            if !c.counted.get(o) {
+                continue;
+            }
+            let a = c.class_of(&self.g, o);
+            if let Some(&k) = slot.get(a as usize).filter(|&&k| k != usize::MAX) {
+                objects[k].push(o as u32);
+            }
+        }
+        objects
     }
 }
 
@@ -235,12 +248,22 @@ fn summary_of(path: &Path, a: &mut Analysis, opts: &Options, progress: &Progress
         .collect();
     progress.phase("paths");
     let start = Instant::now();
+    let chosen = path_classes(&ranked, aggs, opts);
+    let objects = a.top_level_objects(&chosen);
+    // Each class's path on its own: every other class on a second thread.
+    let ctx = a.path_context();
+    let path_of = |k: usize| ctx.path_for(&aggs[chosen[k]].name, &objects[k]);
+    let (even, odd): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
+        let odd = scope.spawn(|| (1..chosen.len()).step_by(2).map(path_of).collect::<Vec<_>>());
+        let even = (0..chosen.len()).step_by(2).map(path_of).collect::<Vec<_>>();
+        (even, odd.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    // Back in ranking order: even, odd, even, …
     let mut retainer_paths = Vec::new();
-    for i in path_classes(&ranked, aggs, opts) {
-        let objects = a.top_level_objects(i);
-        if let Some(p) = a.path_context().path_for(&aggs[i].name, &objects) {
-            retainer_paths.push(p);
-        }
+    let mut odd = odd.into_iter();
+    for p in even {
+        retainer_paths.extend(p);
+        retainer_paths.extend(odd.next().flatten());
     }
     a.timings.0.push(("paths".into(), start.elapsed().as_secs_f64() * 1000.0));
     SnapshotSummary {
