@@ -184,21 +184,29 @@ fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> D
         let w = vertex[i as usize];
         let w_ordinal = (w - 1) as usize;
         let (from, to) = (preds.first[w_ordinal] as usize, preds.first[w_ordinal + 1] as usize);
-        let mut semi_w = vs[w as usize].semi;
-        if from == to {
-            // No essential retainer: the root is its only predecessor.
-            semi_w = vs[r as usize].semi;
-        }
-        for k in from..to {
-            let v = preds.from[k] + 1;
-            let u = evaluate(v, &mut vs, &linked, &mut stack);
-            semi_w = semi_w.min(vs[u as usize].semi);
-        }
-        vs[w as usize].semi = semi_w;
-        let b = vertex[semi_w as usize] as usize;
-        vs[w as usize].dom = vs[b].label;
-        vs[b].label = w;
         let p = vs[w as usize].ancestor;
+        if to - from == 1 && preds.from[from] + 1 == p {
+            // Most vertices' only retainer is their DFS parent (still
+            // unlinked): it is their semidominator and immediate dominator,
+            // so they skip the evaluation and the bucket.
+            vs[w as usize].semi = vs[p as usize].semi;
+            vs[w as usize].dom = p;
+        } else {
+            let mut semi_w = vs[w as usize].semi;
+            if from == to {
+                // No essential retainer: the root is its only predecessor.
+                semi_w = vs[r as usize].semi;
+            }
+            for k in from..to {
+                let v = preds.from[k] + 1;
+                let u = evaluate(v, &mut vs, &linked, &mut stack);
+                semi_w = semi_w.min(vs[u as usize].semi);
+            }
+            vs[w as usize].semi = semi_w;
+            let b = vertex[semi_w as usize] as usize;
+            vs[w as usize].dom = vs[b].label;
+            vs[b].label = w;
+        }
         // link(p, w): ancestor[w] already holds p. A bucket still non-empty
         // here can only hold vertices whose semidominator is not their DFS
         // ancestor (cycles only reachable through the "visit from the root"
