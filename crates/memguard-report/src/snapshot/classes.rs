@@ -440,8 +440,16 @@ pub fn aggregate_shared<T>(
 
     // Locations key object classes; sorted by node (stable, so the last record
     // for a node stays last and wins, as in DevTools' Map) and merged in order.
-    let mut locations = g.locations.clone();
-    locations.sort_by_key(|l| l[0]);
+    // The graph phase sorts them; a copy is sorted only when it did not.
+    let sorted;
+    let locations = if g.locations.is_sorted_by_key(|l| l[0]) {
+        &g.locations
+    } else {
+        let mut copy = g.locations.clone();
+        copy.sort_by_key(|l| l[0]);
+        sorted = copy;
+        &sorted
+    };
     let mut next_location = 0usize;
     let n = g.node_count();
     // Name keys are looked up by string index; located keys (few) by hash.

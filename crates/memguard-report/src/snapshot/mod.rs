@@ -109,16 +109,20 @@ pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportErro
         // marking needs them) and then does the independent shallow-size
         // transfer.
         let mut sizes = std::mem::take(&mut g.self_size);
-        let (sizes, essential, ephemerons) = std::thread::scope(|scope| {
+        let mut locations = std::mem::take(&mut g.locations);
+        let ((sizes, locations), essential, ephemerons) = std::thread::scope(|scope| {
             let graph = &g;
             let (names_tx, names_rx) = std::sync::mpsc::channel();
             let second = scope.spawn(move || {
                 let _ = names_tx.send(weakmap::EphemeronNames::new(&graph.strings));
                 prepare::transfer_owned_sizes(graph, &mut sizes);
-                sizes
+                // The classes look locations up in node order (stable: the
+                // last record for a node wins, as in DevTools' Map).
+                locations.sort_by_key(|l| l[0]);
+                (sizes, locations)
             });
             let owned = prepare::page_owned(graph);
-            let joined = |second: std::thread::ScopedJoinHandle<'_, Vec<u32>>| second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let joined = |second: std::thread::ScopedJoinHandle<'_, _>| second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             let Ok(ephemerons) = names_rx.recv() else {
                 joined(second);
                 unreachable!("the names thread sends unless it panics");
@@ -128,6 +132,7 @@ pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportErro
             (joined(second), essential, ephemerons)
         });
         g.self_size = sizes;
+        g.locations = locations;
         (g, essential, ephemerons)
     });
     progress.phase("dominators");
