@@ -255,9 +255,14 @@ fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> D
 /// Retained size = own shallow size + retained sizes of the dominated nodes,
 /// summed children-first by walking the DFS preorder backwards.
 pub fn retained_sizes(g: &Graph, d: &Dominators) -> Vec<u64> {
+    retained_sizes_of(g, &d.idom, &d.preorder)
+}
+
+/// `retained_sizes` from the tree's parts.
+pub fn retained_sizes_of(g: &Graph, idom: &[u32], preorder: &[u32]) -> Vec<u64> {
     let mut retained: Vec<u64> = g.self_size.iter().map(|&s| u64::from(s)).collect();
-    for &o in d.preorder.iter().skip(1).rev() {
-        let dom = d.idom[o as usize] as usize;
+    for &o in preorder.iter().skip(1).rev() {
+        let dom = idom[o as usize] as usize;
         retained[dom] += retained[o as usize];
     }
     retained

@@ -96,6 +96,25 @@ fn map_read_error(path: &Path, e: reader::ReadError) -> ReportError {
 
 /// Reads `path` and computes the dominator tree and retained sizes.
 pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportError> {
+    let Prepared { g, essential, ephemerons, mut timings } = prepared(path, progress)?;
+    progress.phase("dominators");
+    let dominators = timings.time("dominators", || dominators::compute(&g, &essential));
+    drop(essential);
+    progress.phase("retained sizes");
+    let retained = timings.time("retained", || dominators::retained_sizes(&g, &dominators));
+    Ok(Retained { g, dominators, retained, ephemerons, timings })
+}
+
+/// A snapshot read and prepared for the dominator tree.
+struct Prepared {
+    g: Graph,
+    essential: graph::Bits,
+    ephemerons: weakmap::EphemeronNames,
+    timings: Timings,
+}
+
+/// Reads `path` and applies DevTools' passes before the dominator tree.
+fn prepared(path: &Path, progress: &Progress) -> Result<Prepared, ReportError> {
     let mut timings = Timings::default();
     let raw = timings
         .time("parse", || reader::read_file(path, progress.bar()))
@@ -135,24 +154,26 @@ pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportErro
         g.locations = locations;
         (g, essential, ephemerons)
     });
-    progress.phase("dominators");
-    let dominators = timings.time("dominators", || dominators::compute(&g, &essential));
-    drop(essential);
-    progress.phase("retained sizes");
-    let retained = timings.time("retained", || dominators::retained_sizes(&g, &dominators));
-    Ok(Retained { g, dominators, retained, ephemerons, timings })
+    Ok(Prepared { g, essential, ephemerons, timings })
 }
 
 /// The full analysis: retained sizes, distances, class names and aggregates.
 pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError> {
-    let Retained { mut g, dominators, retained, ephemerons, mut timings } = retained(path, progress)?;
+    let Prepared { mut g, essential, ephemerons, mut timings } = prepared(path, progress)?;
+    progress.phase("dominators");
+    let dominators = timings.time("dominators", || dominators::compute(&g, &essential));
+    drop(essential);
     let idom = dominators.idom;
-    drop(dominators.preorder);
-    // Classes and distances are independent: one thread each, on the shared
-    // graph (the class names classes make up are added to it afterwards).
+    let preorder = dominators.preorder;
+    // Two threads on the shared graph: the distances need only the graph;
+    // this one sums the retained sizes, then names and counts the classes.
+    // The classes' last step takes the BFS queue's buffer for the dominator
+    // tree's children lists (the big arrays of both threads come from this
+    // one's allocator arena). The class names made up are added to the graph
+    // afterwards.
     progress.phase("classes");
     let ms = |start: Instant| start.elapsed().as_secs_f64() * 1000.0;
-    let ((classes, added, classes_ms), (distances, distances_ms)) = std::thread::scope(|scope| {
+    let (retained, classes, added, distances) = std::thread::scope(|scope| {
         let graph = &g;
         let via_edge = Vec::with_capacity(graph.node_count());
         let mut queue = std::collections::VecDeque::with_capacity(graph.node_count());
@@ -163,19 +184,22 @@ pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError
             ((d, ms(start)), queue)
         });
         let start = Instant::now();
-        // Classes wait for distances before building the dominator tree's
-        // children lists, which take the BFS queue's buffer (the big arrays
-        // of both threads come from this one's allocator arena).
+        let retained = dominators::retained_sizes_of(graph, &idom, &preorder);
+        timings.0.push(("retained".into(), ms(start)));
+        drop(preorder);
+        let start = Instant::now();
+        // The classes wait for the distances before building the children
+        // lists: those take the BFS queue's buffer.
         let (classes, added, distances) = classes::aggregate_shared(graph, &retained, &idom, || match distances.join() {
-            Ok((d, queue)) => (Ok(d), Vec::from(queue)),
-            Err(panic) => (Err(panic), Vec::new()),
+            Ok((d, queue)) => (d, Vec::from(queue)),
+            Err(panic) => std::panic::resume_unwind(panic),
         });
-        let distances = distances.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        ((classes, added, ms(start)), distances)
+        timings.0.push(("classes".into(), ms(start)));
+        (retained, classes, added, distances)
     });
-    added.append_to(&mut g);
-    timings.0.push(("classes".into(), classes_ms));
+    let (distances, distances_ms) = distances;
     timings.0.push(("distances".into(), distances_ms));
+    added.append_to(&mut g);
     Ok(Analysis { g, idom, retained, distances, classes, timings })
 }
 
