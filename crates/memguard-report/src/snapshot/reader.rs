@@ -295,10 +295,11 @@ impl<R: Read> Bytes<R> {
     }
 
     /// The next record of `rec.len()` integers of an array whose `[` was read;
-    /// false at its `]`. Most records are parsed in place by `record_fast`;
-    /// the rest (near the window's end, unusual spacing, errors) by
-    /// `next_uint`, one value at a time.
-    #[inline]
+    /// false at its `]`. Most records are parsed in place by `record_fast`,
+    /// inlined into the caller's loop (a call per record was a quarter of
+    /// the parse); the rest (near the window's end, unusual spacing, errors)
+    /// by `next_record_slow`.
+    #[inline(always)]
     fn next_record(&mut self, first: &mut bool, rec: &mut [u64], what: &str, fields: &str) -> Result<bool> {
         let window = &self.buf[self.pos..self.end];
         if window.len() >= rec.len() * FAST_FIELD + 8 {
@@ -308,6 +309,12 @@ impl<R: Read> Bytes<R> {
                 return Ok(true);
             }
         }
+        self.next_record_slow(first, rec, what, fields)
+    }
+
+    /// `next_record` one value at a time through `next_uint`.
+    #[inline(never)]
+    fn next_record_slow(&mut self, first: &mut bool, rec: &mut [u64], what: &str, fields: &str) -> Result<bool> {
         for k in 0..rec.len() {
             match self.next_uint(first, what)? {
                 Some(v) => rec[k] = v,
