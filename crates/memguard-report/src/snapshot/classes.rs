@@ -407,6 +407,27 @@ fn apply_interfaces(g: &Graph, names: &mut Added, defs: &[Interface], class_name
     }
 }
 
+/// Sorts location records by node, keeping the file order of records of one
+/// node (the last one wins, as in DevTools' Map). V8 writes one per node at
+/// most: then an in-place sort gives the same order without a scratch
+/// buffer (this runs near the memory peak).
+pub fn sort_locations(locations: &mut [[u32; 4]], node_count: usize) {
+    let mut seen = Bits::new(node_count);
+    let one_per_node = locations.iter().all(|l| {
+        let node = l[0] as usize;
+        let first = node < node_count && !seen.get(node);
+        if first {
+            seen.set(node);
+        }
+        first
+    });
+    if one_per_node {
+        locations.sort_unstable_by_key(|l| l[0]);
+    } else {
+        locations.sort_by_key(|l| l[0]);
+    }
+}
+
 #[derive(Hash, PartialEq, Eq, Clone, Copy)]
 enum InternalKey {
     Name(u32),
@@ -440,7 +461,8 @@ pub fn aggregate_shared<T>(
 
     // Locations key object classes; sorted by node (stable, so the last record
     // for a node stays last and wins, as in DevTools' Map) and merged in order.
-    // The graph phase sorts them; a copy is sorted only when it did not.
+    // `analyse` sorts them beside the dominator tree; a copy is sorted here
+    // only when that did not happen.
     let sorted;
     let locations = if g.locations.is_sorted_by_key(|l| l[0]) {
         &g.locations

@@ -51,11 +51,17 @@ fn essential_preds(g: &Graph, essential: &Bits) -> Preds {
     Preds { first, from }
 }
 
-pub fn compute(g: &Graph, essential: &Bits) -> Dominators {
+/// The dominator tree. `beside` runs on the second thread once the
+/// predecessor lists are built (it has time left while the DFS goes on).
+pub fn compute(g: &Graph, essential: &Bits, beside: impl FnOnce() + Send) -> Dominators {
     // The predecessor lists are only read after the DFS from the root: built
     // beside it, on a second thread.
     std::thread::scope(|scope| {
-        let preds = scope.spawn(|| essential_preds(g, essential));
+        let preds = scope.spawn(|| {
+            let preds = essential_preds(g, essential);
+            beside();
+            preds
+        });
         compute_with(g, essential, || preds.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     })
 }

@@ -194,4 +194,8 @@ impl Bits {
     pub fn set(&mut self, i: usize) {
         self.0[i >> 6] |= 1 << (i & 63);
     }
+    /// The bits 64 at a time, bit `i` in word `i / 64` at `i % 64`.
+    pub fn words_mut(&mut self) -> &mut [u64] {
+        &mut self.0
+    }
 }

@@ -98,7 +98,7 @@ fn map_read_error(path: &Path, e: reader::ReadError) -> ReportError {
 pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportError> {
     let Prepared { g, essential, ephemerons, mut timings } = prepared(path, progress)?;
     progress.phase("dominators");
-    let dominators = timings.time("dominators", || dominators::compute(&g, &essential));
+    let dominators = timings.time("dominators", || dominators::compute(&g, &essential, || ()));
     drop(essential);
     progress.phase("retained sizes");
     let retained = timings.time("retained", || dominators::retained_sizes(&g, &dominators));
@@ -128,17 +128,13 @@ fn prepared(path: &Path, progress: &Progress) -> Result<Prepared, ReportError> {
         // marking needs them) and then does the independent shallow-size
         // transfer.
         let mut sizes = std::mem::take(&mut g.self_size);
-        let mut locations = std::mem::take(&mut g.locations);
-        let ((sizes, locations), essential, ephemerons) = std::thread::scope(|scope| {
+        let (sizes, essential, ephemerons) = std::thread::scope(|scope| {
             let graph = &g;
             let (names_tx, names_rx) = std::sync::mpsc::channel();
             let second = scope.spawn(move || {
                 let _ = names_tx.send(weakmap::EphemeronNames::new(&graph.strings));
                 prepare::transfer_owned_sizes(graph, &mut sizes);
-                // The classes look locations up in node order (stable: the
-                // last record for a node wins, as in DevTools' Map).
-                locations.sort_by_key(|l| l[0]);
-                (sizes, locations)
+                sizes
             });
             let owned = prepare::page_owned(graph);
             let joined = |second: std::thread::ScopedJoinHandle<'_, _>| second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -146,12 +142,10 @@ fn prepared(path: &Path, progress: &Progress) -> Result<Prepared, ReportError> {
                 joined(second);
                 unreachable!("the names thread sends unless it panics");
             };
-            let mut essential = graph::Bits::new(graph.edge_count());
-            prepare::mark_essential(graph, &owned, &ephemerons, 0..graph.node_count() as u32, &mut essential);
+            let essential = prepare::essential_edges(graph, &owned, &ephemerons);
             (joined(second), essential, ephemerons)
         });
         g.self_size = sizes;
-        g.locations = locations;
         (g, essential, ephemerons)
     });
     Ok(Prepared { g, essential, ephemerons, timings })
@@ -161,7 +155,14 @@ fn prepared(path: &Path, progress: &Progress) -> Result<Prepared, ReportError> {
 pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError> {
     let Prepared { mut g, essential, ephemerons, mut timings } = prepared(path, progress)?;
     progress.phase("dominators");
-    let dominators = timings.time("dominators", || dominators::compute(&g, &essential));
+    // The classes look locations up in node order: sorted on the dominator
+    // tree's second thread, which has time to spare.
+    let mut locations = std::mem::take(&mut g.locations);
+    let node_count = g.node_count();
+    let dominators = timings.time("dominators", || {
+        dominators::compute(&g, &essential, || classes::sort_locations(&mut locations, node_count))
+    });
+    g.locations = locations;
     drop(essential);
     let idom = dominators.idom;
     let preorder = dominators.preorder;

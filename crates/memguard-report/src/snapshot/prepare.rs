@@ -130,52 +130,72 @@ pub fn page_owned(g: &Graph) -> Bits {
     owned
 }
 
-/// `initEssentialEdges`: marks in `essential` which edges of `nodes` the
-/// dominator tree is built from.
-pub fn mark_essential(g: &Graph, page_owned: &Bits, ephemerons: &EphemeronNames, nodes: std::ops::Range<u32>, essential: &mut Bits) {
+/// `initEssentialEdges`: the edges the dominator tree is built from, as a
+/// bitmap over edges. Each word is built in a register (setting bits one by
+/// one in memory made every edge wait for the previous one's store).
+pub fn essential_edges(g: &Graph, page_owned: &Bits, ephemerons: &EphemeronNames) -> Bits {
+    let edge_count = g.edge_count();
+    let mut essential = Bits::new(edge_count);
+    // The node whose edges are being looked at (there is at least one
+    // node), and where they end; `e < edge_count` keeps it in range.
+    let mut node = 0u32;
+    let mut node_end = g.first_edge[1] as usize;
+    let mut node_owned = page_owned.get(0);
+    for (w, word) in essential.words_mut().iter_mut().enumerate() {
+        let start = w * 64;
+        let mut bits = 0u64;
+        for e in start..(start + 64).min(edge_count) {
+            while e >= node_end {
+                node += 1;
+                node_end = g.first_edge[node as usize + 1] as usize;
+                node_owned = page_owned.get(node as usize);
+            }
+            bits |= u64::from(is_essential(g, page_owned, ephemerons, node, node_owned, e)) << (e - start);
+        }
+        *word = bits;
+    }
+    essential
+}
+
+#[inline(always)]
+fn is_essential(g: &Graph, page_owned: &Bits, ephemerons: &EphemeronNames, node: u32, node_owned: bool, e: usize) -> bool {
     let ek = g.ek;
-    for node in nodes {
-        let node_owned = page_owned.get(node as usize);
-        let at_root = node == g.root;
-        for e in g.edges(node) {
-            // Cheapest tests first; they are independent exclusions.
-            let t = g.edge_type[e];
-            if t == ek.weak {
-                continue;
-            }
-            let to = g.edge_to[e];
-            if to == node {
-                continue;
-            }
-            if !at_root {
-                // Shortcuts only mean something at the root (user globals).
-                if t == ek.shortcut {
-                    continue;
-                }
-                // Usually every node is page-owned: test the source first.
-                if !node_owned && page_owned.get(to as usize) {
-                    continue;
-                }
-            }
-            if t == ek.internal {
-                // A WeakMap value is kept by key and table together; DevTools
-                // keeps the key's edge and drops the table's.
-                if let Some((Some(table), _)) = ephemerons.parse(g.edge_name[e]) {
-                    if table == u64::from(g.node_id[node as usize]) {
-                        continue;
-                    }
-                }
-            }
-            essential.set(e);
+    // Cheapest tests first; they are independent exclusions.
+    let t = g.edge_type[e];
+    if t == ek.weak {
+        return false;
+    }
+    let to = g.edge_to[e];
+    if to == node {
+        return false;
+    }
+    if node != g.root {
+        // Shortcuts only mean something at the root (user globals).
+        if t == ek.shortcut {
+            return false;
+        }
+        // Usually every node is page-owned: test the source first.
+        if !node_owned && page_owned.get(to as usize) {
+            return false;
         }
     }
+    if t == ek.internal {
+        // A WeakMap value is kept by key and table together; DevTools keeps
+        // the key's edge and drops the table's.
+        if let Some((Some(table), _)) = ephemerons.parse(g.edge_name[e]) {
+            if table == u64::from(g.node_id[node as usize]) {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// `calculateShallowSizes`: arrays, system (hidden) objects and external
 /// string data owned by exactly one other object give it their shallow size.
 /// Skipped when the root has no user roots (an "expose internals" snapshot).
 /// Works on `sizes` (the graph's shallow sizes taken out of it) so it can run
-/// beside `mark_essential`, which reads the rest of the graph.
+/// beside `essential_edges`, which reads the rest of the graph.
 pub fn transfer_owned_sizes(g: &Graph, sizes: &mut [u32]) {
     let has_user_roots = g.edges(g.root).any(|e| g.is_user_root(g.edge_to[e]));
     if !has_user_roots {
