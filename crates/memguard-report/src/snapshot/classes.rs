@@ -581,3 +581,21 @@ pub fn aggregate_shared<T>(
         .collect();
     (Classes { key_of, key_name, agg_of_key, counted, aggs }, names, waited)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sort_locations;
+
+    #[test]
+    fn locations_sort_by_node_keeping_file_order_within_a_node() {
+        // One record per node: any order of equal keys is moot.
+        let mut one = vec![[5, 1, 1, 1], [2, 2, 2, 2], [9, 3, 3, 3], [0, 4, 4, 4]];
+        sort_locations(&mut one, 10);
+        assert_eq!(one.iter().map(|l| l[0]).collect::<Vec<_>>(), [0, 2, 5, 9]);
+        // Two records for node 3: the file's order between them stays, so
+        // the later one still wins.
+        let mut two = vec![[3, 1, 0, 0], [1, 0, 0, 0], [3, 2, 0, 0], [0, 0, 0, 0], [3, 3, 0, 0]];
+        sort_locations(&mut two, 4);
+        assert_eq!(two, [[0, 0, 0, 0], [1, 0, 0, 0], [3, 1, 0, 0], [3, 2, 0, 0], [3, 3, 0, 0]]);
+    }
+}
