@@ -57,6 +57,18 @@ if (!fs.existsSync(analyser)) {
   console.error(`${analyser} is missing: run npm run build`);
   process.exit(1);
 }
+/** Reads `file` once, so every side finds it in the page cache (the sides
+ * measured later would otherwise have that advantage over the first). */
+function warm(file) {
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.allocUnsafe(16 << 20);
+  try {
+    while (fs.readSync(fd, buf, 0, buf.length, null) > 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 const mb = (b) => `${(b / 1e6).toFixed(0)} MB`;
 for (const sessions of sizes) {
   const file = snapshotFor(sessions);
@@ -64,9 +76,10 @@ for (const sessions of sizes) {
   console.log(`\n${path.basename(file)}: ${mb(bytes)}`);
   const results = {};
   for (const peer of peers) {
+    warm(file);
     results[peer] = measure(commands[peer](file));
     const r = results[peer];
-    console.log(r.error ? `  ${peer}: failed: ${r.error}` : `  ${peer}: ${r.seconds.toFixed(1)} s, peak RSS ${mb(r.peakRss)}`);
+    console.log(r.error ? `  ${peer}: failed: ${r.error}` : `  ${peer}: ${r.seconds.toFixed(2)} s, peak RSS ${mb(r.peakRss)}`);
   }
   const us = results.memguard;
   if (!us || us.error) continue;
@@ -76,6 +89,6 @@ for (const sessions of sizes) {
     const r = results[peer];
     if (r.error) continue;
     const faster = peer === 'memguard' ? '—' : `${(r.seconds / us.seconds).toFixed(1)}×`;
-    console.log(`  | ${peer} | ${r.seconds.toFixed(1)} s | ${mb(r.peakRss)} | ${faster} | ${(r.peakRss / bytes).toFixed(2)}× |`);
+    console.log(`  | ${peer} | ${r.seconds.toFixed(2)} s | ${mb(r.peakRss)} | ${faster} | ${(r.peakRss / bytes).toFixed(2)}× |`);
   }
 }
