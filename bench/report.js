@@ -8,6 +8,8 @@
 //   BENCH_SESSIONS  comma-separated sizes in sessions (default 440000,900000:
 //                   ~0.5 GB and ~1.05 GB of snapshot)
 //   BENCH_PEERS     comma-separated sides (default memguard,toolkit,memlab)
+//   BENCH_RUNS      runs per side, the median reported (default 3: shared
+//                   2-core machines vary by ±15% between minutes)
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -17,6 +19,7 @@ const root = path.resolve(__dirname, '..');
 const cacheDir = path.join(root, '.cache', 'bench');
 const sizes = (process.env.BENCH_SESSIONS || '440000,900000').split(',').map(Number);
 const peers = (process.env.BENCH_PEERS || 'memguard,toolkit,memlab').split(',');
+const runs = Math.max(1, Number(process.env.BENCH_RUNS || 3));
 const analyser = path.join(root, 'build', `memguard-report-${process.platform}-${process.arch}`);
 const BIG_HEAP = '--max-old-space-size=16384';
 
@@ -69,6 +72,20 @@ function warm(file) {
   }
 }
 
+/** The run with the median time of `runs` runs of one side (the first failure, if any). */
+function median(peer, file) {
+  const all = [];
+  for (let i = 0; i < runs; i++) {
+    warm(file);
+    const r = measure(commands[peer](file));
+    if (r.error) return r;
+    all.push(r);
+  }
+  all.sort((a, b) => a.seconds - b.seconds);
+  const m = all[Math.floor(all.length / 2)];
+  return { ...m, all: all.map((r) => r.seconds) };
+}
+
 const mb = (b) => `${(b / 1e6).toFixed(0)} MB`;
 for (const sessions of sizes) {
   const file = snapshotFor(sessions);
@@ -76,10 +93,13 @@ for (const sessions of sizes) {
   console.log(`\n${path.basename(file)}: ${mb(bytes)}`);
   const results = {};
   for (const peer of peers) {
-    warm(file);
-    results[peer] = measure(commands[peer](file));
+    results[peer] = median(peer, file);
     const r = results[peer];
-    console.log(r.error ? `  ${peer}: failed: ${r.error}` : `  ${peer}: ${r.seconds.toFixed(2)} s, peak RSS ${mb(r.peakRss)}`);
+    console.log(
+      r.error
+        ? `  ${peer}: failed: ${r.error}`
+        : `  ${peer}: ${r.seconds.toFixed(2)} s (median of ${r.all.map((t) => t.toFixed(2)).join(', ')}), peak RSS ${mb(r.peakRss)}`,
+    );
   }
   const us = results.memguard;
   if (!us || us.error) continue;
