@@ -573,6 +573,7 @@ pub fn aggregate_shared<T>(
             }
         }
     }
+    super::free_beside(dominated);
     let key_name = keys
         .iter()
         .map(|k| match *k {

@@ -236,7 +236,7 @@ fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> D
         }
     }
     drop(linked);
-    drop(preds);
+    super::free_beside(preds);
     vs[0].dom = r;
     vs[r as usize].dom = r;
     for i in 2..=n {
@@ -249,7 +249,7 @@ fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> D
 
     // To 0-based ordinals: idom[o] = dom[o + 1] - 1.
     let idom: Vec<u32> = vs[1..].iter().map(|x| x.dom - 1).collect();
-    drop(vs);
+    super::free_beside(vs);
     // DFS preorder as ordinals: every node comes after its dominator.
     vertex.remove(0);
     for v in vertex.iter_mut() {

@@ -47,6 +47,13 @@ impl Default for Options {
 }
 
 
+/// Frees a large value on a thread of its own: handing hundreds of MB back
+/// to the kernel takes tens of ms the caller need not wait for. (If no
+/// thread can be started, the value is freed here, with the closure.)
+pub(crate) fn free_beside<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new().name("memguard-free".into()).spawn(move || drop(value));
+}
+
 /// Wall time per phase, in milliseconds.
 #[derive(Debug, Default, Clone)]
 pub struct Timings(pub Vec<(String, f64)>);
