@@ -434,21 +434,14 @@ enum InternalKey {
     Located(u32, u32, u32, u32),
 }
 
-/// Names every node and builds the aggregates with `maxRet` semantics; the
-/// class names made up are added to the graph's strings.
-pub fn aggregate(g: &mut Graph, retained: &[u64], idom: &[u32]) -> Classes {
-    let (classes, added, ()) = aggregate_shared(g, retained, idom, || ((), Vec::new()));
-    added.append_to(g);
-    classes
-}
-
-/// `aggregate` on a shared graph: the class names made up come back beside
+/// Names every node and builds the aggregates with `maxRet` semantics, on a
+/// graph shared with other threads: the class names made up come back beside
 /// the classes, for `Added::append_to` once the graph is no longer shared.
 /// `idom` gives the dominator tree; its children lists are only built for the
 /// last step, when the per-node names are gone. `before_tree` runs just
 /// before that (the caller waits there for work running beside, so its
 /// scratch memory is gone before the lists exist); its result is passed back.
-pub fn aggregate_shared<T>(
+pub fn aggregate<T>(
     g: &Graph,
     retained: &[u64],
     idom: &[u32],

@@ -62,7 +62,7 @@ pub fn compute(g: &Graph, essential: &Bits, beside: impl FnOnce() + Send) -> Dom
             beside();
             preds
         });
-        compute_with(g, essential, || preds.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        compute_with(g, essential, || super::joined(preds))
     })
 }
 
@@ -260,12 +260,7 @@ fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> D
 
 /// Retained size = own shallow size + retained sizes of the dominated nodes,
 /// summed children-first by walking the DFS preorder backwards.
-pub fn retained_sizes(g: &Graph, d: &Dominators) -> Vec<u64> {
-    retained_sizes_of(g, &d.idom, &d.preorder)
-}
-
-/// `retained_sizes` from the tree's parts.
-pub fn retained_sizes_of(g: &Graph, idom: &[u32], preorder: &[u32]) -> Vec<u64> {
+pub fn retained_sizes(g: &Graph, idom: &[u32], preorder: &[u32]) -> Vec<u64> {
     let mut retained: Vec<u64> = g.self_size.iter().map(|&s| u64::from(s)).collect();
     for &o in preorder.iter().skip(1).rev() {
         let dom = idom[o as usize] as usize;

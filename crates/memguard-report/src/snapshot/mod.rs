@@ -47,6 +47,11 @@ impl Default for Options {
 }
 
 
+/// A scoped thread's result; a panic there goes on in this thread.
+pub(crate) fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// Frees a large value on a thread of its own: handing hundreds of MB back
 /// to the kernel takes tens of ms the caller need not wait for. (If no
 /// thread can be started, the value is freed here, with the closure.)
@@ -78,8 +83,6 @@ pub struct Retained {
     pub g: Graph,
     pub dominators: dominators::Dominators,
     pub retained: Vec<u64>,
-    /// WeakMap edge names, for the distances.
-    pub ephemerons: weakmap::EphemeronNames,
     pub timings: Timings,
 }
 
@@ -104,12 +107,13 @@ fn map_read_error(path: &Path, e: reader::ReadError) -> ReportError {
 /// Reads `path` and computes the dominator tree and retained sizes.
 pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportError> {
     let Prepared { g, essential, ephemerons, mut timings } = prepared(path, progress)?;
+    drop(ephemerons);
     progress.phase("dominators");
     let dominators = timings.time("dominators", || dominators::compute(&g, &essential, || ()));
     drop(essential);
     progress.phase("retained sizes");
-    let retained = timings.time("retained", || dominators::retained_sizes(&g, &dominators));
-    Ok(Retained { g, dominators, retained, ephemerons, timings })
+    let retained = timings.time("retained", || dominators::retained_sizes(&g, &dominators.idom, &dominators.preorder));
+    Ok(Retained { g, dominators, retained, timings })
 }
 
 /// A snapshot read and prepared for the dominator tree.
@@ -137,20 +141,15 @@ fn prepared(path: &Path, progress: &Progress) -> Result<Prepared, ReportError> {
         let mut sizes = std::mem::take(&mut g.self_size);
         let (sizes, essential, ephemerons) = std::thread::scope(|scope| {
             let graph = &g;
-            let (names_tx, names_rx) = std::sync::mpsc::channel();
-            let second = scope.spawn(move || {
-                let _ = names_tx.send(weakmap::EphemeronNames::new(&graph.strings));
+            let names = scope.spawn(move || weakmap::EphemeronNames::new(&graph.strings));
+            let owned = prepare::page_owned(graph);
+            let ephemerons = joined(names);
+            let transfer = scope.spawn(move || {
                 prepare::transfer_owned_sizes(graph, &mut sizes);
                 sizes
             });
-            let owned = prepare::page_owned(graph);
-            let joined = |second: std::thread::ScopedJoinHandle<'_, _>| second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            let Ok(ephemerons) = names_rx.recv() else {
-                joined(second);
-                unreachable!("the names thread sends unless it panics");
-            };
             let essential = prepare::essential_edges(graph, &owned, &ephemerons);
-            (joined(second), essential, ephemerons)
+            (joined(transfer), essential, ephemerons)
         });
         g.self_size = sizes;
         (g, essential, ephemerons)
@@ -192,15 +191,15 @@ pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError
             ((d, ms(start)), queue)
         });
         let start = Instant::now();
-        let retained = dominators::retained_sizes_of(graph, &idom, &preorder);
+        let retained = dominators::retained_sizes(graph, &idom, &preorder);
         timings.0.push(("retained".into(), ms(start)));
         drop(preorder);
         let start = Instant::now();
         // The classes wait for the distances before building the children
         // lists: those take the BFS queue's buffer.
-        let (classes, added, distances) = classes::aggregate_shared(graph, &retained, &idom, || match distances.join() {
-            Ok((d, queue)) => (d, Vec::from(queue)),
-            Err(panic) => std::panic::resume_unwind(panic),
+        let (classes, added, distances) = classes::aggregate(graph, &retained, &idom, || {
+            let (d, queue) = joined(distances);
+            (d, Vec::from(queue))
         });
         timings.0.push(("classes".into(), ms(start)));
         (retained, classes, added, distances)
@@ -293,7 +292,7 @@ fn summary_of(path: &Path, a: &mut Analysis, opts: &Options, progress: &Progress
     let (even, odd): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
         let odd = scope.spawn(|| (1..chosen.len()).step_by(2).map(path_of).collect::<Vec<_>>());
         let even = (0..chosen.len()).step_by(2).map(path_of).collect::<Vec<_>>();
-        (even, odd.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        (even, joined(odd))
     });
     // Back in ranking order: even, odd, even, …
     let mut retainer_paths = Vec::new();
