@@ -134,10 +134,10 @@ fn prepared(path: &Path, progress: &Progress) -> Result<Prepared, ReportError> {
     let (g, essential, ephemerons) = timings.time("graph", || {
         let mut g = Graph::from_raw(raw);
         prepare::propagate_dom_state(&mut g);
-        // Two threads: this one walks the page-owned nodes and then marks
-        // the essential edges; the other parses the WeakMap edge names (the
-        // marking needs them) and then does the independent shallow-size
-        // transfer.
+        // Two cores: this thread walks the page-owned nodes and then marks
+        // the essential edges; beside the walk a second one parses the
+        // WeakMap edge names (the marking needs them), beside the marking a
+        // third does the independent shallow-size transfer.
         let mut sizes = std::mem::take(&mut g.self_size);
         let (sizes, essential, ephemerons) = std::thread::scope(|scope| {
             let graph = &g;

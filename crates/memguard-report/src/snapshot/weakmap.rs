@@ -81,8 +81,8 @@ fn identity(part: &[u8]) -> u128 {
     (u128::from(sip.finish()) << 64) | u128::from(fx)
 }
 
-/// The snapshot's ephemeron edge names, parsed once up front so every pass
-/// (essential edges on two threads, distances) shares one read-only table.
+/// The snapshot's ephemeron edge names, parsed once up front so the passes
+/// that need them (essential edges, distances) share one read-only table.
 pub struct EphemeronNames {
     /// Strings that are ephemeron names: one bit each, so the test made for
     /// every internal edge stays in cache.
