@@ -207,6 +207,38 @@ fn classes_are_named_as_devtools_names_them() {
     assert!(names.contains(&"{unique}") == false && names.contains(&"Object"), "{names:?}");
 }
 
+#[test]
+fn detached_dom_state_spreads_and_renames_native_nodes() {
+    let mut s = Snap::new();
+    let global = s.node("object", "global", 10);
+    s.edge(0, "property", "global", global);
+    // A detached tree (div -> span), an attached one (p -> a), and a node
+    // reachable from both: attached-ness spreads first and wins.
+    let div = s.node("native", "<div>", 8);
+    let span = s.node("native", "<span>", 8);
+    let p = s.node("native", "<p>", 8);
+    let a = s.node("native", "<a>", 8);
+    let shared = s.node("native", "<b>", 8);
+    for (k, n) in [div, p].into_iter().enumerate() {
+        s.edge(global, "property", &format!("n{k}"), n);
+    }
+    s.edge(div, "property", "child", span);
+    s.edge(p, "property", "child", a);
+    s.edge(div, "property", "shared", shared);
+    s.edge(p, "property", "shared", shared);
+    // Hidden and weak edges carry no state.
+    let hidden = s.node("native", "<i>", 8);
+    s.edge(div, "hidden", "0", hidden);
+    s.edge(global, "property", "i", hidden);
+    s.with_detachedness(div, 2);
+    s.with_detachedness(p, 1);
+    let path = s.write("dom.heapsnapshot");
+    let analysis = snapshot::analyse(&path, &Progress::silent()).unwrap();
+    let mut names: Vec<&str> = analysis.classes.aggs.iter().map(|c| c.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["<a>", "<b>", "<i>", "<p>", "Detached <div>", "Detached <span>", "global"], "{names:?}");
+}
+
 /// root -> global -cache-> Map -table-> (array) -[i]-> Session × n
 fn sessions(ids: &[u32]) -> Snap {
     let mut s = Snap::new();

@@ -9,6 +9,8 @@ pub struct Node {
     pub name: String,
     pub id: u32,
     pub size: u32,
+    /// DOM state: 0 unknown, 1 attached, 2 detached.
+    pub detachedness: u8,
     pub edges: Vec<(&'static str, EdgeName, usize)>,
 }
 
@@ -39,8 +41,12 @@ impl Snap {
     /// Adds a node; returns its ordinal. Ids are 1, 3, 5, … in order.
     pub fn node(&mut self, ty: &'static str, name: &str, size: u32) -> usize {
         let id = 1 + 2 * self.nodes.len() as u32;
-        self.nodes.push(Node { ty, name: name.to_string(), id, size, edges: Vec::new() });
+        self.nodes.push(Node { ty, name: name.to_string(), id, size, detachedness: 0, edges: Vec::new() });
         self.nodes.len() - 1
+    }
+
+    pub fn with_detachedness(&mut self, node: usize, state: u8) {
+        self.nodes[node].detachedness = state;
     }
 
     pub fn with_id(&mut self, node: usize, id: u32) {
@@ -70,7 +76,7 @@ impl Snap {
         let edge_count: usize = self.nodes.iter().map(|n| n.edges.len()).sum();
         for n in &self.nodes {
             let t = NODE_TYPES.iter().position(|x| *x == n.ty).expect("node type");
-            nodes.push(format!("{},{},{},{},{},0,0", t, intern(&n.name), n.id, n.size, n.edges.len()));
+            nodes.push(format!("{},{},{},{},{},0,{}", t, intern(&n.name), n.id, n.size, n.edges.len(), n.detachedness));
             for (ty, name, to) in &n.edges {
                 let et = EDGE_TYPES.iter().position(|x| x == ty).expect("edge type");
                 let name = match name {
