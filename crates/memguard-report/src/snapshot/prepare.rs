@@ -19,82 +19,70 @@ pub fn propagate_dom_state(g: &mut Graph) {
         return;
     }
     let n = g.node_count();
-    let mut visited = vec![false; n];
-    let mut attached: Vec<u32> = Vec::new();
-    let mut detached: Vec<u32> = Vec::new();
-    let mut renamed: HashMap<u32, u32> = HashMap::default();
+    let mut walk = DomWalk {
+        g,
+        visited: vec![false; n],
+        attached: Vec::new(),
+        detached: Vec::new(),
+        renamed: HashMap::default(),
+    };
+    for node in 0..n as u32 {
+        let state = walk.g.detachedness[node as usize];
+        if state != 0 {
+            walk.process(node, state);
+        }
+    }
+    while let Some(node) = walk.attached.pop() {
+        walk.propagate(node, ATTACHED);
+    }
+    while let Some(node) = walk.detached.pop() {
+        if walk.g.detachedness[node as usize] != ATTACHED {
+            walk.propagate(node, DETACHED);
+        }
+    }
+}
 
-    fn process(
-        g: &mut Graph,
-        node: u32,
-        state: u8,
-        visited: &mut [bool],
-        attached: &mut Vec<u32>,
-        detached: &mut Vec<u32>,
-        renamed: &mut HashMap<u32, u32>,
-    ) {
+/// `propagate_dom_state`'s work lists and the names it made up.
+struct DomWalk<'g> {
+    g: &'g mut Graph,
+    visited: Vec<bool>,
+    attached: Vec<u32>,
+    detached: Vec<u32>,
+    /// Name string → its `Detached ` name string.
+    renamed: HashMap<u32, u32>,
+}
+
+impl DomWalk<'_> {
+    fn process(&mut self, node: u32, state: u8) {
         let i = node as usize;
-        if visited[i] {
+        if self.visited[i] {
             return;
         }
+        self.visited[i] = true;
+        let g = &mut *self.g;
         if g.node_type[i] != g.nk.native {
-            visited[i] = true;
             return;
         }
         g.detachedness[i] = state;
         if state == ATTACHED {
-            attached.push(node);
+            self.attached.push(node);
         } else if state == DETACHED {
             let old = g.node_name[i];
-            let new = match renamed.get(&old) {
-                Some(&s) => s,
-                None => {
-                    let name = format!("Detached {}", g.strings.get(old));
-                    let s = g.strings.push(&name);
-                    renamed.insert(old, s);
-                    s
-                }
-            };
-            g.node_name[i] = new;
-            detached.push(node);
+            g.node_name[i] = *self.renamed.entry(old).or_insert_with(|| {
+                let name = format!("Detached {}", g.strings.get(old));
+                g.strings.push(&name)
+            });
+            self.detached.push(node);
         }
-        visited[i] = true;
     }
 
-    fn propagate(
-        g: &mut Graph,
-        parent: u32,
-        state: u8,
-        visited: &mut [bool],
-        attached: &mut Vec<u32>,
-        detached: &mut Vec<u32>,
-        renamed: &mut HashMap<u32, u32>,
-    ) {
-        for e in g.edges(parent) {
-            let t = g.edge_type[e];
-            if t == g.ek.hidden || t == g.ek.weak {
-                continue;
+    fn propagate(&mut self, parent: u32, state: u8) {
+        for e in self.g.edges(parent) {
+            let t = self.g.edge_type[e];
+            if t != self.g.ek.hidden && t != self.g.ek.weak {
+                self.process(self.g.edge_to[e], state);
             }
-            let child = g.edge_to[e];
-            process(g, child, state, visited, attached, detached, renamed);
         }
-    }
-
-    for node in 0..n as u32 {
-        let state = g.detachedness[node as usize];
-        if state == 0 {
-            continue;
-        }
-        process(g, node, state, &mut visited, &mut attached, &mut detached, &mut renamed);
-    }
-    while let Some(node) = attached.pop() {
-        propagate(g, node, ATTACHED, &mut visited, &mut attached, &mut detached, &mut renamed);
-    }
-    while let Some(node) = detached.pop() {
-        if g.detachedness[node as usize] == ATTACHED {
-            continue;
-        }
-        propagate(g, node, DETACHED, &mut visited, &mut attached, &mut detached, &mut renamed);
     }
 }
 
