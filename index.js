@@ -8,33 +8,17 @@
 // `memguard:` line on stderr and an inactive API; the host runs on.
 
 const { EventEmitter } = require('node:events');
-const fs = require('node:fs');
-const path = require('node:path');
 const { threadId, isMainThread } = require('node:worker_threads');
+const { findAddon, missingAddonMessage } = require('./lib/platform');
 
 // One instance per thread even if two copies of the package get loaded.
 const INSTANCE = Symbol.for('memguard.instance');
 const EVENT_TICK_MS = 1000;
 
-function binaryDir() {
-  return path.join(__dirname, 'build');
-}
-
 function loadBinding() {
   const abi = process.versions.modules;
-  const name = `memguard-${process.platform}-${process.arch}-abi${abi}.node`;
-  const file = path.join(binaryDir(), name);
-  if (!fs.existsSync(file)) {
-    let built = [];
-    try {
-      built = fs.readdirSync(binaryDir()).filter((f) => /^memguard-.*\.node$/.test(f));
-    } catch {}
-    throw new Error(
-      `no binary for Node ${process.version} (ABI ${abi}) in ${binaryDir()} ` +
-        `(built: ${built.length ? built.join(', ') : 'none'}); build one with: ` +
-        `npm run build --prefix ${JSON.stringify(__dirname)}`,
-    );
-  }
+  const file = findAddon(abi);
+  if (!file) throw new Error(missingAddonMessage(abi));
   const binding = require(file);
   if (binding.builtAbi() !== abi) {
     throw new Error(`${file} was built for ABI ${binding.builtAbi()}, not ${abi}; rebuild with: npm run build`);

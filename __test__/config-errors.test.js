@@ -73,6 +73,7 @@ test('no usable directory at all: a warning, memguard inactive, the app runs and
 test('a binary for another Node ABI is refused with one line saying how to rebuild; the app runs on', async (t) => {
   const pkg = h.tempDir(t);
   fs.copyFileSync(h.MEMGUARD, path.join(pkg, 'index.js'));
+  fs.cpSync(path.join(h.ROOT, 'lib'), path.join(pkg, 'lib'), { recursive: true });
   fs.mkdirSync(path.join(pkg, 'build'));
   const ours = fs.readdirSync(path.join(h.ROOT, 'build')).find((f) => f.includes(`-abi${process.versions.modules}.node`));
   fs.copyFileSync(path.join(h.ROOT, 'build', ours), path.join(pkg, 'build', ours.replace(/abi\d+/, 'abi999')));
@@ -81,7 +82,7 @@ test('a binary for another Node ABI is refused with one line saying how to rebui
   const lines = h.memguardLines(r.stderr);
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], new RegExp(`no binary for Node ${process.version.replace(/\./g, '\\.')} \\(ABI ${process.versions.modules}\\)`));
-  assert.match(lines[0], /built: memguard-.*-abi999\.node/);
+  assert.match(lines[0], /found: memguard-.*-abi999\.node/);
   assert.match(lines[0], /npm run build/);
   assert.equal(JSON.parse(r.stdout).active, false);
 });

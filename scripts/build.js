@@ -14,9 +14,9 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const abi = process.versions.modules;
-const binaryName = `memguard-${process.platform}-${process.arch}-abi${abi}.node`;
-const binary = path.join(root, 'build', binaryName);
-const reportBinary = path.join(root, 'build', `memguard-report-${process.platform}-${process.arch}`);
+const { localAddonName, reportName } = require('../lib/platform');
+const binary = path.join(root, 'build', localAddonName(abi));
+const reportBinary = path.join(root, 'build', `${reportName}-${process.platform}-${process.arch}`);
 
 function newestSource() {
   let newest = 0;

