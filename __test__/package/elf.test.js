@@ -19,7 +19,8 @@ const GLIBC_FLOOR = [2, 17];
 const EXPECT = {
   'linux-x64-gnu': { machine: /X86-64/, interp: '/lib64/ld-linux-x86-64.so.2', needed: /^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libgcc_s\.so\.1|ld-linux-x86-64\.so\.2)$/ },
   'linux-arm64-gnu': { machine: /AArch64/, interp: '/lib/ld-linux-aarch64.so.1', needed: /^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libgcc_s\.so\.1|ld-linux-aarch64\.so\.1)$/ },
-  'linux-x64-musl': { machine: /X86-64/, interp: '/lib/ld-musl-x86_64.so.1', needed: /^libc\.so$/ },
+  // The musl report binary is static (static-pie): it runs on any x64 Linux.
+  'linux-x64-musl': { machine: /X86-64/, interp: null, needed: /^libc\.so$/ },
 };
 
 function elf(file) {
@@ -71,8 +72,6 @@ for (const platform of PLATFORMS) {
 test('every prebuilt addon imports the same V8/Node symbols as the native build of its ABI', () => {
   const native = path.join(h.ROOT, 'build', localAddonName(process.versions.modules));
   assert.ok(fs.existsSync(native), `${native} is missing: npm run build`);
-  // The native g++ build also imports operator new/delete from libstdc++;
-  // zig links its own libc++ into the prebuilds: those two are not V8's.
   const reference = { [process.versions.modules]: elf(native).fromNode };
   let compared = 0;
   for (const platform of PLATFORMS) {
@@ -90,4 +89,19 @@ test('every prebuilt addon imports the same V8/Node symbols as the native build 
     }
   }
   assert.ok(compared >= PLATFORMS.length - 1, `compared ${compared} addons`);
+});
+
+test('the musl report binary, being static, runs here: it reads a snapshot the native addon wrote', async (t) => {
+  const bin = path.join(PREBUILDS, 'linux-x64-musl', reportName);
+  assert.ok(fs.existsSync(bin), `${bin} is missing: run npm run test:package`);
+  assert.deepEqual(elf(bin).needed, [], 'no shared library needed');
+  const dir = h.tempDir(t);
+  const r = await h.runNode(['-e', `
+    class MuslCheck { constructor(i) { this.i = i; } }
+    globalThis.keep = Array.from({ length: 3000 }, (_, i) => new MuslCheck(i));
+    console.log(require(${JSON.stringify(h.MEMGUARD)}).snapshot('musl'));`], { env: { MEMGUARD_DIR: dir } });
+  assert.equal(r.code, 0, r.stderr);
+  const report = execFileSync(bin, ['report', r.stdout.trim(), '--json', '--top', '500'], { encoding: 'utf8' });
+  const classes = JSON.stringify(JSON.parse(report));
+  assert.match(classes, /MuslCheck/);
 });
