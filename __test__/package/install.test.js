@@ -51,7 +51,9 @@ for (const major of majors) {
 test('a platform package that does not fit (no binary for this ABI) gives one line and an inactive memguard; the app runs on', (t) => {
   const dir = h.tempDir(t, 'memguard-package-');
   // Only the main package: as on a platform with no prebuild (linux-arm64-musl, say).
-  const { app, env } = installApp(dir, process.execPath, [tarball('memguard')]);
+  const { app, env, output } = installApp(dir, process.execPath, [tarball('memguard')], ['--foreground-scripts']);
+  // The install step finds no binary and no Rust toolchain: one line, and the install succeeds.
+  assert.match(output, /memguard: no binary for Node v[\d.]+ \(ABI \d+\) on linux-x64-gnu .*no Rust toolchain here to build one/, output);
   fs.writeFileSync(path.join(app, 'ok.js'), "console.log(JSON.stringify({ active: require('memguard').active }))");
   const r = runClean('node', ['-r', 'memguard', 'ok.js'], { cwd: app, env });
   assert.equal(r.status, 0, r.stderr);
