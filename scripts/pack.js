@@ -38,7 +38,7 @@ function main() {
   const { devDependencies, scripts, ...rest } = pkg;
   const published = {
     ...rest,
-    scripts: { install: scripts.install },
+    scripts: { install: scripts.install, build: scripts.build }, // build: what the no-binary message tells users to run
     optionalDependencies: Object.fromEntries(PLATFORMS.map((p) => [`memguard-${p}`, pkg.version])),
   };
   fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(published, null, 2) + '\n');

@@ -48,8 +48,15 @@ function sh(cmd, args, opts = {}) {
 
 const quiet = (cmd, args) => spawnSync(cmd, args, { encoding: 'utf8' });
 
+/** Where pip puts console scripts (cargo-zigbuild): put first on PATH, as pyenv's shims may not know a new one yet. */
+function pipScriptsDir() {
+  return quiet('python3', ['-c', "import sysconfig; print(sysconfig.get_path('scripts'))"]).stdout?.trim();
+}
+
 /** zig and cargo-zigbuild from PyPI, and Rust's std for each target from rustup. */
 function ensureTools(triples) {
+  const scripts = pipScriptsDir();
+  if (scripts) process.env.PATH = `${scripts}${path.delimiter}${process.env.PATH}`;
   const haveZig = quiet('python3', ['-m', 'ziglang', 'version']).stdout?.trim() === TOOLS.ziglang;
   const haveZigbuild = (quiet('cargo-zigbuild', ['--version']).stdout || '').includes(TOOLS['cargo-zigbuild']);
   if (!haveZig || !haveZigbuild) {
