@@ -10,6 +10,7 @@ pub mod heapprofile;
 pub mod leak;
 pub mod log;
 pub mod manifest;
+pub mod printable;
 pub mod procmem;
 pub mod recorder;
 pub mod watchdog;
