@@ -21,10 +21,11 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// Longest name shown, in characters of output. Class names, edge names,
-/// function names and URLs are normally far shorter (the longest in the
-/// demo's 782k-object heap is a 118-character URL); 200 keeps every real one
-/// whole while a 1 MB string used as a key cannot flood the terminal.
+/// Longest name shown, in characters of output. Real class, edge and
+/// function names and script URLs fit (DevTools itself cuts the `{a, b}`
+/// class names it makes up at 120 characters, and the report keeps node
+/// names to 120); 200 leaves room for a few escapes while a 1 MB string used
+/// as a key cannot flood the terminal.
 pub const NAME_LIMIT: usize = 200;
 
 /// No length limit: escape only (whole lines, paths, error messages).
