@@ -56,12 +56,7 @@ fn seeds() -> Vec<Vec<u8>> {
 }
 
 proptest! {
-    // 400 cases in a normal `cargo test`; PROPTEST_CASES=… for a longer hunt.
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::mutate::config(400))]
 
     #[test]
     fn mutated_snapshots_never_panic(seed in 0usize..2, muts in proptest::collection::vec(mutation(), 1..4), gz in any::<bool>()) {

@@ -161,12 +161,7 @@ fn regression_corpus() {
 }
 
 proptest! {
-    // 200 cases each in a normal `cargo test`; PROPTEST_CASES=… for a longer hunt.
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::mutate::config(200))]
 
     #[test]
     fn mutated_summaries_never_panic(muts in proptest::collection::vec(mutation(), 1..4)) {

@@ -3,6 +3,16 @@
 
 use proptest::prelude::*;
 
+/// `cases` runs per property in a normal `cargo test` (PROPTEST_CASES=… for a
+/// longer hunt); no failure files: the corpus directories keep what matters.
+pub fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Mutation {
     Cut(usize),
