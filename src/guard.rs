@@ -200,7 +200,7 @@ impl Guard {
                 // Apps that start a worker per task would otherwise leave a
                 // bundle per task: one that ended well and captured nothing
                 // tells nothing worth its disk space.
-                let _ = std::fs::remove_dir_all(self.bundle.path());
+                let _ = self.bundle.remove();
                 return;
             }
             self.manifest.borrow_mut().ended = Some(ended);

@@ -17,7 +17,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde_json::{json, Value};
 
-use memguard_core::bundle::{bundle_name, check_root, fallback_root, Bundle};
+use memguard_core::bundle::{bundle_name, choose_root, Bundle};
 use memguard_core::config::Config;
 use memguard_core::log;
 use memguard_core::manifest::{Manifest, ProcessInfo};
@@ -62,7 +62,7 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
     if let Some(max) = config.max_disk {
         memguard_core::writer::limit_disk(&root, max);
     }
-    let bundle = Bundle { root, name: bundle_name(started, info.pid, info.thread_id) };
+    let bundle = Bundle::new(root, bundle_name(started, info.pid, info.thread_id));
     let manifest = Manifest::new(&info, &config, started.to_rfc3339_opts(SecondsFormat::Secs, true));
     let guard = Guard::new(isolate, config, bundle, manifest);
     let node_flag = &info.node_near_limit_flag;
@@ -98,26 +98,14 @@ fn describe(active: bool, bundle: Option<&Path>, config: &Config) -> Value {
     })
 }
 
-/// The configured root if it can be written, else a private temp dir; `None`
-/// (with a warning) when neither can.
+/// The directory for this thread's bundle (see `choose_root`), with its
+/// one warning; `None` when no directory can be used.
 fn usable_root(dir: &Path) -> Option<PathBuf> {
-    let problem = match check_root(dir) {
-        Ok(()) => return Some(dir.to_path_buf()),
-        Err(problem) => problem,
-    };
-    let fallback = fallback_root();
-    match check_root(&fallback) {
-        Ok(()) => {
-            log::warn_once(&format!("MEMGUARD_DIR: {problem}; writing bundles to {} instead", fallback.display()));
-            Some(fallback)
-        }
-        Err(second) => {
-            log::warn_once(&format!(
-                "MEMGUARD_DIR: {problem}, and the fallback is unusable too ({second}); heap snapshots are off"
-            ));
-            None
-        }
+    let choice = choose_root(dir);
+    if let Some(warning) = &choice.warning {
+        log::warn_once(warning);
     }
+    choice.root
 }
 
 /// When memguard first started in this process: all bundles of a process

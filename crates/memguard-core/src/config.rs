@@ -414,7 +414,9 @@ fn parse_signal(value: &str) -> Result<Option<(i32, String)>, &'static str> {
 }
 
 fn bad(name: &str, raw: &str, problem: &str, default: &str) -> String {
-    format!("{name}={raw:?} {problem}; using the default {default}")
+    // A value can be anything: escaped and cut like a name.
+    let raw = crate::printable::name(raw);
+    format!("{name}=\"{raw}\" {problem}; using the default {default}")
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //! The policy ([`plan_removals`]) is pure: given a listing, the budget, the
 //! bytes wanted and which bundles are protected, it says which to remove.
 //! The I/O part lists bundle sizes and removes directories; it only ever
-//! touches directories whose name is a bundle name, and never follows a
-//! symlink (a link is neither counted through nor removed through).
+//! touches directories whose name is a bundle name, works through an open
+//! handle of the root (so a path swapped meanwhile cannot redirect it), and
+//! never follows a symlink (a link is neither counted through nor removed
+//! through).
 //!
 //! Age is the UTC start time in the name (`YYYYMMDD-HHMMSS-<pid>…`, fixed
 //! width, so it sorts as text); bundles started in the same second are
@@ -29,6 +31,7 @@ use std::time::SystemTime;
 
 use chrono::NaiveDateTime;
 
+use crate::dirfd::{kind_of, modified, Dir, Kind};
 use crate::log;
 
 /// Compressed snapshot size as a fraction of the used heap, to make room
@@ -133,61 +136,42 @@ pub fn trim_plan(bundles: &[BundleUsage], budget: u64, protected: impl Fn(&Bundl
     })
 }
 
-/// Every bundle directory directly under `root` with its size. Entries that
+/// Every bundle directory directly in `root` with its size. Entries that
 /// are not bundle-named directories (symlinks included) are ignored; a bundle
 /// that vanishes while being listed (another process removed it) is skipped.
-pub fn list_bundles(root: &Path) -> io::Result<Vec<BundleUsage>> {
+pub fn list_bundles(root: &Dir) -> io::Result<Vec<BundleUsage>> {
     let mut bundles = Vec::new();
-    for entry in fs::read_dir(root)? {
-        let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+    for (name, _) in root.entries()? {
         if !is_bundle_name(&name) {
             continue;
         }
-        // symlink_metadata: a link named like a bundle is not one.
-        let Ok(meta) = fs::symlink_metadata(entry.path()) else { continue };
-        if !meta.is_dir() {
+        // Not following links: a link named like a bundle is not one.
+        let Ok(st) = root.stat_at(&name) else { continue };
+        if kind_of(&st) != Kind::Dir {
             continue;
         }
-        let bytes = dir_bytes(&entry.path(), 0);
-        bundles.push(BundleUsage { name, bytes, modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH) });
+        let bytes = root.tree_bytes(&name);
+        bundles.push(BundleUsage { name, bytes, modified: modified(&st) });
     }
     Ok(bundles)
 }
 
-/// Total length of the regular files under `dir`, not following links.
-/// Bundles are flat; the depth cap only guards against odd trees.
-fn dir_bytes(dir: &Path, depth: u32) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|entry| match fs::symlink_metadata(entry.path()) {
-            Ok(meta) if meta.is_file() => meta.len(),
-            Ok(meta) if meta.is_dir() && depth < 4 => dir_bytes(&entry.path(), depth + 1),
-            _ => 0,
-        })
-        .sum()
-}
-
-/// Removes the bundle `root/name` — only if the name is a bundle name and it
-/// is a real directory, not a link. (`remove_dir_all` itself never follows
-/// links inside, and opens each level without following one.)
-pub fn remove_bundle(root: &Path, name: &str) -> io::Result<()> {
+/// Removes the bundle `name` in `root` — only if the name is a bundle name
+/// and it is a real directory, not a link — through the root's handle,
+/// never following a link inside.
+pub fn remove_bundle(root: &Dir, name: &str) -> io::Result<()> {
     if !is_bundle_name(name) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a memguard bundle")));
     }
-    let path = root.join(name);
-    let meta = match fs::symlink_metadata(&path) {
+    match root.stat_at(name) {
         // Another process trimming the same root got there first.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        other => other?,
-    };
-    if !meta.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a directory", path.display())));
-    }
-    match fs::remove_dir_all(&path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
+        Err(e) => Err(e),
+        Ok(st) if kind_of(&st) != Kind::Dir => {
+            Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a directory")))
+        }
+        // A link swapped in since the check fails to open (ELOOP): kept.
+        Ok(_) => root.remove_tree(name),
     }
 }
 
@@ -222,7 +206,8 @@ fn boot_time_secs() -> Option<i64> {
 /// goes (see [`trim_plan`]). One `memguard:` line per bundle removed. Returns
 /// the bytes of the bundles left.
 pub fn enforce(root: &Path, budget: u64, need: u64, protected: impl Fn(&BundleUsage) -> bool) -> io::Result<u64> {
-    let bundles = list_bundles(root)?;
+    let dir = Dir::open(root)?;
+    let bundles = list_bundles(&dir)?;
     let remove = match plan_removals(&bundles, budget, need, &protected) {
         Some(remove) => remove,
         None => trim_plan(&bundles, budget, &protected),
@@ -231,7 +216,7 @@ pub fn enforce(root: &Path, budget: u64, need: u64, protected: impl Fn(&BundleUs
     for name in remove {
         let bytes = bundles.iter().find(|b| b.name == name).map_or(0, |b| b.bytes);
         let path = root.join(&name);
-        match remove_bundle(root, &name) {
+        match remove_bundle(&dir, &name) {
             Ok(()) => {
                 total -= bytes;
                 log::info(&format!(
@@ -370,7 +355,7 @@ mod tests {
         let elsewhere = tmp.path().join("my-notes");
         std::os::unix::fs::symlink(&elsewhere, root.join("20260101-000003-3")).unwrap();
 
-        let listed = list_bundles(root).unwrap();
+        let listed = list_bundles(&Dir::open(root).unwrap()).unwrap();
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert_eq!((listed[0].name.as_str(), listed[0].bytes), ("20260101-000001-1", 6000));
     }
@@ -384,20 +369,21 @@ mod tests {
         fs::write(keep.join("precious"), b"mine").unwrap();
         // A link named like a bundle, pointing at the user's data.
         std::os::unix::fs::symlink(&keep, root.join("20260101-000003-3")).unwrap();
-        assert!(remove_bundle(root, "20260101-000003-3").is_err());
-        assert!(remove_bundle(root, "keep").is_err());
-        assert!(remove_bundle(root, "../keep").is_err());
+        let dir = Dir::open(root).unwrap();
+        assert!(remove_bundle(&dir, "20260101-000003-3").is_err());
+        assert!(remove_bundle(&dir, "keep").is_err());
+        assert!(remove_bundle(&dir, "../keep").is_err());
         assert_eq!(fs::read(keep.join("precious")).unwrap(), b"mine");
 
         let bundle = root.join("20260101-000001-1");
         fs::create_dir(&bundle).unwrap();
         fs::write(bundle.join("summary.json"), b"{}").unwrap();
         std::os::unix::fs::symlink(&keep, bundle.join("link-out")).unwrap();
-        remove_bundle(root, "20260101-000001-1").unwrap();
+        remove_bundle(&dir, "20260101-000001-1").unwrap();
         assert!(!bundle.exists());
         assert_eq!(fs::read(keep.join("precious")).unwrap(), b"mine", "a link inside is removed, not followed");
         // Gone already (another process removed it): fine.
-        remove_bundle(root, "20260101-000001-1").unwrap();
+        remove_bundle(&dir, "20260101-000001-1").unwrap();
     }
 
     #[test]

@@ -102,7 +102,9 @@ pub fn top_sites(nodes: &[ProfileNode], n: usize) -> Vec<AllocationSite> {
     let mut sites: HashMap<(&str, &str, i32, i32), u64> = HashMap::new();
     for node in nodes.iter().filter(|node| node.self_size > 0) {
         let frame = js_frame(node, &by_id);
-        *sites.entry((&frame.function_name, &frame.url, frame.line, frame.column)).or_default() += node.self_size;
+        let bytes = sites.entry((&frame.function_name, &frame.url, frame.line, frame.column)).or_default();
+        // Saturating: a profile read from a bundle may hold any size.
+        *bytes = bytes.saturating_add(node.self_size);
     }
     let mut sites: Vec<AllocationSite> = sites
         .into_iter()

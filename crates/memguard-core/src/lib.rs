@@ -5,11 +5,13 @@
 pub mod afford;
 pub mod bundle;
 pub mod config;
+pub mod dirfd;
 pub mod disk;
 pub mod heapprofile;
 pub mod leak;
 pub mod log;
 pub mod manifest;
+pub mod printable;
 pub mod procmem;
 pub mod recorder;
 pub mod watchdog;

@@ -1,10 +1,14 @@
 //! One-line stderr messages, all prefixed `memguard:` so operators can grep
 //! them out of a service's logs. Level is process-wide (set once at start).
+//! Lines quote paths, env values and names from the heap: each line is made
+//! printable as a whole here, so no caller can forget it (a newline inside
+//! one would also forge a second `memguard:` line).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::config::LogLevel;
+use crate::printable::{printable, UNLIMITED};
 
 static LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
 
@@ -19,9 +23,10 @@ fn enabled(level: LogLevel) -> bool {
 fn emit(line: &str) {
     // One write call per line so lines from several threads do not interleave;
     // errors are ignored: a closed stderr must not hurt the host.
+    let line = printable(line, UNLIMITED);
     let mut text = String::with_capacity(line.len() + 11);
     text.push_str("memguard: ");
-    text.push_str(line);
+    text.push_str(&line);
     text.push('\n');
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

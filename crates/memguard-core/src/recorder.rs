@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::bundle::{create_private_file, Bundle};
+use crate::bundle::Bundle;
 use crate::log;
 use crate::manifest::{HeapStats, SpaceStats};
 use crate::procmem::{self, Cgroup};
@@ -256,7 +256,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
                 backlog: Vec::new(),
                 bundle,
             };
-            match tl.bundle.ensure().and_then(|dir| create_private_file(&dir.join(TIMELINE_FILE))) {
+            match tl.bundle.ensure().and_then(|dir| dir.create_file(TIMELINE_FILE)) {
                 Ok(file) => tl.file = Some(file),
                 Err(e) => log::warn_once(&format!(
                     "cannot create {} in {}: {e}; the timeline is kept in memory only",
@@ -480,7 +480,7 @@ mod tests {
         use std::io::{Seek, SeekFrom};
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("t.gz");
-        let mut file = create_private_file(&path).unwrap();
+        let mut file = crate::dirfd::Dir::open(tmp.path()).unwrap().create_file("t.gz").unwrap();
         assert_eq!(append(&mut file, b"ab").unwrap(), 2);
         file.seek(SeekFrom::Start(100)).unwrap(); // where a cut-off short write leaves the cursor
         assert_eq!(append(&mut file, b"cd").unwrap(), 4);
@@ -497,7 +497,7 @@ mod tests {
     #[test]
     fn records_become_gzip_members_readable_after_each_flush() {
         let tmp = tempfile::tempdir().unwrap();
-        let bundle = Bundle { root: tmp.path().to_path_buf(), name: "b".into() };
+        let bundle = Bundle::new(tmp.path(), "b");
         let rec = Recorder::global().unwrap();
         let shared = Arc::new(Shared::default());
         let id = 9001;

@@ -4,7 +4,7 @@
 //! in parallel with V8's serialization and never on the JS thread.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -15,7 +15,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use parking_lot::Mutex;
 
-use crate::bundle::{create_private_file, write_atomic, Bundle};
+use crate::bundle::Bundle;
 use crate::disk::{self, megabytes, BundleUsage};
 use crate::log;
 use crate::manifest::FileRecord;
@@ -176,7 +176,7 @@ fn run(job: Job, ours: &mut Ours) {
         }
         Job::Atomic { bundle, name, bytes, done } => {
             ours.0.insert(bundle.path());
-            let _ = done.send(bundle.ensure().and_then(|dir| write_atomic(&dir, &name, &bytes)));
+            let _ = done.send(bundle.ensure().and_then(|dir| dir.write_atomic(&name, &bytes)));
             // After answering: the JS thread waits for the answer, not for this.
             ours.trim(&bundle);
         }
@@ -270,10 +270,10 @@ impl Write for BudgetedFile<'_> {
 fn write_gzip(bundle: &Bundle, name: &str, expected: u64, chunks: &Receiver<Chunk>, ours: &Ours) -> io::Result<FileRecord> {
     let started = Instant::now();
     let dir = bundle.ensure()?;
-    let partial: PathBuf = dir.join(format!("{name}.partial"));
+    let partial = format!("{name}.partial");
     let budget = Budget::start(bundle, ours, expected);
     let result = (|| {
-        let file = BudgetedFile { file: create_private_file(&partial)?, written: 0, budget };
+        let file = BudgetedFile { file: dir.create_file(&partial)?, written: 0, budget };
         let mut gz = GzEncoder::new(io::BufWriter::with_capacity(1 << 20, file), Compression::new(LEVEL));
         let mut raw = 0u64;
         loop {
@@ -289,16 +289,16 @@ fn write_gzip(bundle: &Bundle, name: &str, expected: u64, chunks: &Receiver<Chun
         let file = gz.finish()?.into_inner().map_err(|e| e.into_error())?.file;
         file.sync_data()?;
         let bytes = file.metadata()?.len();
-        fs::rename(&partial, dir.join(name))?;
+        dir.rename(&partial, name)?;
         Ok(FileRecord { name: name.to_string(), bytes, uncompressed_bytes: raw, millis: started.elapsed().as_millis() as u64 })
     })();
     result.map_err(|e| {
         // The encoder and its file are closed by now; what is left goes.
-        match fs::remove_file(&partial) {
+        match dir.remove_file(&partial) {
             Ok(()) => io::Error::new(e.kind(), format!("{e}; removed the partial file")),
             Err(gone) if gone.kind() == io::ErrorKind::NotFound => e,
             Err(stuck) => {
-                log::warn_once(&format!("could not remove {}: {stuck}", partial.display()));
+                log::warn_once(&format!("could not remove {}: {stuck}", bundle.path().join(&partial).display()));
                 e
             }
         }
@@ -309,13 +309,14 @@ fn write_gzip(bundle: &Bundle, name: &str, expected: u64, chunks: &Receiver<Chun
 mod tests {
     use super::*;
     use flate2::read::MultiGzDecoder;
+    use std::fs;
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn streams_chunks_into_a_gzip_file() {
         let tmp = tempfile::tempdir().unwrap();
-        let bundle = Bundle { root: tmp.path().to_path_buf(), name: "b".into() };
+        let bundle = Bundle::new(tmp.path(), "b");
         let sink = Writer::global().unwrap().start_file(&bundle, "heap-1.heapsnapshot.gz").unwrap();
         let mut expected = Vec::new();
         for i in 0..1000 {
@@ -337,7 +338,7 @@ mod tests {
     #[test]
     fn abort_leaves_no_file() {
         let tmp = tempfile::tempdir().unwrap();
-        let bundle = Bundle { root: tmp.path().to_path_buf(), name: "b".into() };
+        let bundle = Bundle::new(tmp.path(), "b");
         let sink = Writer::global().unwrap().start_file(&bundle, "x.gz").unwrap();
         assert!(sink.write(b"partial"));
         sink.abort();
@@ -349,7 +350,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("not-a-dir");
         fs::write(&file, b"").unwrap();
-        let bundle = Bundle { root: file, name: "b".into() };
+        let bundle = Bundle::new(file, "b");
         let sink = Writer::global().unwrap().start_file(&bundle, "x.gz").unwrap();
         // The writer drops its end once it fails: writes start to fail.
         let mut refused = false;
@@ -409,7 +410,7 @@ mod tests {
         let c = old_bundle(&root, 3, 3 << 20);
         fs::write(root.join("notes.txt"), vec![0u8; 5 << 20]).unwrap(); // not a bundle: not counted, kept
         limit_disk(&root, 10 << 20);
-        let bundle = Bundle { root: root.clone(), name: crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0) };
+        let bundle = Bundle::new(root.clone(), crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0));
         // 9 MB of old bundles + ~4 MB expected > 10 MB: the oldest one goes.
         let rec = stream(&bundle, "heap-1.heapsnapshot.gz", 4 << 20, &noise(3 << 20, 1)).unwrap();
         assert!(rec.bytes > 3 << 20);
@@ -417,7 +418,7 @@ mod tests {
         want.sort();
         assert_eq!(names(&root), want);
         assert!(!names(&root).contains(&a));
-        let total: u64 = disk::list_bundles(&root).unwrap().iter().map(|b| b.bytes).sum();
+        let total: u64 = disk::list_bundles(&crate::dirfd::Dir::open(&root).unwrap()).unwrap().iter().map(|b| b.bytes).sum();
         assert!(total <= 10 << 20, "{total}");
     }
 
@@ -426,7 +427,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("bundles");
         limit_disk(&root, 2 << 20);
-        let bundle = Bundle { root: root.clone(), name: crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0) };
+        let bundle = Bundle::new(root.clone(), crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0));
         let err = stream(&bundle, "heap-1.heapsnapshot.gz", 1 << 20, &noise(6 << 20, 2)).unwrap_err().to_string();
         assert!(err.contains("MEMGUARD_MAX_DISK (2.1 MB)"), "{err}");
         assert!(err.contains("removed the partial file"), "{err}");
@@ -442,7 +443,7 @@ mod tests {
         let a = old_bundle(&root, 1, 2 << 20);
         let b = old_bundle(&root, 2, 2 << 20);
         limit_disk(&root, 5 << 20);
-        let bundle = Bundle { root: root.clone(), name: crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0) };
+        let bundle = Bundle::new(root.clone(), crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0));
         // Expected 0.5 MB, really 2.5 MB: the oldest goes mid-stream, the other stays.
         stream(&bundle, "heap-1.heapsnapshot.gz", 512 << 10, &noise(5 << 19, 3)).unwrap();
         let left = names(&root);

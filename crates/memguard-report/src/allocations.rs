@@ -3,14 +3,25 @@
 //! (memguard-core's `top_sites`: one site per function and position, bytes
 //! sampled inside builtins count for their JS caller).
 
-use std::io::BufReader;
 use std::path::Path;
 
 use memguard_core::heapprofile::{top_sites, ProfileNode};
 use serde::Deserialize;
 
+use crate::bounded;
 use crate::report::{AllocationSite, AllocationSummary};
 use crate::ReportError;
+
+/// Deepest call tree read. memguard writes at most 256 frames; V8's own
+/// profiles of deep recursion go further.
+const MAX_FRAMES: usize = 2048;
+/// The parser (and the drop of what it built) recurses a few times per
+/// frame; it runs on a thread with this much stack — address space, touched
+/// only as deep as the tree goes. Measured for 2,048 frames: 8–12 MB in a
+/// debug build, 1–2 MB optimized (main's 8 MB would not do for the former).
+const PARSE_STACK: usize = 64 << 20;
+/// Profiles are megabytes (one node per distinct stack); this is far beyond.
+const MAX_BYTES: u64 = 512 << 20;
 
 #[derive(Deserialize)]
 struct Profile {
@@ -42,20 +53,32 @@ struct CallFrame {
 }
 
 pub fn read(path: &Path, top: usize) -> Result<AllocationSummary, ReportError> {
-    let file = std::fs::File::open(path).map_err(|source| ReportError::Io { path: path.into(), source })?;
-    let mut de = serde_json::Deserializer::from_reader(BufReader::new(file));
-    // Call trees of real services nest deeper than serde_json's default limit
-    // of 128 (two levels per frame); memguard writes at most 256 frames deep.
-    de.disable_recursion_limit();
-    let profile: Profile = serde::Deserialize::deserialize(&mut de)
-        .and_then(|p| de.end().map(|()| p))
-        .map_err(|e| ReportError::Usage(format!("{}: not an allocation profile: {e}", path.display())))?;
-    Ok(summarize(path, &profile.head, top))
+    let bad = |e: &dyn std::fmt::Display| ReportError::Usage(format!("{}: not an allocation profile: {e}", path.display()));
+    let bytes = bounded::read_file(path, MAX_BYTES, "an allocation profile")?;
+    // The profile object, then a node object and its children array per
+    // frame, then the leaf's callFrame.
+    bounded::check_depth(&bytes, 2 * MAX_FRAMES + 2).map_err(|e| bad(&format!("call tree {e}")))?;
+    let parse = || {
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        // Call trees of real services nest deeper than serde_json's default
+        // limit of 128 (two levels per frame); the depth is bounded above.
+        de.disable_recursion_limit();
+        let profile: Profile = serde::Deserialize::deserialize(&mut de).and_then(|p| de.end().map(|()| p))?;
+        Ok::<_, serde_json::Error>(summarize(path, &profile.head, top))
+    };
+    std::thread::scope(|s| {
+        let parser = std::thread::Builder::new().name("memguard-profile".into()).stack_size(PARSE_STACK);
+        match parser.spawn_scoped(s, parse) {
+            Ok(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => parse(), // no thread: the main thread's stack suffices for memguard's own profiles
+        }
+    })
+    .map_err(|e| bad(&e))
 }
 
 fn summarize(path: &Path, head: &Node, top: usize) -> AllocationSummary {
     let nodes = flatten(head);
-    let total_bytes = nodes.iter().map(|n| n.self_size).sum();
+    let total_bytes = nodes.iter().fold(0u64, |sum, n| sum.saturating_add(n.self_size));
     let sites = top_sites(&nodes, top)
         .into_iter()
         .map(|s| AllocationSite {
@@ -83,8 +106,8 @@ fn flatten(head: &Node) -> Vec<ProfileNode> {
             function_name: f.function_name.clone(),
             url: f.url.clone(),
             script_id: 0,
-            line: f.line_number + 1,
-            column: f.column_number + 1,
+            line: f.line_number.saturating_add(1),
+            column: f.column_number.saturating_add(1),
             self_size: node.self_size,
         });
         stack.extend(node.children.iter().rev().map(|c| (c, id)));
@@ -133,6 +156,36 @@ mod tests {
         std::fs::write(&path, to_cdp(&nodes, &[]).to_string()).unwrap();
         let a = read(&path, 10).unwrap();
         assert_eq!(a.sites[0].function, "recurse");
+    }
+
+    /// A profile `frames` calls deep, written by hand (to_cdp caps depth).
+    fn deep_profile(frames: usize) -> String {
+        let node = r#"{"callFrame":{"functionName":"f","url":"file:///r.js","lineNumber":1},"selfSize":1,"children":["#;
+        format!(r#"{{"head":{}{}}}"#, node.repeat(frames), "]}".repeat(frames))
+    }
+
+    #[test]
+    fn the_deepest_allowed_tree_parses_and_deeper_is_refused() {
+        let dir = Dir::new();
+        let path = dir.path().join("allocations-1.heapprofile");
+        std::fs::write(&path, deep_profile(MAX_FRAMES)).unwrap();
+        let a = read(&path, 10).unwrap();
+        assert_eq!((a.sites[0].function.as_str(), a.total_bytes), ("f", MAX_FRAMES as u64));
+        std::fs::write(&path, deep_profile(MAX_FRAMES + 1)).unwrap();
+        let e = read(&path, 10).unwrap_err().to_string();
+        assert!(e.contains("not an allocation profile: call tree nested deeper than"), "{e}");
+        std::fs::write(&path, deep_profile(1_000_000)).unwrap();
+        assert!(read(&path, 10).is_err());
+    }
+
+    #[test]
+    fn extreme_numbers_do_not_overflow() {
+        let dir = Dir::new();
+        let path = dir.path().join("allocations-1.heapprofile");
+        let n = r#"{"callFrame":{"functionName":"f","url":"u","lineNumber":2147483647,"columnNumber":2147483647},"selfSize":18446744073709551615}"#;
+        std::fs::write(&path, format!(r#"{{"head":{{"callFrame":{{}},"children":[{n},{n}]}}}}"#)).unwrap();
+        let a = read(&path, 10).unwrap();
+        assert_eq!(a.total_bytes, u64::MAX);
     }
 
     #[test]

@@ -8,16 +8,20 @@
 //!                   retainer paths, diff by node id
 //! - `timeline`    — `timeline.ndjson.gz` → heap per space over time, GC pauses,
 //!                   triggers, markers, leak verdict
+//! - `summary`     — `summary.json` → its JSON value
 //! - `allocations` — `allocations-*.heapprofile` → top allocation sites
+//! - `bounded`     — reading bundle files within size and nesting bounds
 //! - `report`      — the `--json` schema (the one structure every output renders)
 //! - `terminal`, `html` — renderings of a `Report`
 
 pub mod allocations;
+pub mod bounded;
 pub mod error;
 pub mod html;
 pub mod input;
 pub mod report;
 pub mod snapshot;
+pub mod summary;
 pub mod terminal;
 pub mod timeline;
 

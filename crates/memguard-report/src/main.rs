@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use memguard_core::printable::{printable, printable_bytes, UNLIMITED};
 use memguard_report::report::{Report, SCHEMA};
-use memguard_report::{allocations, html, input, snapshot, terminal, timeline, ReportError};
+use memguard_report::{allocations, html, input, snapshot, summary, terminal, timeline, ReportError};
 
 #[derive(Parser)]
 #[command(name = "memguard", about = "Reads a memguard crash bundle or a heap snapshot")]
@@ -63,7 +64,7 @@ fn build_report(args: &ReportArgs) -> Result<Report, ReportError> {
     };
     let mut report = Report { schema: SCHEMA, input: args.input.display().to_string(), ..Report::default() };
     if let Some(path) = &inputs.summary {
-        report.bundle = Some(read_summary(path)?);
+        report.bundle = Some(summary::read(path)?);
     }
     if let Some(path) = &inputs.timeline {
         report.timeline = Some(timeline::read(path)?);
@@ -99,9 +100,10 @@ fn build_report(args: &ReportArgs) -> Result<Report, ReportError> {
     Ok(report)
 }
 
-fn read_summary(path: &Path) -> Result<serde_json::Value, ReportError> {
-    let text = std::fs::read(path).map_err(|source| ReportError::Io { path: path.into(), source })?;
-    serde_json::from_slice(&text).map_err(|e| ReportError::Usage(format!("{}: not valid JSON: {e}", path.display())))
+/// A path as the user's file system spells it (maybe not UTF-8), printable.
+fn printable_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    printable_bytes(path.as_os_str().as_bytes(), UNLIMITED).into_owned()
 }
 
 fn write_stdout(text: &str) -> Result<(), ReportError> {
@@ -120,7 +122,7 @@ fn run(cli: Cli) -> Result<(), ReportError> {
             if let Some(path) = &args.html {
                 std::fs::write(path, html::render(&report))
                     .map_err(|source| ReportError::Io { path: path.clone(), source })?;
-                eprintln!("memguard report: wrote {}", path.display());
+                eprintln!("memguard report: wrote {}", printable_path(path));
             }
             if args.json {
                 let json = serde_json::to_string_pretty(&report).expect("a Report always serializes");
@@ -148,7 +150,7 @@ fn parse() -> Result<Cli, ExitCode> {
         // clap's message runs until the first blank line (then comes usage).
         let text = e.to_string();
         let message: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
-        eprintln!("memguard report: {} (see --help)", message.join(" "));
+        eprintln!("memguard report: {} (see --help)", printable(&message.join(" "), UNLIMITED));
         ExitCode::from(2)
     })
 }
@@ -161,7 +163,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("memguard report: error: {e}");
+            // One line, whatever the message quotes (paths, parser errors).
+            eprintln!("memguard report: error: {}", printable(&e.to_string(), UNLIMITED));
             ExitCode::from(e.exit_code() as u8)
         }
     }

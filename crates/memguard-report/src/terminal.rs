@@ -1,9 +1,16 @@
 //! The default output: a [`Report`] as plain text for a terminal — what took
 //! the space, what holds it, what grew, how the heap evolved, who allocated.
+//!
+//! Every string in a report comes from a bundle, and a bundle is untrusted
+//! input (heap strings, argv, file names…): each one goes through
+//! `memguard_core::printable` ([`name`] for names, [`text`] for sentences)
+//! before it is laid out, so no control character reaches the terminal and
+//! no field breaks its line. `render` checks the whole page once more.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
+use memguard_core::printable::{self, name, printable};
 use serde_json::Value;
 
 use crate::report::{
@@ -52,13 +59,33 @@ fn seconds(ms: f64) -> String {
     format!("{:.1} s", ms / 1000.0)
 }
 
-fn base_name(path: &str) -> &str {
-    Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path)
+/// Longest sentence from a bundle shown (an error, a skip reason): longer
+/// than any memguard writes (paths included), short enough for a screen.
+const TEXT_LIMIT: usize = 1000;
+
+/// A sentence from a bundle, made printable (see the module comment).
+fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    printable(s, TEXT_LIMIT)
+}
+
+/// The file name of `path`, made printable.
+fn base_name(path: &str) -> std::borrow::Cow<'_, str> {
+    name(Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path))
 }
 
 pub fn render(report: &Report) -> String {
+    let out = render_fields(report);
+    // Every field was made printable on its way in; this is the net under
+    // that: a field a future change forgets is escaped still (and caught by
+    // the tests, which run with debug assertions).
+    let lines: Vec<_> = out.split('\n').map(|line| printable(line, printable::UNLIMITED)).collect();
+    debug_assert!(lines.iter().all(|l| matches!(l, std::borrow::Cow::Borrowed(_))), "an unescaped field in\n{out}");
+    lines.join("\n")
+}
+
+fn render_fields(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "memguard report: {}", report.input);
+    let _ = writeln!(out, "memguard report: {}", text(&report.input));
     if let Some(bundle) = &report.bundle {
         bundle_section(&mut out, bundle);
     }
@@ -92,23 +119,23 @@ fn bundle_section(out: &mut String, summary: &Value) {
         process.push(if thread == 0 { "main thread".into() } else { format!("worker thread {thread}") });
     }
     if let Some(node) = str_of(summary, "node") {
-        process.push(format!("Node {node}"));
+        process.push(format!("Node {}", name(node)));
     }
     if let Some(started) = str_of(summary, "startedAt") {
-        process.push(format!("started {started}"));
+        process.push(format!("started {}", name(started)));
     }
     if let Some(script) = summary.get("argv").and_then(|a| a.get(1)).and_then(Value::as_str) {
-        process.push(base_name(script).to_string());
+        process.push(base_name(script).into_owned());
     }
     if !process.is_empty() {
         let _ = writeln!(out, "Process: {}", process.join(", "));
     }
     if let Some(ended) = summary.get("ended") {
         let how = match (str_of(ended, "reason"), ended.get("code"), str_of(ended, "signal")) {
-            (_, _, Some(signal)) => format!("signal {signal}"),
-            (Some(reason), Some(code), _) => format!("{reason}, code {code}"),
-            (Some(reason), _, _) => reason.to_string(),
-            _ => ended.to_string(),
+            (_, _, Some(signal)) => format!("signal {}", name(signal)),
+            (Some(reason), Some(code), _) => format!("{}, code {}", name(reason), name(&code.to_string())),
+            (Some(reason), _, _) => name(reason).into_owned(),
+            _ => text(&ended.to_string()).into_owned(),
         };
         let _ = writeln!(out, "Ended: {how}");
     } else {
@@ -121,9 +148,9 @@ fn bundle_section(out: &mut String, summary: &Value) {
 
 fn capture_line(out: &mut String, c: &Value) {
     let seq = c.get("seq").and_then(Value::as_u64).unwrap_or(0);
-    let trigger = str_of(c, "trigger").unwrap_or("?");
-    let time = str_of(c, "time").unwrap_or("?");
-    let outcome = str_of(c, "outcome").unwrap_or("?");
+    let trigger = name(str_of(c, "trigger").unwrap_or("?"));
+    let time = name(str_of(c, "time").unwrap_or("?"));
+    let outcome = name(str_of(c, "outcome").unwrap_or("?"));
     let heap = c.get("heap");
     let used = heap.and_then(|h| h.get("usedHeapSize")).and_then(Value::as_f64);
     let limit = heap.and_then(|h| h.get("heapSizeLimit")).and_then(Value::as_f64);
@@ -133,10 +160,10 @@ fn capture_line(out: &mut String, c: &Value) {
     };
     let _ = write!(out, "Capture {seq}: {trigger} at {time}{heap}; {outcome}");
     if let Some(reason) = c.get("snapshotSkipped").and_then(|s| str_of(s, "reason")) {
-        let _ = write!(out, " (snapshot skipped: {reason})");
+        let _ = write!(out, " (snapshot skipped: {})", text(reason));
     }
     if let Some(error) = str_of(c, "error") {
-        let _ = write!(out, " ({error})");
+        let _ = write!(out, " ({})", text(error));
     }
     out.push('\n');
     if let Some(stack) = c.get("stack").and_then(Value::as_array).filter(|s| !s.is_empty()) {
@@ -144,9 +171,9 @@ fn capture_line(out: &mut String, c: &Value) {
             .iter()
             .take(STACK_FRAMES)
             .map(|f| {
-                let name = str_of(f, "functionName").filter(|n| !n.is_empty()).unwrap_or("(anonymous)");
+                let function = name(str_of(f, "functionName").filter(|n| !n.is_empty()).unwrap_or("(anonymous)"));
                 let line = f.get("line").and_then(Value::as_u64).unwrap_or(0);
-                format!("{name} ({}:{line})", base_name(str_of(f, "url").unwrap_or("")))
+                format!("{function} ({}:{line})", base_name(str_of(f, "url").unwrap_or("")))
             })
             .collect();
         let _ = writeln!(out, "  JS stack when it fired: {}", frames.join(" ← "));
@@ -165,14 +192,15 @@ fn snapshot_section(out: &mut String, s: &SnapshotSummary) {
         human(s.total_size as f64)
     );
     if !s.classes.is_empty() {
-        let width = s.classes.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).clamp(5, 40);
+        let names: Vec<_> = s.classes.iter().map(|c| name(&c.name)).collect();
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(5, 40);
         let _ = writeln!(out, "Top classes by retained size:");
         let _ = writeln!(out, "  {:<width$}  {:>11}  {:>10}  {:>10}", "class", "objects", "shallow", "retained");
-        for c in &s.classes {
+        for (c, class) in s.classes.iter().zip(&names) {
             let _ = writeln!(
                 out,
                 "  {:<width$}  {:>11}  {:>10}  {:>10}",
-                clip(&c.name, width),
+                clip(class, width),
                 thousands(c.count),
                 human(c.shallow_size as f64),
                 human(c.retained_size as f64)
@@ -183,7 +211,7 @@ fn snapshot_section(out: &mut String, s: &SnapshotSummary) {
         let _ = writeln!(out, "What retains them:");
         for p in &s.retainer_paths {
             let objects = if p.objects == 1 { "object" } else { "objects" };
-            let _ = writeln!(out, "  {}: {} {objects}, {}", p.class, thousands(p.objects), human(p.retained_size as f64));
+            let _ = writeln!(out, "  {}: {} {objects}, {}", name(&p.class), thousands(p.objects), human(p.retained_size as f64));
             let _ = writeln!(out, "    {}", path_text(&p.steps));
         }
     }
@@ -207,12 +235,13 @@ pub fn path_text(steps: &[PathStep]) -> String {
         .enumerate()
         .map(|(i, step)| {
             let last = i + 1 == steps.len();
+            let node = name(&step.node);
             match (step.edge_type.as_deref(), step.edge.as_deref()) {
-                (Some("element"), Some(index)) if !last => format!("{} [{}]", step.node, index.trim_matches(['[', ']'])),
-                (Some("property" | "context" | "shortcut"), Some(name)) if !name.is_empty() => {
-                    format!("{} '{}'", step.node, name)
+                (Some("element"), Some(index)) if !last => format!("{node} [{}]", name(index.trim_matches(['[', ']']))),
+                (Some("property" | "context" | "shortcut"), Some(edge)) if !edge.is_empty() => {
+                    format!("{node} '{}'", name(edge))
                 }
-                _ => step.node.clone(),
+                _ => node.into_owned(),
             }
         })
         .collect();
@@ -232,15 +261,16 @@ fn diff_section(out: &mut String, d: &SnapshotDiff) {
         let _ = writeln!(out, "  no class changed");
         return;
     }
-    let width = changed.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).clamp(5, 40);
+    let names: Vec<_> = changed.iter().map(|c| name(&c.name)).collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(5, 40);
     let _ = writeln!(out, "  {:<width$}  {:>23}  {:>19}  {:>11}", "class", "objects before → after", "+added / −removed", "retained Δ");
-    for c in changed {
+    for (c, class) in changed.into_iter().zip(&names) {
         let counts = format!("{} → {}", thousands(c.count_before), thousands(c.count_after));
         let churn = format!("+{} / −{}", thousands(c.added), thousands(c.removed));
         let _ = writeln!(
             out,
             "  {:<width$}  {:>23}  {:>19}  {:>11}",
-            clip(&c.name, width),
+            clip(class, width),
             counts,
             churn,
             signed_human(c.retained_delta as f64)
@@ -268,7 +298,7 @@ fn timeline_section(out: &mut String, t: &TimelineSummary) {
     }
     let _ = write!(out, "; {} recorded", seconds(t.duration_ms));
     if let Some(start) = &t.start {
-        let _ = write!(out, " from {start}");
+        let _ = write!(out, " from {}", name(start));
     }
     out.push('\n');
 
@@ -277,7 +307,7 @@ fn timeline_section(out: &mut String, t: &TimelineSummary) {
         kinds.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
         let kinds: Vec<String> = kinds
             .iter()
-            .map(|g| format!("{} {} ({:.0} ms, longest {:.1} ms)", thousands(g.count), g.kind, g.total_ms, g.max_ms))
+            .map(|g| format!("{} {} ({:.0} ms, longest {:.1} ms)", thousands(g.count), name(&g.kind), g.total_ms, g.max_ms))
             .collect();
         let _ = writeln!(out, "  GCs: {}", kinds.join(", "));
     }
@@ -330,16 +360,16 @@ pub fn marker_text(m: &Marker) -> String {
         .into_iter()
         .flatten()
         .filter_map(|(k, v)| match v {
-            Value::String(s) if s.len() <= 60 => Some(format!("{k} {s}")),
-            Value::Number(n) => Some(format!("{k} {}", number_text(k, n))),
-            Value::Bool(b) => Some(format!("{k} {b}")),
+            Value::String(s) if s.len() <= 60 => Some(format!("{} {}", name(k), name(s))),
+            Value::Number(n) => Some(format!("{} {}", name(k), number_text(k, n))),
+            Value::Bool(b) => Some(format!("{} {b}", name(k))),
             _ => None,
         })
         .collect();
     if fields.is_empty() {
-        m.name.clone()
+        name(&m.name).into_owned()
     } else {
-        format!("{} ({})", m.name, fields.join(", "))
+        format!("{} ({})", name(&m.name), fields.join(", "))
     }
 }
 
@@ -379,10 +409,11 @@ fn allocations_section(out: &mut String, a: &AllocationSummary) {
         .iter()
         .map(|s| if s.url.is_empty() { "(native)".to_string() } else { format!("{}:{}", base_name(&s.url), s.line) })
         .collect();
-    let fw = a.sites.iter().map(|s| s.function.chars().count()).max().unwrap_or(0).clamp(8, 40);
+    let functions: Vec<_> = a.sites.iter().map(|s| name(&s.function)).collect();
+    let fw = functions.iter().map(|f| f.chars().count()).max().unwrap_or(0).clamp(8, 40);
     let pw = places.iter().map(|p| p.chars().count()).max().unwrap_or(0).min(50);
-    for (s, place) in a.sites.iter().zip(&places) {
-        let _ = writeln!(out, "  {:<fw$}  {:<pw$}  {:>10}", clip(&s.function, fw), place, human(s.bytes as f64));
+    for ((s, function), place) in a.sites.iter().zip(&functions).zip(&places) {
+        let _ = writeln!(out, "  {:<fw$}  {:<pw$}  {:>10}", clip(function, fw), place, human(s.bytes as f64));
     }
 }
 
@@ -580,6 +611,88 @@ mod tests {
         let mut out = String::new();
         diff_section(&mut out, &d);
         assert!(out.contains("no class changed"), "{out}");
+    }
+
+    /// Every string of `r` (summary.json included) replaced by `evil`.
+    fn poison(r: &mut Report, evil: &str) {
+        fn poison_json(v: &mut serde_json::Value, evil: &str) {
+            match v {
+                serde_json::Value::String(s) => *s = evil.into(),
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|v| poison_json(v, evil)),
+                serde_json::Value::Object(o) => {
+                    let old = std::mem::take(o);
+                    for (i, (k, mut v)) in old.into_iter().enumerate() {
+                        poison_json(&mut v, evil);
+                        // Keys matter too (marker details), but the shape must stay.
+                        let keep = ["captures", "stack", "heap", "usedHeapSize", "heapSizeLimit", "argv", "ended"];
+                        let key = if keep.contains(&k.as_str()) { k } else { format!("{evil}{i}") };
+                        o.insert(key, v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        r.input = evil.into();
+        if let Some(b) = &mut r.bundle {
+            poison_json(b, evil);
+            b["ended"] = json!({"reason": evil, "code": evil});
+        }
+        let s = r.snapshot.as_mut().unwrap();
+        s.file = evil.into();
+        for c in &mut s.classes {
+            c.name = evil.into();
+        }
+        let poison_path = |p: &mut RetainerPath| {
+            p.class = evil.into();
+            for step in &mut p.steps {
+                step.node = evil.into();
+                step.name = evil.into();
+                step.edge = Some(evil.into());
+            }
+        };
+        s.retainer_paths.iter_mut().for_each(poison_path);
+        let d = r.diff.as_mut().unwrap();
+        (d.before, d.after) = (evil.into(), evil.into());
+        for c in &mut d.classes {
+            c.name = evil.into();
+            c.retainer_path.iter_mut().for_each(poison_path);
+        }
+        let t = r.timeline.as_mut().unwrap();
+        t.start = Some(evil.into());
+        t.gc.iter_mut().for_each(|g| g.kind = evil.into());
+        for m in &mut t.markers {
+            m.name = evil.into();
+            poison_json(&mut m.detail, evil);
+        }
+        let a = r.allocations.as_mut().unwrap();
+        a.file = evil.into();
+        for site in &mut a.sites {
+            (site.function, site.url) = (evil.into(), evil.into());
+        }
+    }
+
+    #[test]
+    fn no_control_character_from_a_bundle_reaches_the_terminal() {
+        let lines = render(&sample_report()).lines().count();
+        for evil in ["\x1b]0;PWNED\x07\x1b[2J\x1b[31mEVIL", "a\nmemguard report: forged\r\tline\u{9b}31m\u{85}\0\x7f"] {
+            let mut r = sample_report();
+            poison(&mut r, evil);
+            let text = render(&r);
+            let raw: Vec<char> =
+                text.chars().filter(|&c| c != '\n' && matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')).collect();
+            assert!(raw.is_empty(), "raw {raw:?} in\n{text}");
+            assert!(text.contains("\\x1b") || text.contains("\\x0a"), "{text}");
+            assert_eq!(text.lines().count(), lines, "every field stays on its line:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_huge_name_is_cut() {
+        let mut r = sample_report();
+        r.snapshot.as_mut().unwrap().retainer_paths[0].class = "K".repeat(1_000_000);
+        let text = render(&r);
+        assert!(text.contains(&format!("{}…(+999800 chars)", "K".repeat(200))), "{}", &text[..2000]);
+        assert!(text.len() < 20_000);
     }
 
     #[test]

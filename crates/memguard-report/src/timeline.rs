@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
@@ -26,6 +26,11 @@ const MAX_SLOPE_POINTS: usize = 1_000;
 /// Fewer mark-compacts than this, or a shorter span, says nothing about a trend.
 const MIN_MARK_COMPACTS: usize = 5;
 const MIN_SPAN_MS: f64 = 2_000.0;
+/// Longest record read. memguard's are under 1 kB; a marker from
+/// `memguard.mark()` carries what the app gave it. Longer lines are skipped
+/// (as lines that are not JSON are), so a crafted file cannot make one line
+/// take all memory.
+const MAX_LINE: u64 = 1 << 20;
 
 /// Reads a timeline file; `Err` only when not one record could be read.
 pub fn read(path: &Path) -> Result<TimelineSummary, ReportError> {
@@ -36,8 +41,15 @@ pub fn read(path: &Path) -> Result<TimelineSummary, ReportError> {
     let mut cut_reason = None;
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line) {
+        match (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut line) {
             Ok(0) => break,
+            Ok(n) if n as u64 > MAX_LINE && line.last() != Some(&b'\n') => match reader.skip_until(b'\n') {
+                Ok(_) => acc.bad_lines += 1,
+                Err(e) => {
+                    cut_reason = Some(e.to_string());
+                    break;
+                }
+            },
             // A line without its newline is the part of a record a crash cut off.
             Ok(_) if line.last() != Some(&b'\n') => {
                 cut_reason = Some("the last record is incomplete".to_string());
@@ -302,6 +314,21 @@ mod tests {
         let tl = read(&write(&dir, &bytes)).unwrap();
         assert!(tl.truncated);
         assert_eq!(tl.samples.len(), 9);
+        assert_eq!(tl.start.as_deref(), Some("2026-11-25T10:26:31.040Z"));
+    }
+
+    #[test]
+    fn an_overlong_line_is_skipped_and_the_rest_read() {
+        let dir = Dir::new();
+        let long = format!(r#"{{"type":"marker","t":5,"name":"{}"}}"#, "x".repeat(MAX_LINE as usize));
+        let lines = [leaking_records()[0][0].clone(), long, r#"{"type":"marker","t":7,"name":"after"}"#.into()];
+        let tl = read(&write(&dir, &member(&lines))).unwrap();
+        let names: Vec<&str> = tl.markers.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!((names, tl.truncated), (vec!["after"], false));
+        // The file cut inside the overlong line: what came before is kept.
+        let bytes = member(&lines[..2]);
+        let tl = read(&write(&dir, &bytes[..bytes.len() - 20])).unwrap();
+        assert!(tl.markers.is_empty() && tl.truncated);
         assert_eq!(tl.start.as_deref(), Some("2026-11-25T10:26:31.040Z"));
     }
 

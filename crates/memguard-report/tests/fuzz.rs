@@ -7,6 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::mutate::{apply, mutation};
 use memguard_report::snapshot::{self, Options};
 use memguard_report::ReportError;
 use proptest::prelude::*;
@@ -54,67 +55,8 @@ fn seeds() -> Vec<Vec<u8>> {
     ["ok-mixed.heapsnapshot", "ok-escapes.heapsnapshot"].iter().map(|n| std::fs::read(dir.join(n)).unwrap()).collect()
 }
 
-#[derive(Debug, Clone)]
-enum Mutation {
-    Cut(usize),
-    Flip(usize, u8),
-    Insert(usize, Vec<u8>),
-    Digit(usize, u8),
-    Delete(usize, usize),
-}
-
-fn apply(mut bytes: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
-    for m in muts {
-        let len = bytes.len().max(1);
-        match m {
-            Mutation::Cut(at) => bytes.truncate(at % len),
-            Mutation::Flip(at, v) => {
-                if !bytes.is_empty() {
-                    let i = at % bytes.len();
-                    bytes[i] ^= v | 1;
-                }
-            }
-            Mutation::Insert(at, extra) => {
-                let i = at % (bytes.len() + 1);
-                bytes.splice(i..i, extra.iter().copied());
-            }
-            Mutation::Digit(at, d) => {
-                // Change one number: the mutation most likely to stay parseable.
-                let digits: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i].is_ascii_digit()).collect();
-                if !digits.is_empty() {
-                    bytes[digits[at % digits.len()]] = b'0' + d % 10;
-                }
-            }
-            Mutation::Delete(at, n) => {
-                if !bytes.is_empty() {
-                    let i = at % bytes.len();
-                    let j = (i + n % 16).min(bytes.len());
-                    bytes.drain(i..j);
-                }
-            }
-        }
-    }
-    bytes
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        any::<usize>().prop_map(Mutation::Cut),
-        (any::<usize>(), any::<u8>()).prop_map(|(a, v)| Mutation::Flip(a, v)),
-        (any::<usize>(), proptest::collection::vec(prop_oneof![Just(b','), Just(b'"'), Just(b'\\'), Just(b'['), Just(b']'), Just(b'9'), any::<u8>()], 1..6))
-            .prop_map(|(a, v)| Mutation::Insert(a, v)),
-        (any::<usize>(), any::<u8>()).prop_map(|(a, d)| Mutation::Digit(a, d)),
-        (any::<usize>(), any::<usize>()).prop_map(|(a, n)| Mutation::Delete(a, n)),
-    ]
-}
-
 proptest! {
-    // 400 cases in a normal `cargo test`; PROPTEST_CASES=… for a longer hunt.
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::mutate::config(400))]
 
     #[test]
     fn mutated_snapshots_never_panic(seed in 0usize..2, muts in proptest::collection::vec(mutation(), 1..4), gz in any::<bool>()) {

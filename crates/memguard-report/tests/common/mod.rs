@@ -2,6 +2,8 @@
 //! with known dominators.
 #![allow(dead_code)]
 
+pub mod mutate;
+
 use std::path::PathBuf;
 
 pub struct Node {
