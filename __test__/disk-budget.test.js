@@ -117,7 +117,8 @@ test('a snapshot larger than MEMGUARD_MAX_DISK is abandoned: partial removed, su
 test('disk full while a snapshot streams: one warning, no partial file, the app finishes with its own exit code', async (t) => {
   const root = tinyDisk(t, '2m');
   if (!root) return;
-  const r = await snapshotChild(root);
+  // No budget: the default one (half the free space) would stop the snapshot before the disk is full.
+  const r = await snapshotChild(root, { MEMGUARD_MAX_DISK: 'off' });
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout);
   assert.equal(report.done, true);
@@ -138,7 +139,7 @@ test('disk full under the timeline: one warning, records kept and written once t
   const root = tinyDisk(t, '1m');
   if (!root) return;
   const r = await h.runNode(['-r', h.MEMGUARD, h.fixture('disk-fill.js')], {
-    env: { MEMGUARD_DIR: root, MEMGUARD_INTERVAL_MS: '10', DISK_FILL_DIR: root, DISK_FULL_MS: '4000' },
+    env: { MEMGUARD_DIR: root, MEMGUARD_MAX_DISK: 'off', MEMGUARD_INTERVAL_MS: '10', DISK_FILL_DIR: root, DISK_FULL_MS: '4000' },
   });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /disk full\ndisk freed\n\{"done":true\}/);
@@ -155,4 +156,22 @@ test('disk full under the timeline: one warning, records kept and written once t
   assert.ok(Math.max(...gaps) < 1000, `largest gap between samples ${Math.max(...gaps)} ms`);
   assert.equal(records.at(-1).type, 'marker');
   assert.equal(records.at(-1).name, 'end');
+});
+
+test('with no setting, the bundles keep to half of what the disk could give them (free space + their own)', async (t) => {
+  const root = tinyDisk(t, '16m');
+  if (!root) return;
+  const written = [];
+  for (let i = 0; i < 4; i++) {
+    const r = await snapshotChild(root);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout);
+    assert.ok(report.snapshot, r.stdout + r.stderr);
+    written.push(report.bundleDir);
+    assert.ok(bundleBytes(root) <= 8 << 20, `after child ${i + 1}: ${bundleBytes(root)} bytes > half of 16 MiB`);
+  }
+  // ~4.3 MB each: the default budget (~8 MB here) keeps the newest one or two, and removed the oldest.
+  const present = h.bundles(root);
+  assert.ok(present.includes(written[3]), 'the newest bundle stays');
+  assert.ok(!present.includes(written[0]), 'the oldest bundle was removed');
 });

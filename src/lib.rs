@@ -18,7 +18,8 @@ use napi_derive::napi;
 use serde_json::{json, Value};
 
 use memguard_core::bundle::{bundle_name, choose_root, Bundle};
-use memguard_core::config::Config;
+use memguard_core::config::{Config, DiskBudget};
+use memguard_core::writer;
 use memguard_core::log;
 use memguard_core::manifest::{Manifest, ProcessInfo};
 
@@ -59,8 +60,10 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
     };
 
     let started = process_start();
-    if let Some(max) = config.max_disk {
-        memguard_core::writer::limit_disk(&root, max);
+    match config.max_disk {
+        DiskBudget::Bytes(max) => writer::limit_disk(&root, max),
+        DiskBudget::Auto => writer::limit_disk_auto(&root, isolate.heap_stats().heap_size_limit),
+        DiskBudget::Off => {}
     }
     let bundle = Bundle::new(root, bundle_name(started, info.pid, info.thread_id));
     let manifest = Manifest::new(&info, &config, started.to_rfc3339_opts(SecondsFormat::Secs, true));

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
-use memguard_core::config::Config;
+use memguard_core::config::{Config, RssLimit};
 use memguard_core::log;
 use memguard_core::procmem::Cgroup;
 use memguard_core::watchdog::{self, RssPolicy};
@@ -27,6 +27,8 @@ fn start_rss_watchdog(config: &Config, cgroup: Option<&Cgroup>) {
     let Some(limit) = config.rss_limit else { return };
     let (limit, source) = match watchdog::resolve_limit(limit, cgroup) {
         Ok(found) => found,
+        // By default the watchdog runs only in a container with a limit; elsewhere it has nothing to say.
+        Err(_) if limit == RssLimit::Container => return log::debug("no memory cgroup limit; RSS is not watched"),
         Err(problem) => return log::warn_once(&format!("{problem}; the RSS watchdog is off")),
     };
     let threshold = config.rss_threshold;

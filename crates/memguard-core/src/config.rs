@@ -99,7 +99,8 @@ pub struct Config {
     /// Fractions of the heap limit that trigger a capture when heap used
     /// after a mark-compact reaches them (`MEMGUARD_HEAP_THRESHOLDS`).
     pub heap_thresholds: Vec<f64>,
-    /// What RSS is watched against (`MEMGUARD_RSS_LIMIT`); `None` = no watchdog.
+    /// What RSS is watched against (`MEMGUARD_RSS_LIMIT`); `None` = no watchdog
+    /// (`off`). By default the memory cgroup's limit, where there is one.
     pub rss_limit: Option<RssLimit>,
     /// Fraction of the RSS limit that triggers a capture (`MEMGUARD_RSS_THRESHOLD`).
     pub rss_threshold: f64,
@@ -114,7 +115,18 @@ pub struct Config {
     /// A capture when a leak is detected (`MEMGUARD_LEAK_SNAPSHOT`).
     pub leak_snapshot: bool,
     /// Cap on the total size of all bundles under `dir` (`MEMGUARD_MAX_DISK`).
-    pub max_disk: Option<u64>,
+    pub max_disk: DiskBudget,
+}
+
+/// `MEMGUARD_MAX_DISK`: what all bundles under the root may take together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskBudget {
+    Off,
+    Bytes(u64),
+    /// The default, resolved at start by `disk::default_budget`: room for a
+    /// few snapshots of a full heap, never more than half the free space.
+    Auto,
 }
 
 /// `MEMGUARD_RSS_LIMIT`: a fixed size, or the memory cgroup's limit.
@@ -122,7 +134,11 @@ pub struct Config {
 #[serde(rename_all = "lowercase")]
 pub enum RssLimit {
     Bytes(u64),
+    /// `auto`: the cgroup's limit; its absence is worth a warning.
     Auto,
+    /// The default: the cgroup's limit when there is one (in a container the
+    /// kernel's OOM killer, not V8, is the usual death), silence otherwise.
+    Container,
 }
 
 impl Config {
@@ -138,14 +154,14 @@ impl Config {
             snapshot: SnapshotMode::Auto,
             memory_limit: None,
             heap_thresholds: Vec::new(),
-            rss_limit: None,
+            rss_limit: Some(RssLimit::Container),
             rss_threshold: DEFAULT_RSS_THRESHOLD,
             signal: None,
             leak: true,
             leak_window: DEFAULT_LEAK_WINDOW,
             leak_min_growth: DEFAULT_LEAK_MIN_GROWTH,
             leak_snapshot: false,
-            max_disk: None,
+            max_disk: DiskBudget::Auto,
         }
     }
 
@@ -250,7 +266,7 @@ impl Config {
                             name,
                             raw,
                             "is not auto, off or a size of at least 16MiB (e.g. 512MB, 2GiB)",
-                            "off",
+                            "the container's limit if any",
                         )),
                     },
                 },
@@ -288,14 +304,15 @@ impl Config {
                     }
                 }
                 "MEMGUARD_MAX_DISK" => match value.to_ascii_lowercase().as_str() {
-                    "" | "off" | "none" => config.max_disk = None,
+                    "off" | "none" => config.max_disk = DiskBudget::Off,
+                    "auto" => config.max_disk = DiskBudget::Auto,
                     _ => match parse_size(value) {
-                        Some(bytes) if bytes >= 1 << 20 => config.max_disk = Some(bytes),
+                        Some(bytes) if bytes >= 1 << 20 => config.max_disk = DiskBudget::Bytes(bytes),
                         _ => warnings.push(bad(
                             name,
                             raw,
-                            "is not off or a size of at least 1MiB (e.g. 2GiB)",
-                            "off",
+                            "is not auto, off or a size of at least 1MiB (e.g. 2GiB)",
+                            "auto",
                         )),
                     },
                 },
@@ -563,11 +580,12 @@ mod tests {
         assert_eq!(c.rss_limit, Some(RssLimit::Bytes(512_000_000)));
         assert_eq!(c.rss_threshold, 0.75);
         assert_eq!(parse(&[("MEMGUARD_RSS_LIMIT", "Auto")]).0.rss_limit, Some(RssLimit::Auto));
-        assert_eq!(parse(&[]).0.rss_limit, None);
+        assert_eq!(parse(&[]).0.rss_limit, Some(RssLimit::Container));
+        assert_eq!(parse(&[("MEMGUARD_RSS_LIMIT", "off")]).0.rss_limit, None);
         assert_eq!(parse(&[]).0.rss_threshold, 0.8);
         for bad in ["lots", "1MB", "-5"] {
             let (c, w) = parse(&[("MEMGUARD_RSS_LIMIT", bad)]);
-            assert_eq!(c.rss_limit, None, "{bad:?}");
+            assert_eq!(c.rss_limit, Some(RssLimit::Container), "{bad:?}: the default stays");
             assert!(w[0].starts_with(&format!("MEMGUARD_RSS_LIMIT={bad:?} is not auto, off or a size")), "{}", w[0]);
         }
         for bad in ["0", "1.5", "high"] {
@@ -616,11 +634,12 @@ mod tests {
 
     #[test]
     fn max_disk() {
-        assert_eq!(parse(&[("MEMGUARD_MAX_DISK", "2GiB")]).0.max_disk, Some(2 << 30));
-        assert_eq!(parse(&[]).0.max_disk, None);
+        assert_eq!(parse(&[("MEMGUARD_MAX_DISK", "2GiB")]).0.max_disk, DiskBudget::Bytes(2 << 30));
+        assert_eq!(parse(&[]).0.max_disk, DiskBudget::Auto);
+        assert_eq!(parse(&[("MEMGUARD_MAX_DISK", "off")]).0.max_disk, DiskBudget::Off);
         let (c, w) = parse(&[("MEMGUARD_MAX_DISK", "10")]);
-        assert_eq!(c.max_disk, None);
-        assert!(w[0].starts_with(r#"MEMGUARD_MAX_DISK="10" is not off or a size"#), "{}", w[0]);
+        assert_eq!(c.max_disk, DiskBudget::Auto);
+        assert!(w[0].starts_with(r#"MEMGUARD_MAX_DISK="10" is not auto, off or a size"#), "{}", w[0]);
     }
 
     #[test]

@@ -34,6 +34,31 @@ use chrono::NaiveDateTime;
 use crate::dirfd::{kind_of, modified, Dir, Kind};
 use crate::log;
 
+/// The fixed part of the default budget: a few compressed snapshots of a
+/// heap at Node's usual limits (2–4 GB heap → 0.5–1 GB each, see
+/// `SNAPSHOT_FRACTION`).
+const DEFAULT_BUDGET: u64 = 4 << 30;
+
+/// The default `MEMGUARD_MAX_DISK`: 4 GiB or the heap limit, whichever is
+/// larger (so a snapshot of a full heap always fits, with room for older
+/// ones), but never more than half of the space memguard could take: the
+/// free space plus what its bundles already hold. Counting the bundles keeps
+/// the budget steady from one process to the next (free space alone would
+/// shrink with every bundle kept); the half keeps memguard from being what
+/// fills the host's disk.
+pub fn auto_budget(root: &Path, heap_limit: u64) -> u64 {
+    let wanted = DEFAULT_BUDGET.max(heap_limit);
+    let Some(free) = free_bytes(root) else { return wanted };
+    let ours: u64 = Dir::open(root).and_then(|dir| list_bundles(&dir)).map_or(0, |b| b.iter().map(|b| b.bytes).sum());
+    wanted.min(free.saturating_add(ours) / 2).max(1 << 20)
+}
+
+/// Bytes available to this user on `path`'s file system.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// Compressed snapshot size as a fraction of the used heap, to make room
 /// before a snapshot starts. Measured: the demo 49 MB → 8.4 MB (0.17), the
 /// README's benchmark 221 MB → 53 MB (0.24), 25 MB of random short strings
@@ -241,6 +266,16 @@ pub fn megabytes(bytes: u64) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn auto_budget_is_4gib_or_the_heap_limit_within_half_of_free_plus_bundles() {
+        let dir = tempfile::tempdir().unwrap();
+        let half_free = free_bytes(dir.path()).unwrap() / 2;
+        let near = |a: u64, b: u64| a.abs_diff(b) < 64 << 20; // other writers on this disk meanwhile
+        assert!(near(auto_budget(dir.path(), 1 << 30), (4u64 << 30).min(half_free)));
+        assert!(near(auto_budget(dir.path(), 16 << 30), (16u64 << 30).min(half_free)));
+        assert_eq!(auto_budget(&dir.path().join("missing"), 1 << 30), 4 << 30, "unknown free space: the fixed part");
+    }
 
     fn usage(name: &str, mb: u64, modified_secs: u64) -> BundleUsage {
         BundleUsage {

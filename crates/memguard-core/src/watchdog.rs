@@ -59,7 +59,7 @@ impl RssPolicy {
 pub fn resolve_limit(limit: RssLimit, cgroup: Option<&Cgroup>) -> Result<(u64, &'static str), String> {
     match limit {
         RssLimit::Bytes(bytes) => Ok((bytes, "MEMGUARD_RSS_LIMIT")),
-        RssLimit::Auto => match cgroup.and_then(Cgroup::read).and_then(|m| m.limit) {
+        RssLimit::Auto | RssLimit::Container => match cgroup.and_then(Cgroup::read).and_then(|m| m.limit) {
             Some(limit) => Ok((limit, "cgroup")),
             None => Err("MEMGUARD_RSS_LIMIT=auto, but this process has no memory cgroup limit".into()),
         },

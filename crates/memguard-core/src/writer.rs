@@ -53,22 +53,50 @@ pub struct Writer {
 static WRITER: OnceLock<Option<Writer>> = OnceLock::new();
 
 /// `MEMGUARD_MAX_DISK` per bundle root (threads may configure different
-/// roots; for the same root the smallest cap wins).
-static DISK_BUDGETS: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
+/// roots; for the same root the smallest cap wins). A cap is a size, or the
+/// default, `auto`, resolved when it is enforced (see `disk::auto_budget`).
+static DISK_BUDGETS: Mutex<Vec<(PathBuf, Cap)>> = Mutex::new(Vec::new());
+
+#[derive(Clone, Copy, Default)]
+struct Cap {
+    bytes: Option<u64>,
+    /// `auto` was asked for, by a thread with this heap limit (the largest wins).
+    auto_heap_limit: Option<u64>,
+}
 
 /// Caps the total size of the bundles under `root` at `max_bytes`: from now
 /// on the writer removes the oldest bundles there to stay under it (see
 /// `disk`). Cheap; called once per guarded thread at start.
 pub fn limit_disk(root: &Path, max_bytes: u64) {
+    with_cap(root, |cap| cap.bytes = Some(cap.bytes.map_or(max_bytes, |b| b.min(max_bytes))));
+}
+
+/// Like [`limit_disk`] with the default budget (`auto`), which depends on the free
+/// space and on what the bundles already take: worked out on the writer
+/// thread when it is enforced, so nothing is scanned on the JS thread.
+pub fn limit_disk_auto(root: &Path, heap_limit: u64) {
+    with_cap(root, |cap| cap.auto_heap_limit = Some(cap.auto_heap_limit.map_or(heap_limit, |h| h.max(heap_limit))));
+}
+
+fn with_cap(root: &Path, change: impl FnOnce(&mut Cap)) {
     let mut budgets = DISK_BUDGETS.lock();
-    match budgets.iter_mut().find(|(r, _)| r == root) {
-        Some((_, max)) => *max = (*max).min(max_bytes),
-        None => budgets.push((root.to_path_buf(), max_bytes)),
-    }
+    let index = match budgets.iter().position(|(r, _)| r == root) {
+        Some(i) => i,
+        None => {
+            budgets.push((root.to_path_buf(), Cap::default()));
+            budgets.len() - 1
+        }
+    };
+    change(&mut budgets[index].1);
 }
 
 fn disk_budget(root: &Path) -> Option<u64> {
-    DISK_BUDGETS.lock().iter().find(|(r, _)| r == root).map(|(_, max)| *max)
+    let cap = DISK_BUDGETS.lock().iter().find(|(r, _)| r == root).map(|(_, cap)| *cap)?;
+    let auto = cap.auto_heap_limit.map(|heap_limit| disk::auto_budget(root, heap_limit));
+    match (cap.bytes, auto) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 impl Writer {
