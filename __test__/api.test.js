@@ -32,14 +32,15 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     snapshot: 'auto',
     memoryLimit: null,
     heapThresholds: [],
-    rssLimit: null,
+    rssLimit: 'container',
     rssThreshold: 0.8,
     signal: null,
     leak: true,
     leakWindow: 20,
     leakMinGrowth: 8388608,
     leakSnapshot: false,
-    maxDisk: null,
+    maxDisk: 'auto',
+    keepAll: false,
   });
   assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
   const summary = h.readSummary(out.bundleDir);

@@ -139,7 +139,7 @@ test('disk full under the timeline: one warning, records kept and written once t
   const root = tinyDisk(t, '1m');
   if (!root) return;
   const r = await h.runNode(['-r', h.MEMGUARD, h.fixture('disk-fill.js')], {
-    env: { MEMGUARD_DIR: root, MEMGUARD_MAX_DISK: 'off', MEMGUARD_INTERVAL_MS: '10', DISK_FILL_DIR: root, DISK_FULL_MS: '4000' },
+    env: { MEMGUARD_DIR: root, MEMGUARD_MAX_DISK: 'off', MEMGUARD_KEEP: 'all', MEMGUARD_INTERVAL_MS: '10', DISK_FILL_DIR: root, DISK_FULL_MS: '4000' },
   });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /disk full\ndisk freed\n\{"done":true\}/);

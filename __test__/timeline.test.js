@@ -39,7 +39,7 @@ test('a leaking app killed with SIGKILL leaves a timeline that decompresses and 
 test('GC events match what --trace-gc prints for the same process', async (t) => {
   const dir = h.tempDir(t);
   const r = await h.runNode(['--trace-gc', '--max-semi-space-size=1', '-r', h.MEMGUARD, h.fixture('churn.js')], {
-    env: { MEMGUARD_DIR: dir, CHURN_MS: '2000' },
+    env: { MEMGUARD_DIR: dir, MEMGUARD_KEEP: 'all', CHURN_MS: '2000' },
   });
   assert.equal(r.code, 0, r.stderr);
   const traced = r.stdout.split('\n').filter((l) => /ms: (Incremental )?(Scavenge|Mark-Compact|Mark-Sweep|Minor Mark-Sweep|Minor Mark-Compact)/.test(l)).length;
@@ -79,7 +79,7 @@ test('an app dying of OOM: the timeline reaches the end and shows the heap climb
 
 test('an app that finishes its work exits by itself; exit codes, uncaught errors and signals are unchanged', async (t) => {
   const dir = h.tempDir(t);
-  const env = { MEMGUARD_DIR: dir, MEMGUARD_INTERVAL_MS: '50' };
+  const env = { MEMGUARD_DIR: dir, MEMGUARD_INTERVAL_MS: '50', MEMGUARD_KEEP: 'all' };
   const done = await h.runNode(['-r', h.MEMGUARD, h.fixture('churn.js')], { env: { ...env, CHURN_MS: '300', CHURN_EXIT_CODE: '5' }, timeoutMs: 20_000 });
   assert.equal(done.code, 5, done.stderr);
   assert.match(done.stdout, /churn done/);
@@ -129,4 +129,34 @@ test('timeline({last}) returns recent records; MEMGUARD_TIMELINE=off records not
   assert.equal(off.code, 0, off.stderr);
   assert.deepEqual(JSON.parse(off.stdout), []);
   assert.deepEqual(h.filesUnder(offDir), []);
+});
+
+test('no litter: a run that ends well with nothing captured leaves no bundle; a kill, an OOM, an error exit or MEMGUARD_KEEP=all keep theirs', async (t) => {
+  const dir = h.tempDir(t);
+  const env = { MEMGUARD_DIR: dir };
+  const ok = await h.runNode(['-r', h.MEMGUARD, h.fixture('churn.js')], { env: { ...env, CHURN_MS: '200' } });
+  assert.equal(ok.code, 0, ok.stderr);
+  const termed = await h.runNode(['-r', h.MEMGUARD, '-e', 'setTimeout(() => process.kill(process.pid, "SIGTERM"), 100); setInterval(() => {}, 1000)'], { env });
+  assert.equal(termed.signal, 'SIGTERM');
+  assert.deepEqual(h.bundles(dir), [], 'exit 0 and SIGTERM leave nothing');
+
+  const failed = await h.runNode(['-r', h.MEMGUARD, '-e', 'setTimeout(() => process.exit(3), 100)'], { env });
+  assert.equal(failed.code, 3);
+  const killed = await h.runNode(['-r', h.MEMGUARD, '-e', 'setTimeout(() => process.kill(process.pid, "SIGKILL"), 1500); setInterval(() => {}, 1000)'], { env });
+  assert.equal(killed.signal, 'SIGKILL');
+  const oom = await h.runNode(['--max-old-space-size=32', '-r', h.MEMGUARD, h.fixture('leak.js')], { env });
+  assert.equal(oom.signal, 'SIGABRT');
+  const kept = await h.runNode(['-r', h.MEMGUARD, h.fixture('churn.js')], { env: { ...env, CHURN_MS: '200', MEMGUARD_KEEP: 'all' } });
+  assert.equal(kept.code, 0);
+
+  const ends = h.bundles(dir).map((b) => {
+    const s = h.readSummary(b);
+    return [s.ended ? JSON.stringify(s.ended) : 'no end', s.captures.map((c) => c.trigger).join(',')];
+  });
+  assert.deepEqual(ends.sort(), [
+    ['no end', ''], // SIGKILL: the bundle the next start will announce
+    ['no end', 'near-heap-limit'],
+    ['{"reason":"exit","code":0}', ''], // MEMGUARD_KEEP=all
+    ['{"reason":"exit","code":3}', ''],
+  ].sort());
 });

@@ -202,7 +202,7 @@ test('leak trend: a slow leak hidden in churn gives a leak event, a marker and (
 test('leak trend: heavy churn with a bounded working set over 5 windows gives no leak event', async (t) => {
   const dir = h.tempDir(t);
   const r = await h.runNode(['--expose-gc', h.fixture('leak-trend.js')], {
-    env: { MEMGUARD_DIR: dir, MEMGUARD_LEAK_WINDOW: '8', MEMGUARD_LEAK_MIN_GROWTH: '1MiB', LEAK_MODE: 'churn', GCS: '40' },
+    env: { MEMGUARD_DIR: dir, MEMGUARD_KEEP: 'all', MEMGUARD_LEAK_WINDOW: '8', MEMGUARD_LEAK_MIN_GROWTH: '1MiB', LEAK_MODE: 'churn', GCS: '40' },
   });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /done: 40 full GCs, 0 leak events/);

@@ -30,7 +30,7 @@ async function checkWorkerBundle(dir, r) {
 
 test('preloaded with -r: a worker that runs out of memory gets its own bundle, main lives on', async (t) => {
   const dir = h.tempDir(t);
-  const r = await h.runNode(['-r', h.MEMGUARD, h.fixture('worker-leak.js')], { env: { MEMGUARD_DIR: dir } });
+  const r = await h.runNode(['-r', h.MEMGUARD, h.fixture('worker-leak.js')], { env: { MEMGUARD_DIR: dir, MEMGUARD_KEEP: 'all' } });
   await checkWorkerBundle(dir, r);
   // The main thread did not leak: no snapshot, only its timeline.
   const [main] = h.bundles(dir).filter((b) => !/-t\d+$/.test(b));
@@ -61,11 +61,7 @@ test('many short-lived guarded workers start and stop cleanly', async (t) => {
   const r = await h.runNode(['-r', h.MEMGUARD, '-e', script], { env: { MEMGUARD_DIR: dir } });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /done/);
-  assert.deepEqual(h.snapshotsUnder(dir), []);
-  // Workers that ended well and captured nothing leave no bundle (a service
-  // starting a worker per task would otherwise fill the disk); the main
-  // thread's bundle keeps its complete timeline.
-  const all = h.bundles(dir);
-  assert.equal(all.length, 1, all.join('\n'));
-  assert.equal(h.readTimeline(all[0]).at(-1).name, 'end');
+  // Threads that ended well and captured nothing leave no bundle (a service
+  // starting a worker per task would otherwise fill the disk).
+  assert.deepEqual(h.bundles(dir), []);
 });

@@ -196,9 +196,10 @@ impl Guard {
         if let Some(timeline) = &self.timeline {
             timeline.marker("end", ended.clone());
             timeline.close();
-            if self.is_uneventful_worker_end(&ended) {
-                // Apps that start a worker per task would otherwise leave a
-                // bundle per task: one that ended well and captured nothing
+            if self.is_uneventful_end(&ended) {
+                // A CLI or test runner started with NODE_OPTIONS=-r memguard,
+                // or an app with a worker per task, would otherwise leave a
+                // bundle per start: one that ended well and captured nothing
                 // tells nothing worth its disk space.
                 let _ = self.bundle.remove();
                 return;
@@ -208,12 +209,21 @@ impl Guard {
         }
     }
 
-    fn is_uneventful_worker_end(&self, ended: &Value) -> bool {
-        let manifest = self.manifest.borrow();
-        manifest.thread_id != 0
-            && manifest.captures.is_empty()
-            && ended["reason"] == "exit"
-            && ended["code"] == 0
+    /// Nothing captured, nothing lost, and an orderly end: exit code 0, a
+    /// termination signal memguard saw (SIGTERM from an orchestrator), the
+    /// app's `stop()`. Kept: a non-zero exit (it may be memory's doing:
+    /// `RangeError: Array buffer allocation failed`), a worker whose
+    /// environment was torn down without an exit (its OOM looks the same),
+    /// and a crash or kill, which never gets here.
+    fn is_uneventful_end(&self, ended: &Value) -> bool {
+        let orderly = match ended["reason"].as_str() {
+            Some("exit") => ended["code"] == 0,
+            Some("signal" | "stop") => true,
+            _ => false,
+        };
+        !self.config.keep_all
+            && orderly
+            && self.manifest.borrow().captures.is_empty()
             && self.timeline.as_ref().is_some_and(|t| t.shared.digest().dropped == 0)
     }
 

@@ -21,6 +21,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_HEAP_THRESHOLDS",
     "MEMGUARD_RSS_LIMIT",
     "MEMGUARD_RSS_THRESHOLD",
+    "MEMGUARD_KEEP",
     "MEMGUARD_SIGNAL",
     "MEMGUARD_LEAK",
     "MEMGUARD_LEAK_WINDOW",
@@ -116,6 +117,9 @@ pub struct Config {
     pub leak_snapshot: bool,
     /// Cap on the total size of all bundles under `dir` (`MEMGUARD_MAX_DISK`).
     pub max_disk: DiskBudget,
+    /// Keep every bundle (`MEMGUARD_KEEP=all`), not only those worth reading:
+    /// by default a thread that ends well with nothing captured leaves none.
+    pub keep_all: bool,
 }
 
 /// `MEMGUARD_MAX_DISK`: what all bundles under the root may take together.
@@ -162,6 +166,7 @@ impl Config {
             leak_min_growth: DEFAULT_LEAK_MIN_GROWTH,
             leak_snapshot: false,
             max_disk: DiskBudget::Auto,
+            keep_all: false,
         }
     }
 
@@ -315,6 +320,11 @@ impl Config {
                             "auto",
                         )),
                     },
+                },
+                "MEMGUARD_KEEP" => match value.to_ascii_lowercase().as_str() {
+                    "all" => config.keep_all = true,
+                    "useful" => config.keep_all = false,
+                    _ => warnings.push(bad(name, raw, "is not all or useful", "useful")),
                 },
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
@@ -630,6 +640,16 @@ mod tests {
         assert_eq!(c.leak_window, 20);
         assert!(c.leak);
         assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn keep() {
+        assert!(!parse(&[]).0.keep_all);
+        assert!(parse(&[("MEMGUARD_KEEP", "ALL")]).0.keep_all);
+        assert!(!parse(&[("MEMGUARD_KEEP", "useful")]).0.keep_all);
+        let (c, w) = parse(&[("MEMGUARD_KEEP", "everything")]);
+        assert!(!c.keep_all);
+        assert!(w[0].starts_with(r#"MEMGUARD_KEEP="everything" is not all or useful"#), "{}", w[0]);
     }
 
     #[test]
