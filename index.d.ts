@@ -20,8 +20,8 @@ export interface MemguardConfig {
   memoryLimit: number | null
   /** `MEMGUARD_HEAP_THRESHOLDS`: fractions of the heap limit, ascending. */
   heapThresholds: number[]
-  /** `MEMGUARD_RSS_LIMIT`: a fixed limit, the memory cgroup's (`auto`), or null (no RSS watchdog). */
-  rssLimit: { bytes: number } | 'auto' | null
+  /** `MEMGUARD_RSS_LIMIT`: a fixed limit, the memory cgroup's (`auto`; `container`, the default: the cgroup's limit if there is one), or null (`off`: no RSS watchdog). */
+  rssLimit: { bytes: number } | 'auto' | 'container' | null
   /** `MEMGUARD_RSS_THRESHOLD`: fraction of the RSS limit that triggers a capture. */
   rssThreshold: number
   /** `MEMGUARD_SIGNAL`: the signal that triggers a capture, e.g. `'SIGUSR2'`, or null. */
@@ -34,8 +34,10 @@ export interface MemguardConfig {
   leakMinGrowth: number
   /** `MEMGUARD_LEAK_SNAPSHOT`: capture when a leak is found (once per thread). */
   leakSnapshot: boolean
-  /** `MEMGUARD_MAX_DISK`: cap on the total size of all bundles in `dir`, or null. */
-  maxDisk: number | null
+  /** `MEMGUARD_MAX_DISK`: cap on the total size of all bundles in `dir`; `auto` (the default) or `off`. */
+  maxDisk: { bytes: number } | 'auto' | 'off'
+  /** `MEMGUARD_KEEP=all`: keep the bundle of a thread that ended in order with nothing captured. */
+  keepAll: boolean
 }
 
 /** The verdict passed to `memguard.on('leak', info)` and written as a `leak` timeline marker. */
@@ -116,6 +118,11 @@ export interface Memguard extends import('node:events').EventEmitter {
   snapshot(reason?: string): string | null
   /** Heap statistics and per-space statistics of this thread's isolate. */
   stats(): { heap: HeapStats; spaces: SpaceStats[] } | null
+  /**
+   * Earlier processes that died without a trace (a crash or a kill), found in MEMGUARD_DIR
+   * at start and announced once each on stderr. Waits for the start-up scan (a few ms).
+   */
+  previousCrashes(): PreviousCrash[]
   /** The current sampling heap profile (Chrome DevTools' SamplingHeapProfile), or null when sampling is off. */
   allocationProfile(): SamplingHeapProfile | null
   /** The most recent flight-recorder records of this thread (at most 5,000 kept), oldest first. */
@@ -128,3 +135,16 @@ export interface Memguard extends import('node:events').EventEmitter {
 
 declare const memguard: Memguard
 export = memguard
+
+export interface PreviousCrash {
+  /** The bundle directory it left. */
+  bundle: string
+  pid: number
+  /** argv[1]'s file name. */
+  script: string | null
+  startedAt: string | null
+  /** How it most likely died. */
+  cause: 'heap-oom' | 'memory-limit' | 'rss-limit' | 'unknown'
+  /** The guess in words, with what it rests on. */
+  detail: string
+}

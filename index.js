@@ -101,6 +101,14 @@ function create() {
       if (!state.active) return null;
       return binding.snapshot(reason === undefined || reason === null ? undefined : String(reason));
     },
+    /**
+     * Earlier processes that died without a trace (crash, kill), found in
+     * MEMGUARD_DIR at start and announced once each on stderr: [{bundle, pid,
+     * script, startedAt, cause, detail}]. Waits for the start-up scan.
+     */
+    previousCrashes() {
+      return binding && state.active ? binding.previousCrashes() : [];
+    },
     /** V8 heap statistics and per-space statistics of this thread. */
     stats() {
       return binding ? binding.stats() : null;

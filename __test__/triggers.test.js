@@ -212,3 +212,50 @@ test('leak trend: heavy churn with a bounded working set over 5 windows gives no
   assert.ok(markCompacts >= 3 * 8, `mark-compacts: ${markCompacts}`);
   assert.equal(timeline.filter((rec) => rec.type === 'marker' && rec.name === 'leak').length, 0);
 });
+
+// The next start after a death: one line per predecessor that left a bundle
+// without an end, once, with how it most likely died.
+function announcements(stderr) {
+  return h.memguardLines(stderr).filter((l) => l.includes('the previous process'));
+}
+const PREVIOUS = `console.log(JSON.stringify(require(${JSON.stringify(h.MEMGUARD)}).previousCrashes()))`;
+
+test('the next start announces a predecessor that died of a V8 heap OOM, once', async (t) => {
+  const dir = h.tempDir(t);
+  const oom = await h.runNode(['--max-old-space-size=32', '-r', h.MEMGUARD, h.fixture('leak.js')], { env: { MEMGUARD_DIR: dir } });
+  assert.equal(oom.signal, 'SIGABRT');
+  const [bundle] = h.bundles(dir);
+  const pid = h.readSummary(bundle).pid;
+
+  const next = await h.runNode(['-e', PREVIOUS], { env: { MEMGUARD_DIR: dir } });
+  assert.equal(next.code, 0, next.stderr);
+  const lines = announcements(next.stderr);
+  assert.equal(lines.length, 1, next.stderr);
+  assert.match(lines[0], new RegExp(`^memguard: the previous process ${pid} \\(leak\\.js, started \\S+\\) died: V8 heap out of memory`));
+  assert.ok(lines[0].endsWith(`npx memguard report ${bundle}`), lines[0]);
+  const [crash] = JSON.parse(next.stdout);
+  assert.deepEqual([crash.pid, crash.cause, crash.bundle, crash.script], [pid, 'heap-oom', bundle, 'leak.js']);
+
+  const again = await h.runNode(['-e', PREVIOUS], { env: { MEMGUARD_DIR: dir } });
+  assert.deepEqual(announcements(again.stderr), [], 'announced once');
+  assert.deepEqual(JSON.parse(again.stdout), []);
+});
+
+test('the next start says a predecessor was killed near its container limit', async (t) => {
+  const cgroup = makeCgroup(t, 300 * MB);
+  if (cgroup.skip) return t.skip(cgroup.skip);
+  fs.writeFileSync(path.join(cgroup.dir, 'memory.memsw.limit_in_bytes'), String(300 * MB)); // no swap to escape into
+  const dir = h.tempDir(t);
+  const killed = await runNodeInCgroup(cgroup.dir, ['-r', h.MEMGUARD, h.fixture('buffer-leak.js')], {
+    MEMGUARD_DIR: dir,
+    MEMGUARD_INTERVAL_MS: '20',
+    MEMGUARD_SNAPSHOT: 'never',
+    BUFFER_LEAK_STOP_MB: '100000',
+  });
+  assert.equal(killed.signal, 'SIGKILL', `the kernel's OOM killer ends it: ${killed.stderr}`);
+  const next = await h.runNode(['-e', PREVIOUS], { env: { MEMGUARD_DIR: dir } });
+  const lines = announcements(next.stderr);
+  assert.equal(lines.length, 1, next.stderr);
+  assert.match(lines[0], /died: killed near the container's memory limit \(.*\d+ of 300 MB/);
+  assert.equal(JSON.parse(next.stdout)[0].cause, 'memory-limit');
+});

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use memguard_core::bundle::{bundle_name, choose_root, Bundle};
 use memguard_core::config::{Config, DiskBudget};
+use memguard_core::crashes;
 use memguard_core::writer;
 use memguard_core::log;
 use memguard_core::manifest::{Manifest, ProcessInfo};
@@ -59,6 +60,9 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
         return Ok(describe(false, None, &config));
     };
 
+    if info.thread_id == 0 {
+        crashes::scan_in_background(root.clone(), info.pid);
+    }
     let started = process_start();
     match config.max_disk {
         DiskBudget::Bytes(max) => writer::limit_disk(&root, max),
@@ -126,6 +130,13 @@ pub fn snapshot(reason: Option<String>) -> Result<Option<String>> {
     capture::capture(&guard, Trigger::Api(reason))
         .map(|path| Some(path.display().to_string()))
         .map_err(Error::from_reason)
+}
+
+/// Earlier processes that died without a trace, found in the bundle
+/// directory at this process's start and announced then (see `crashes`).
+#[napi]
+pub fn previous_crashes() -> Value {
+    serde_json::to_value(crashes::previous()).unwrap_or_default()
 }
 
 /// Heap statistics and per-space statistics of this thread's isolate.

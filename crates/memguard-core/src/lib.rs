@@ -5,6 +5,7 @@
 pub mod afford;
 pub mod bundle;
 pub mod config;
+pub mod crashes;
 pub mod dirfd;
 pub mod disk;
 pub mod heapprofile;
