@@ -14,7 +14,7 @@ use memguard_core::heapprofile;
 use memguard_core::leak::Leak;
 use memguard_core::watchdog::RssCrossing;
 use memguard_core::procmem::{self, Cgroup};
-use memguard_core::manifest::{Capture, FileRecord, HeapLimit};
+use memguard_core::manifest::{Capture, FileRecord, Folded, HeapLimit};
 use memguard_core::disk;
 use memguard_core::writer::Writer;
 
@@ -58,39 +58,16 @@ enum StackAt {
 pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     let started = Instant::now();
     let seq = guard.next_seq();
-    const MB: f64 = 1024.0 * 1024.0;
-    let mut detail = None;
-    let (trigger_name, reason, heap_limit, stack_at) = match trigger {
-        Trigger::NearHeapLimit(limit) => ("near-heap-limit", None, Some(limit), StackAt::NextInterrupt),
-        Trigger::HeapThreshold { fraction, used } => (
-            "heap-threshold",
-            Some(format!("heap used after a mark-compact reached {fraction} of the heap limit ({used:.3})")),
-            None,
-            StackAt::Now,
-        ),
-        Trigger::Rss(crossing) => {
-            detail = serde_json::to_value(crossing).ok();
-            let reason = format!(
-                "RSS {:.0} MB reached {} of the {:.0} MB limit ({})",
-                crossing.rss_bytes as f64 / MB,
-                crossing.threshold,
-                crossing.limit_bytes as f64 / MB,
-                crossing.source
-            );
-            ("rss", Some(reason), None, StackAt::Now)
+    let (trigger_name, reason) = describe(&trigger);
+    let (heap_limit, stack_at, detail) = match trigger {
+        Trigger::NearHeapLimit(limit) => {
+            guard.last_near_limit_seq.set(seq);
+            (Some(limit), StackAt::NextInterrupt, None)
         }
-        Trigger::Signal(name) => ("signal", Some(format!("{name} received")), None, StackAt::Now),
-        Trigger::Leak(leak) => {
-            let reason = format!(
-                "heap used after mark-compacts grew {:.1} MB over the last {} ({:.1} MB/min)",
-                leak.growth_bytes as f64 / MB,
-                leak.mark_compacts,
-                leak.bytes_per_minute / MB
-            );
-            detail = serde_json::to_value(&leak).ok();
-            ("leak", Some(reason), None, StackAt::Now)
-        }
-        Trigger::Api(reason) => ("api", reason, None, StackAt::Never),
+        Trigger::Rss(crossing) => (None, StackAt::Now, serde_json::to_value(crossing).ok()),
+        Trigger::Leak(leak) => (None, StackAt::Now, serde_json::to_value(&leak).ok()),
+        Trigger::HeapThreshold { .. } | Trigger::Signal(_) => (None, StackAt::Now, None),
+        Trigger::Api(_) => (None, StackAt::Never, None),
     };
     let file_name = format!("heap-{seq}.heapsnapshot.gz");
     let index = {
@@ -113,6 +90,7 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
             outcome: "writing".into(),
             error: None,
             millis: 0,
+            folded: Vec::new(),
         });
         manifest.captures.len() - 1
     };
@@ -184,12 +162,70 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The trigger's name in `summary.json` and the reason it gives.
+fn describe(trigger: &Trigger) -> (&'static str, Option<String>) {
+    const MB: f64 = 1024.0 * 1024.0;
+    match trigger {
+        Trigger::NearHeapLimit(_) => ("near-heap-limit", None),
+        Trigger::HeapThreshold { fraction, used } => (
+            "heap-threshold",
+            Some(format!("heap used after a mark-compact reached {fraction} of the heap limit ({used:.3})")),
+        ),
+        Trigger::Rss(crossing) => (
+            "rss",
+            Some(format!(
+                "RSS {:.0} MB reached {} of the {:.0} MB limit ({})",
+                crossing.rss_bytes as f64 / MB,
+                crossing.threshold,
+                crossing.limit_bytes as f64 / MB,
+                crossing.source
+            )),
+        ),
+        Trigger::Signal(name) => ("signal", Some(format!("{name} received"))),
+        Trigger::Leak(leak) => (
+            "leak",
+            Some(format!(
+                "heap used after mark-compacts grew {:.1} MB over the last {} ({:.1} MB/min)",
+                leak.growth_bytes as f64 / MB,
+                leak.mark_compacts,
+                leak.bytes_per_minute / MB
+            )),
+        ),
+        Trigger::Api(reason) => ("api", reason.clone()),
+    }
+}
+
 /// A capture requested earlier (from a GC callback, the watchdog, a
 /// signal), now running at an interrupt check: on this thread's guard, if
 /// memguard still guards it. Failures are reported by `capture` itself.
 pub fn capture_current(trigger: Trigger) {
     if let Some(guard) = crate::guard::current() {
         let _ = capture(&guard, trigger);
+    }
+}
+
+/// Like [`capture_current`], for a capture requested from this thread's GC
+/// callback when its latest capture was `after`. V8 may reach its
+/// near-heap-limit callback before it next checks for interrupts (inside one
+/// long allocation, a `JSON.parse`): a near-limit snapshot taken since the
+/// request is of the same heap at a worse moment, so the request is folded
+/// into it — noted in its summary entry (`folded`) — instead of pausing the
+/// process again for a second snapshot.
+pub fn capture_requested(trigger: Trigger, after: u32) {
+    let Some(guard) = crate::guard::current() else { return };
+    let near_limit = guard.last_near_limit_seq.get();
+    if near_limit <= after {
+        let _ = capture(&guard, trigger);
+        return;
+    }
+    let (name, reason) = describe(&trigger);
+    log::debug(&format!("a {name} capture requested before near-limit capture {near_limit} was folded into it"));
+    if let Some(entry) = guard.manifest.borrow_mut().captures.iter_mut().find(|c| c.seq == near_limit) {
+        entry.folded.push(Folded { trigger: name.into(), reason });
+    }
+    guard.mark("capture-folded", serde_json::json!({ "trigger": name, "into": near_limit }));
+    if let Err(e) = guard.save_manifest() {
+        log::warn(&format!("could not update summary.json in {}: {e}", guard.bundle.path().display()));
     }
 }
 

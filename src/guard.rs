@@ -42,6 +42,9 @@ pub struct Guard {
     pub bundle: Bundle,
     pub manifest: RefCell<Manifest>,
     seq: Cell<u32>,
+    /// The seq of the latest near-limit capture: a capture requested before
+    /// it (a pending interrupt) is folded into it, not taken again.
+    pub last_near_limit_seq: Cell<u32>,
     near_limit_taken: Cell<u32>,
     /// Set while our own near-limit capture runs: the snapshot allocates and
     /// V8 may call back in.
@@ -100,12 +103,18 @@ impl Guard {
             bundle,
             manifest: RefCell::new(manifest),
             seq: Cell::new(0),
+            last_near_limit_seq: Cell::new(0),
             near_limit_taken: Cell::new(0),
             in_near_limit: Cell::new(false),
             nested_grants: Cell::new(0),
             limit_now: Cell::new(0),
             hook: RefCell::new(None),
         })
+    }
+
+    /// The seq of the latest capture (0 before the first).
+    pub fn seq(&self) -> u32 {
+        self.seq.get()
     }
 
     pub fn next_seq(&self) -> u32 {
@@ -262,7 +271,8 @@ impl Guard {
             }
         }
         if let Some(fraction) = crossed {
-            self.isolate.request_interrupt(move |_| capture::capture_current(Trigger::HeapThreshold { fraction, used }));
+            let after = self.seq();
+            self.isolate.request_interrupt(move |_| capture::capture_requested(Trigger::HeapThreshold { fraction, used }, after));
         }
     }
 
@@ -292,7 +302,8 @@ impl Guard {
         log::info(&format!("{line}; later verdicts go to the timeline only"));
         // One leak capture per thread: the first verdict's.
         if self.config.leak_snapshot {
-            self.isolate.request_interrupt(move |_| capture::capture_current(Trigger::Leak(leak)));
+            let after = self.seq();
+            self.isolate.request_interrupt(move |_| capture::capture_requested(Trigger::Leak(leak), after));
         }
     }
 }

@@ -109,6 +109,18 @@ pub struct Capture {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub millis: u64,
+    /// Captures requested before this near-limit one and dropped in its
+    /// favour (a second snapshot of the same heap would only double the pause).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<Folded>,
+}
+
+/// A capture that was pending when a near-limit capture ran, folded into it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Folded {
+    pub trigger: String,
+    pub reason: Option<String>,
 }
 
 /// Facts about the process, gathered by `index.js` (Node's view of itself).
@@ -214,6 +226,7 @@ mod tests {
             outcome: "written".into(),
             error: None,
             millis: 4,
+            folded: vec![],
         });
         let v: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
         assert_eq!(v["pid"], 7);
@@ -221,5 +234,6 @@ mod tests {
         assert_eq!(v["captures"][0]["heap"]["usedHeapSize"], 5);
         assert_eq!(v["captures"][0]["files"][0]["uncompressedBytes"], 2);
         assert!(v["captures"][0].get("heapLimit").is_none());
+        assert!(v["captures"][0].get("folded").is_none(), "left out when empty");
     }
 }
