@@ -14,6 +14,7 @@ use memguard_core::printable::{self, name, printable};
 use serde_json::Value;
 
 use crate::report::{
+    AccumulationPoint, AllocationSite, CodeLocation, Verdict,
     AllocationSummary, Marker, PathStep, Report, RetainerPath, SnapshotDiff, SnapshotSummary, TimelineSummary,
 };
 
@@ -86,6 +87,9 @@ pub fn render(report: &Report) -> String {
 fn render_fields(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "memguard report: {}", text(&report.input));
+    if let Some(verdict) = &report.verdict {
+        verdict_section(&mut out, verdict);
+    }
     if let Some(bundle) = &report.bundle {
         bundle_section(&mut out, bundle);
     }
@@ -102,6 +106,79 @@ fn render_fields(report: &Report) -> String {
         allocations_section(&mut out, allocations);
     }
     out
+}
+
+// ---------------------------------------------------------------- verdict
+
+/// `createSession (server.ts:20)`: the original position when a source map gave one.
+pub fn location_text(function: &str, url: &str, line: u32, original: Option<&crate::report::OriginalLocation>) -> String {
+    let function = if function.is_empty() { "(anonymous)".into() } else { name(function) };
+    match original {
+        Some(o) => format!("{function} ({}:{})", base_name(&o.source), o.line),
+        None if url.is_empty() => format!("{function} (line {line})"),
+        None => format!("{function} ({}:{line})", base_name(url)),
+    }
+}
+
+fn code_text(l: &CodeLocation) -> String {
+    location_text(&l.function, &l.url, l.line, l.original.as_ref())
+}
+
+fn site_text(s: &AllocationSite) -> String {
+    location_text(&s.function, &s.url, s.line, s.original.as_ref())
+}
+
+fn holder_line(p: &crate::report::Holder) -> String {
+    let mut h = name(&p.class).into_owned();
+    match p.edge.as_deref() {
+        Some(e) if e.parse::<u64>().is_ok() => h += &format!(" [{}]", name(e)),
+        Some(e) => h += &format!(" '{}'", name(e)),
+        None => {}
+    }
+    h += &format!(" ({} retained)", human(p.retained_size as f64));
+    if let Some(l) = &p.location {
+        h += &format!(", held in {}", code_text(l));
+    }
+    h
+}
+
+fn verdict_section(out: &mut String, v: &Verdict) {
+    let _ = writeln!(out, "\nVerdict: {}", text(&v.headline));
+    for (i, s) in v.suspects.iter().enumerate() {
+        let objects = if s.objects > 0 { format!("{} objects, ", thousands(s.objects)) } else { String::new() };
+        let _ = writeln!(out, "  {}. {}: {objects}{} retained", i + 1, name(&s.class), human(s.retained_size as f64));
+        if let Some(h) = &s.holder {
+            let _ = writeln!(out, "     held by    {}", holder_line(h));
+        }
+        if let Some(m) = &s.allocation_site {
+            let weak = if m.matched_by == "top-app-site" { " (the largest app site; not tied to the class)" } else { "" };
+            let _ = writeln!(out, "     allocated  {}{weak}", site_text(&m.site));
+        }
+        let g = &s.growth;
+        let mut growth = Vec::new();
+        if let (Some(o), Some(b)) = (g.objects_added, g.bytes_added) {
+            growth.push(format!("+{} objects (+{}) between snapshots", thousands(o), human(b as f64)));
+        }
+        if let Some(rate) = g.heap_bytes_per_min {
+            growth.push(format!("heap +{}/min", human(rate)));
+        }
+        if !growth.is_empty() {
+            let _ = writeln!(out, "     growth     {}", growth.join("; "));
+        }
+        let _ = writeln!(out, "     evidence   {}", text(&s.evidence));
+    }
+    if !v.not_growing.is_empty() {
+        let label = if v.reason.as_deref() == Some("too-little-data") { "growth unknown" } else { "not growing" };
+        let _ = writeln!(out, "  Largest holders, {label}:");
+        for p in &v.not_growing {
+            let _ = writeln!(out, "    {}: {}", holder_line(&p.holder), accumulated(p));
+        }
+    }
+    out.push('\n');
+}
+
+fn accumulated(p: &AccumulationPoint) -> String {
+    format!("{} {} ({})", thousands(p.objects), name(&p.class), human(p.retained_size as f64))
 }
 
 // ---------------------------------------------------------------- bundle
@@ -173,7 +250,14 @@ fn capture_line(out: &mut String, c: &Value) {
             .map(|f| {
                 let function = name(str_of(f, "functionName").filter(|n| !n.is_empty()).unwrap_or("(anonymous)"));
                 let line = f.get("line").and_then(Value::as_u64).unwrap_or(0);
-                format!("{function} ({}:{line})", base_name(str_of(f, "url").unwrap_or("")))
+                match f.get("original") {
+                    Some(o) => format!(
+                        "{function} ({}:{})",
+                        base_name(str_of(o, "source").unwrap_or("")),
+                        o.get("line").and_then(Value::as_u64).unwrap_or(0)
+                    ),
+                    None => format!("{function} ({}:{line})", base_name(str_of(f, "url").unwrap_or(""))),
+                }
             })
             .collect();
         let _ = writeln!(out, "  JS stack when it fired: {}", frames.join(" ← "));
@@ -407,7 +491,11 @@ fn allocations_section(out: &mut String, a: &AllocationSummary) {
     let places: Vec<String> = a
         .sites
         .iter()
-        .map(|s| if s.url.is_empty() { "(native)".to_string() } else { format!("{}:{}", base_name(&s.url), s.line) })
+        .map(|s| match &s.original {
+            Some(o) => format!("{}:{}", base_name(&o.source), o.line),
+            None if s.url.is_empty() => "(native)".to_string(),
+            None => format!("{}:{}", base_name(&s.url), s.line),
+        })
         .collect();
     let functions: Vec<_> = a.sites.iter().map(|s| name(&s.function)).collect();
     let fw = functions.iter().map(|f| f.chars().count()).max().unwrap_or(0).clamp(8, 40);
@@ -527,7 +615,9 @@ mod tests {
                     line: 20,
                     column: 34,
                     bytes: 30_900_000,
+                    ..AllocationSite::default()
                 }],
+                nodes: vec![],
             }),
         }
     }
