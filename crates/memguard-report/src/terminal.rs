@@ -533,9 +533,43 @@ mod tests {
             step("UserSession", 13, Some(("element", "17"))),
         ];
         let path = RetainerPath { class: "UserSession".into(), objects: 45_352, retained_size: 43_100_000, steps };
+        let holder = Holder {
+            class: "Map".into(),
+            edge: Some("sessions".into()),
+            id: 7,
+            retained_size: 44_000_000,
+            location: Some(CodeLocation { function: "handle".into(), url: "/srv/leaky-server.js".into(), line: 12, column: 3, ..CodeLocation::default() }),
+        };
+        let site = AllocationSite {
+            function: "createSession".into(),
+            url: "/srv/leaky-server.js".into(),
+            line: 20,
+            column: 1,
+            bytes: 30_000_000,
+            ..AllocationSite::default()
+        };
+        let suspect = Suspect {
+            class: "UserSession".into(),
+            objects: 45_352,
+            retained_size: 43_100_000,
+            holder: Some(holder.clone()),
+            allocation_site: Some(SiteMatch { site, matched_by: "constructor-caller".into() }),
+            growth: Growth { objects_added: Some(35_352), bytes_added: Some(34_100_000), holder_before: Some(9_000_000), heap_bytes_per_min: Some(270e6) },
+            evidence: "timeline: growing; snapshot: Map 'sessions' accumulates 45,352 UserSession".into(),
+            source: "snapshot".into(),
+        };
+        let cache = AccumulationPoint { class: "Product".into(), objects: 10, retained_size: 5_000_000, holder, ..AccumulationPoint::default() };
         Report {
             schema: SCHEMA,
             input: "demo-bundles/x".into(),
+            verdict: Some(Verdict {
+                status: "leak-suspect".into(),
+                reason: None,
+                headline: "Leak suspect: 45,352 UserSession (43.1 MB) held by Map 'sessions'".into(),
+                suspects: vec![suspect],
+                not_growing: vec![cache],
+                heap_trend: None,
+            }),
             bundle: Some(json!({
                 "pid": 4242, "threadId": 0, "node": "v20.20.2", "startedAt": "2026-11-25T12:57:05Z",
                 "argv": ["/usr/bin/node", "/srv/leaky-server.js"],
@@ -555,6 +589,8 @@ mod tests {
                     ClassStat { name: "UserSession".into(), count: 45_352, shallow_size: 2_900_000, retained_size: 43_100_000 },
                 ],
                 retainer_paths: vec![path.clone()],
+                accumulations: vec![],
+                reachable_size: 51_000_000,
                 timings_ms: vec![("parse".into(), 812.0)],
             }),
             diff: Some(SnapshotDiff {
@@ -651,8 +687,14 @@ mod tests {
     #[test]
     fn every_section_renders() {
         let text = render(&sample_report());
+        assert!(text.starts_with("memguard report: demo-bundles/x\n\nVerdict: Leak suspect: "), "the verdict first:\n{text}");
         for expected in [
             "memguard report: demo-bundles/x",
+            "  1. UserSession: 45,352 objects, 43.1 MB retained",
+            "     held by    Map 'sessions' (44.0 MB retained), held in handle (leaky-server.js:12)",
+            "     allocated  createSession (leaky-server.js:20)",
+            "     growth     +35,352 objects (+34.1 MB) between snapshots; heap +270.0 MB/min",
+            "  Largest holders, not growing:\n    Map 'sessions' (44.0 MB retained), held in handle (leaky-server.js:12): 10 Product (5.0 MB)",
             "Process: pid 4242, main thread, Node v20.20.2, started 2026-11-25T12:57:05Z, leaky-server.js",
             "Ended: no end recorded",
             "Capture 1: near-heap-limit at 2026-11-25T12:57:16.168Z, heap 49.2 MB used of 100.7 MB limit; written",
@@ -723,6 +765,26 @@ mod tests {
             }
         }
         r.input = evil.into();
+        let v = r.verdict.as_mut().unwrap();
+        v.headline = evil.into();
+        let poison_holder = |h: &mut Holder| {
+            (h.class, h.edge) = (evil.into(), Some(evil.into()));
+            if let Some(l) = &mut h.location {
+                (l.function, l.url) = (evil.into(), evil.into());
+            }
+        };
+        for s in &mut v.suspects {
+            (s.class, s.evidence) = (evil.into(), evil.into());
+            s.holder.iter_mut().for_each(poison_holder);
+            if let Some(m) = &mut s.allocation_site {
+                (m.site.function, m.site.url) = (evil.into(), evil.into());
+                m.site.original = Some(OriginalLocation { source: evil.into(), line: 1, ..OriginalLocation::default() });
+            }
+        }
+        for p in &mut v.not_growing {
+            p.class = evil.into();
+            poison_holder(&mut p.holder);
+        }
         if let Some(b) = &mut r.bundle {
             poison_json(b, evil);
             b["ended"] = json!({"reason": evil, "code": evil});
@@ -789,5 +851,8 @@ mod tests {
     fn absent_sections_are_left_out() {
         let report = Report { schema: SCHEMA, input: "x.heapsnapshot".into(), ..Report::default() };
         assert_eq!(render(&report), "memguard report: x.heapsnapshot\n");
+        let mut report = sample_report();
+        report.verdict = None;
+        assert!(render(&report).starts_with("memguard report: demo-bundles/x\nProcess: "));
     }
 }
