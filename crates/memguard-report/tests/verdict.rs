@@ -133,13 +133,16 @@ fn jitter(i: usize, amp: f64) -> f64 {
 fn the_gate_tells_growth_from_a_flat_heap_and_a_cache_that_filled_up() {
     let mb = 1e6;
     let growing = timeline(200, "growing", |i| 20.0 * mb + i as f64 * 0.2 * mb + jitter(i, 0.3 * mb));
-    assert_eq!(gate::heap_trend(&growing).state, "growing");
+    assert_eq!(gate::heap_trend(&growing, false).state, "growing");
     let flat = timeline(200, "stable", |i| 80.0 * mb + jitter(i, 2.0 * mb));
-    assert_eq!(gate::heap_trend(&flat).state, "flat");
+    assert_eq!(gate::heap_trend(&flat, false).state, "flat");
     // Rose for the first 40 %, then flat: the timeline alone says growing; the last half says it stopped.
     let filled = timeline(200, "growing", |i| 20.0 * mb + (i.min(80) as f64) * 0.5 * mb + jitter(i, 0.2 * mb));
-    assert_eq!(gate::heap_trend(&filled).state, "saturated");
-    assert_eq!(gate::heap_trend(&timeline(3, "too-short", |i| i as f64 * mb)).state, "too-short");
+    assert_eq!(gate::heap_trend(&filled, false).state, "saturated");
+    // The same curve ending in a near-heap-limit capture grew until the limit stopped it.
+    assert_eq!(gate::heap_trend(&filled, true).state, "growing");
+    assert_eq!(gate::heap_trend(&flat, true).state, "flat");
+    assert_eq!(gate::heap_trend(&timeline(3, "too-short", |i| i as f64 * mb), false).state, "too-short");
 }
 
 /// A report whose snapshot has one big accumulation point, and `timeline`.

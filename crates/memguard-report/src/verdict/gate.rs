@@ -10,8 +10,9 @@ use crate::report::{HeapTrend, TimelineSummary};
 /// Points of the last half the slope is computed over (Theil–Sen is O(n²)).
 const MAX_POINTS: usize = 600;
 const MIN_POINTS: usize = 5;
-/// A rise this close to the heap limit is growth that ended in the limit,
-/// whatever the last half looks like (GCs thrash flat at the top).
+/// A rise this close to the heap limit (or to a near-heap-limit capture) is
+/// growth that ended in the limit, whatever the last half looks like: GCs
+/// thrash flat at the top while the app barely runs.
 const NEAR_LIMIT: f64 = 0.85;
 
 /// Growth by the timeline's own bar: most pairs rise, and the fitted line
@@ -31,7 +32,9 @@ fn thinned(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     points.iter().step_by(step).copied().collect()
 }
 
-pub fn heap_trend(t: &TimelineSummary) -> HeapTrend {
+/// `hit_limit`: the process reached its heap limit (a near-heap-limit
+/// capture): growth that ended there was stopped by the limit, not by itself.
+pub fn heap_trend(t: &TimelineSummary, hit_limit: bool) -> HeapTrend {
     let points: Vec<(f64, f64)> =
         t.pauses.iter().filter(|p| p.kind == "mark-compact").map(|p| (p.t, p.heap_after as f64)).collect();
     let whole = t.leak.verdict.as_str();
@@ -52,7 +55,7 @@ pub fn heap_trend(t: &TimelineSummary) -> HeapTrend {
         None
     };
     let limit = t.samples.iter().map(|s| s.heap_limit).filter(|&l| l > 0).min();
-    let reached_limit = limit.is_some_and(|l| t.heap_used_peak as f64 >= NEAR_LIMIT * l as f64);
+    let reached_limit = hit_limit || limit.is_some_and(|l| t.heap_used_peak as f64 >= NEAR_LIMIT * l as f64);
     out.state = match (whole, recent_rising) {
         ("too-short", None | Some(false)) => "too-short",
         (_, Some(true)) => "growing",

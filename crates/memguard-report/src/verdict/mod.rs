@@ -40,8 +40,15 @@ fn grew(p: &AccumulationPoint) -> Option<bool> {
     Some(added >= share && holder.is_none_or(|h| h > 0.0) || holder.is_some_and(|h| h >= MIN_GROWTH_SHARE * p.holder.retained_size as f64))
 }
 
+/// A near-heap-limit capture in the bundle, or its marker in the timeline.
+fn hit_limit(r: &Report) -> bool {
+    let near = |v: &serde_json::Value| v.get("trigger").and_then(|t| t.as_str()) == Some("near-heap-limit");
+    let captures = r.bundle.as_ref().and_then(|b| b.get("captures")).and_then(|c| c.as_array());
+    captures.is_some_and(|c| c.iter().any(near)) || r.timeline.as_ref().is_some_and(|t| t.markers.iter().any(|m| near(&m.detail)))
+}
+
 pub fn judge(r: &Report) -> Verdict {
-    let trend = r.timeline.as_ref().map(gate::heap_trend);
+    let trend = r.timeline.as_ref().map(|t| gate::heap_trend(t, hit_limit(r)));
     let points: &[AccumulationPoint] = r.snapshot.as_ref().map_or(&[], |s| &s.accumulations);
     let reachable = r.snapshot.as_ref().map_or(0, |s| s.reachable_size);
     let diffed = points.iter().any(|p| p.growth.is_some());
