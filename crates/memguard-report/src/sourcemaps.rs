@@ -1,6 +1,6 @@
 //! Generated positions → original source, through source maps: a copy the
-//! agent put in the bundle (`sourcemaps.json` names the map of each script
-//! URL), else the script's own `//# sourceMappingURL=` (an inline `data:`
+//! agent put in the bundle (each capture's `sourcemaps-<seq>.json` names the
+//! copy of each script URL's map), else the script's own `//# sourceMappingURL=` (an inline `data:`
 //! URL, or a file beside the script). Every code location the report prints
 //! goes through here: allocation sites, the JS stack of captures, the
 //! verdict's holders and sites. Also fills in the URL of locations the heap
@@ -18,8 +18,8 @@ use sourcemap::{locate_sourcemap_reference_slice, DecodedMap};
 use crate::bounded;
 use crate::report::{CodeLocation, OriginalLocation, Report};
 
-/// The index the agent writes beside the maps it copies.
-pub const INDEX_FILE: &str = "sourcemaps.json";
+/// The indexes the agent writes beside the maps it copies: `sourcemaps-<seq>.json`.
+const INDEX_PREFIX: &str = "sourcemaps-";
 /// Largest script or map read (a bundled service is a few MB; its map ~3×).
 const MAX_FILE: u64 = 64 << 20;
 
@@ -36,10 +36,18 @@ pub struct Resolver {
 
 impl Resolver {
     pub fn new(bundle: Option<&Path>) -> Resolver {
-        let index = bundle
-            .and_then(|b| bounded::read_file(&b.join(INDEX_FILE), MAX_FILE, "a source map index").ok())
-            .and_then(|bytes| serde_json::from_slice::<HashMap<String, String>>(&bytes).ok())
-            .unwrap_or_default();
+        let mut index = HashMap::new();
+        let entries = bundle.and_then(|b| std::fs::read_dir(b).ok()).into_iter().flatten().flatten();
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(INDEX_PREFIX) && name.ends_with(".json")) {
+                continue;
+            }
+            let bytes = bounded::read_file(&entry.path(), MAX_FILE, "a source map index").ok();
+            if let Some(map) = bytes.and_then(|b| serde_json::from_slice::<HashMap<String, String>>(&b).ok()) {
+                index.extend(map);
+            }
+        }
         Resolver { bundle: bundle.map(Path::to_path_buf), index, cache: HashMap::new() }
     }
 
@@ -66,7 +74,7 @@ impl Resolver {
     fn find(&self, url: &str) -> Option<Found> {
         if let (Some(bundle), Some(file)) = (&self.bundle, self.index.get(url)) {
             // A bare file name inside the bundle, nothing else.
-            if !file.contains('/') && file != ".." {
+            if !file.contains('/') && file.starts_with("sourcemap-") {
                 if let Some(map) = read_map(&bundle.join(file)) {
                     return Some(Found { map, kind: "bundle" });
                 }

@@ -72,7 +72,12 @@ pub fn judge(r: &Report) -> Verdict {
         v.not_growing = points.iter().take(MAX_HOLDERS).cloned().collect();
         return v;
     }
-    let rate = trend.as_ref().filter(|t| t.state == "growing").map(|t| t.bytes_per_min);
+    // The whole recording's slope, or the last half's when the whole was too short to have one.
+    let rate = trend
+        .as_ref()
+        .filter(|t| t.state == "growing")
+        .map(|t| if t.bytes_per_min > 0.0 { t.bytes_per_min } else { t.recent_bytes_per_min })
+        .filter(|&r| r > 0.0);
     let mut candidates: Vec<&AccumulationPoint> = points.iter().collect();
     if diffed {
         let (growing, still): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|p| grew(p) != Some(false));
@@ -87,7 +92,7 @@ pub fn judge(r: &Report) -> Verdict {
         v.suspects.push(suspect_of(r, p, reachable, trend.as_ref(), rate));
     }
     if v.suspects.is_empty() && r.snapshot.is_none() {
-        if let Some(s) = profile_suspect(r, trend.as_ref(), rate) {
+        if let Some(s) = profile_suspect(r, rate) {
             v.suspects.push(s);
         }
     }
@@ -126,7 +131,8 @@ pub fn retitle(v: &mut Verdict) {
 }
 
 fn headline(s: &Suspect) -> String {
-    let mut h = format!("Leak suspect: {} {} ({})", thousands(s.objects), s.class, human(s.retained_size as f64));
+    let objects = if s.objects > 0 { format!("{} ", thousands(s.objects)) } else { String::new() };
+    let mut h = format!("Leak suspect: {objects}{} ({})", s.class, human(s.retained_size as f64));
     if let Some(holder) = &s.holder {
         let edge = match &holder.edge {
             Some(e) => format!(" '{e}'"),
@@ -150,10 +156,10 @@ fn suspect_of(r: &Report, p: &AccumulationPoint, reachable: u64, trend: Option<&
     let mut growth = p.growth.clone().unwrap_or_default();
     growth.heap_bytes_per_min = rate;
     let mut evidence = Vec::new();
-    if let Some(t) = trend.filter(|t| t.state == "growing") {
+    if let (Some(t), Some(rate)) = (trend.filter(|t| t.state == "growing"), rate) {
         evidence.push(format!(
             "timeline: heap after GC growing {}/min ({:.0} % of pairs rising in the last half)",
-            human(t.bytes_per_min),
+            human(rate),
             t.recent_concordance * 100.0
         ));
     }
@@ -194,19 +200,30 @@ fn suspect_of(r: &Report, p: &AccumulationPoint, reachable: u64, trend: Option<&
 
 /// No snapshot (skipped or failed): the allocation profile's leading
 /// constructor, named as such.
-fn profile_suspect(r: &Report, trend: Option<&HeapTrend>, rate: Option<f64>) -> Option<Suspect> {
+fn profile_suspect(r: &Report, rate: Option<f64>) -> Option<Suspect> {
     let a = r.allocations.as_ref()?;
     let (class, site) = match sites::top_constructor(a) {
         Some((class, m)) => (class, Some(m)),
         None => ("(unknown class)".to_string(), Some(sites::top_app_site(a)?)),
     };
-    let bytes = site.as_ref().map_or(0, |m| m.site.bytes);
+    // The objects themselves are sampled in the caller's frame (it runs
+    // `new`), what the constructor builds in the constructor's.
+    let caller_own = |m: &SiteMatch| {
+        let own = a.sites.iter().find(|s| s.function == m.site.function && s.url == m.site.url && s.line == m.site.line);
+        if m.matched_by == "constructor-caller" { own.map_or(0, |s| s.bytes) } else { 0 }
+    };
+    let bytes = site.as_ref().map_or(0, |m| m.site.bytes + caller_own(m));
     let mut evidence = vec!["no heap snapshot: the suspect comes from the allocation sites alone".to_string()];
-    if let Some(t) = trend {
-        evidence.push(format!("timeline: heap after GC growing {}/min", human(t.bytes_per_min)));
+    if let Some(rate) = rate {
+        evidence.push(format!("timeline: heap after GC growing {}/min", human(rate)));
     }
     if let Some(m) = &site {
-        evidence.push(format!("allocation profile: {} holds {} of {} live sampled", site_text(m), human(bytes as f64), human(a.total_bytes as f64)));
+        evidence.push(format!(
+            "allocation profile: {} and what it constructs hold {} of {} live sampled",
+            site_text(m),
+            human(bytes as f64),
+            human(a.total_bytes as f64)
+        ));
     }
     Some(Suspect {
         class,
