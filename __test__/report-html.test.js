@@ -98,7 +98,7 @@ test('memguard report reads a crash bundle: JSON, terminal text and an HTML page
   // Default: the terminal summary.
   const text = await report(bundle);
   assert.equal(text.code, 0, text.stderr);
-  assert.match(text.stdout.split('\n')[2], /^Verdict: Leak suspect: [\d,]+ ReportSession \(.*\) held by Map 'sessionCache', allocated by tick \(report-leak\.js:15\)/);
+  assert.match(text.stdout.split('\n')[2], /^Verdict: Leak suspect: [\d,]+ ReportSession \(.*\) held by Map 'sessionCache', allocated by tick \(report-leak\.js:14\)/);
   assert.match(text.stdout, /^ {5}growth {5}\+[\d,]+ objects \(\+[\d.]+ [kM]B\) between snapshots; heap \+[\d.]+ [kM]B\/min$/m);
   assert.match(text.stdout, /Top classes by retained size:/);
   assert.match(text.stdout, /^\s+ReportSession\s+[\d,]+\s/m);

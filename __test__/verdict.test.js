@@ -80,7 +80,11 @@ test('a slow leak hidden in heavy churn: the kept orders and their array', async
   const { bundles } = await run(t, app('churn-leak.js'));
   const out = await report(bundles[0]);
   const s = assertSuspect(out, 'Order', /^Array 'auditTrail'$/);
-  assert.equal(s.allocationSite.site.function, 'tick');
+  // The optimizer may inline the small constructor into its caller (then the
+  // profile has no frame of the class, and the weaker top-app-site is given).
+  const site = s.allocationSite;
+  if (site.matchedBy === 'constructor-caller') assert.equal(site.site.function, 'tick');
+  else assert.equal(site.matchedBy, 'top-app-site', JSON.stringify(site));
 });
 
 test('a leak inside a worker: the worker bundle names its class and Set', async (t) => {

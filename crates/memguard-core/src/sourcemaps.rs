@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
@@ -26,10 +27,33 @@ const TAIL: u64 = 64 << 10;
 const MAX_MAP: u64 = 16 << 20;
 pub const MAX_TOTAL: u64 = 32 << 20;
 
-/// `file:///srv/app.js` or `/srv/app.js` → the path; `node:…` and the like → none.
+/// `file:///srv/app.js` or `/srv/app.js` → the path (`%20` decoded in a
+/// `file:` URL); `node:…` and the like → none. (The report reads with it too.)
 pub fn script_path(url: &str) -> Option<PathBuf> {
-    let path = url.strip_prefix("file://").unwrap_or(url);
-    (path.starts_with('/') && !path.contains('%')).then(|| PathBuf::from(path))
+    match url.strip_prefix("file://") {
+        Some(path) => path.starts_with('/').then(|| PathBuf::from(std::ffi::OsString::from_vec(percent_decode(path)))),
+        None => url.starts_with('/').then(|| PathBuf::from(url)),
+    }
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%' && i + 2 < bytes.len()).then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok()).flatten();
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Opens a regular file for reading without following a link.
@@ -124,6 +148,7 @@ mod tests {
         assert_eq!(map_reference("no comment"), None);
         assert_eq!(script_path("file:///srv/app.js"), Some(PathBuf::from("/srv/app.js")));
         assert_eq!(script_path("node:internal/x"), None);
+        assert_eq!(script_path("file:///srv/my%20app/a.js"), Some(PathBuf::from("/srv/my app/a.js")));
     }
 
     #[test]

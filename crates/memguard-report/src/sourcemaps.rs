@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use memguard_core::sourcemaps::script_path;
 use sourcemap::{locate_sourcemap_reference_slice, DecodedMap};
 
 use crate::bounded;
@@ -93,30 +94,6 @@ impl Resolver {
         let map = read_map(&script.parent()?.join(target))?;
         Some(Found { map, kind: "file" })
     }
-}
-
-/// `file:///srv/app.js` or `/srv/app.js` → the path; `node:…` and the like → none.
-pub fn script_path(url: &str) -> Option<PathBuf> {
-    let path = url.strip_prefix("file://").unwrap_or(url);
-    path.starts_with('/').then(|| PathBuf::from(percent_decode(path)))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn read_map(path: &Path) -> Option<DecodedMap> {
