@@ -71,6 +71,17 @@ test('memguard report reads a crash bundle: JSON, terminal text and an HTML page
   const grown = r.diff.classes.find((c) => c.name === 'ReportSession');
   assert.ok(grown && grown.countAfter > grown.countBefore && grown.retainedDelta > 0, JSON.stringify(grown));
 
+  // The verdict, with two snapshots: the class, its Map, and what it gained between them.
+  const v = r.verdict;
+  assert.equal(v.status, 'leak-suspect', JSON.stringify(v, null, 1));
+  const suspect = v.suspects[0];
+  assert.equal(suspect.class, 'ReportSession');
+  assert.deepEqual([suspect.holder.class, suspect.holder.edge], ['Map', 'sessionCache']);
+  assert.ok(suspect.growth.objectsAdded > 1000 && suspect.growth.bytesAdded > 0, JSON.stringify(suspect.growth));
+  assert.ok(suspect.growth.holderBefore > 0 && suspect.growth.holderBefore < suspect.holder.retainedSize, JSON.stringify(suspect));
+  assert.match(suspect.evidence, /snapshots: \+[\d,]+ new ReportSession .* still held, holder .* → /);
+  assert.equal(suspect.allocationSite.site.function, 'tick');
+
   const tl = r.timeline;
   assert.equal(tl.truncated, false);
   assert.ok(tl.samples.length >= 5, `${tl.samples.length} samples`);
@@ -87,6 +98,8 @@ test('memguard report reads a crash bundle: JSON, terminal text and an HTML page
   // Default: the terminal summary.
   const text = await report(bundle);
   assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout.split('\n')[2], /^Verdict: Leak suspect: [\d,]+ ReportSession \(.*\) held by Map 'sessionCache', allocated by tick \(report-leak\.js:14\)/);
+  assert.match(text.stdout, /^ {5}growth {5}\+[\d,]+ objects \(\+[\d.]+ [kM]B\) between snapshots; heap \+[\d.]+ [kM]B\/min$/m);
   assert.match(text.stdout, /Top classes by retained size:/);
   assert.match(text.stdout, /^\s+ReportSession\s+[\d,]+\s/m);
   assert.match(text.stdout, /\(root\)|GC roots/);
@@ -145,6 +158,8 @@ async function inChromium(t, file) {
       classLabels: window.memguardCharts.classes.data.labels,
       paths: [...document.querySelectorAll('#paths li')].map((li) => li.textContent),
       diffRows: document.querySelectorAll('#diff tbody tr').length,
+      verdict: document.getElementById('verdict').textContent,
+      firstSection: document.querySelector('main section').id,
     }));
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     console.log(`# screenshot: ${SCREENSHOT}`);
@@ -159,6 +174,8 @@ async function inChromium(t, file) {
     assert.ok(state.classLabels.includes('ReportSession'), state.classLabels.join());
     assert.ok(state.paths.some((p) => p.includes("Map 'sessionCache'")), state.paths.join('\n'));
     assert.ok(state.diffRows > 0);
+    assert.equal(state.firstSection, 'verdict-section');
+    assert.match(state.verdict, /Leak suspect: [\d,]+ ReportSession .* held by Map 'sessionCache'/);
   } finally {
     await browser.close();
   }

@@ -17,11 +17,13 @@ class UserSession {
 const sessions = new Map(); // the leak: nobody ever deletes from it
 let nextId = 0;
 
-const server = http.createServer((req, res) => {
+function handle(req, res) {
   const id = nextId++;
   sessions.set(id, new UserSession(id, req));
   res.end(`hello ${id}\n`);
-});
+}
+
+const server = http.createServer(handle);
 
 // Drive the service with its own traffic so the demo needs nothing else.
 server.listen(0, '127.0.0.1', () => {

@@ -11,6 +11,7 @@ use memguard_core::log;
 use memguard_core::afford::{self, Skip};
 use memguard_core::config::RssLimit;
 use memguard_core::heapprofile;
+use memguard_core::sourcemaps;
 use memguard_core::leak::Leak;
 use memguard_core::watchdog::RssCrossing;
 use memguard_core::procmem::{self, Cgroup};
@@ -109,6 +110,7 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     // The cheap artifacts first: the snapshot may be the last thing this
     // process does (or more than its memory allows).
     write_allocation_profile(guard, writer, index, seq);
+    copy_source_maps(guard, index, seq);
     // The timeline up to this moment goes to disk first too.
     guard.mark("snapshot-start", serde_json::json!({ "seq": seq, "trigger": trigger_name }));
     guard.flush();
@@ -281,6 +283,23 @@ fn write_allocation_profile(guard: &Guard, writer: &Writer, index: usize, seq: u
             millis: started.elapsed().as_millis() as u64,
         }),
         Err(e) => log::warn(&format!("could not write {name}: {e}")),
+    }
+}
+
+/// The source maps of the scripts this capture names (its stack, its top
+/// allocation sites), copied into the bundle within bounds (memguard-core's
+/// `sourcemaps`), so the report maps positions on another machine too.
+fn copy_source_maps(guard: &Guard, index: usize, seq: u32) {
+    let urls: Vec<String> = {
+        let manifest = guard.manifest.borrow();
+        let entry = &manifest.captures[index];
+        let stack = entry.stack.iter().flatten().map(|f| f.url.clone());
+        let sites = entry.top_allocation_sites.iter().flatten().map(|s| s.url.clone());
+        stack.chain(sites).collect()
+    };
+    if let Ok(dir) = guard.bundle.ensure() {
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        sourcemaps::copy_into(&dir, seq, &urls);
     }
 }
 

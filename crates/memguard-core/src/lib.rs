@@ -15,5 +15,6 @@ pub mod manifest;
 pub mod printable;
 pub mod procmem;
 pub mod recorder;
+pub mod sourcemaps;
 pub mod watchdog;
 pub mod writer;

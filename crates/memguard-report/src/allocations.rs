@@ -50,6 +50,9 @@ struct CallFrame {
     line_number: i32,
     #[serde(default)]
     column_number: i32,
+    /// A string in the protocol; ties a frame to the snapshot's locations.
+    #[serde(default)]
+    script_id: Option<String>,
 }
 
 pub fn read(path: &Path, top: usize) -> Result<AllocationSummary, ReportError> {
@@ -79,17 +82,20 @@ pub fn read(path: &Path, top: usize) -> Result<AllocationSummary, ReportError> {
 fn summarize(path: &Path, head: &Node, top: usize) -> AllocationSummary {
     let nodes = flatten(head);
     let total_bytes = nodes.iter().fold(0u64, |sum, n| sum.saturating_add(n.self_size));
+    let script_of: std::collections::HashMap<&str, i32> = nodes.iter().map(|n| (n.url.as_str(), n.script_id)).collect();
     let sites = top_sites(&nodes, top)
         .into_iter()
         .map(|s| AllocationSite {
+            script_id: script_of.get(s.url.as_str()).copied().unwrap_or(0),
             function: s.function_name,
             url: s.url,
             line: s.line.max(0) as u32,
             column: s.column.max(0) as u32,
             bytes: s.bytes,
+            original: None,
         })
         .collect();
-    AllocationSummary { file: path.display().to_string(), total_bytes, sites }
+    AllocationSummary { file: path.display().to_string(), total_bytes, sites, nodes }
 }
 
 /// The tree as memguard-core's flat node list (parent ids, 1-based positions).
@@ -105,7 +111,7 @@ fn flatten(head: &Node) -> Vec<ProfileNode> {
             parent,
             function_name: f.function_name.clone(),
             url: f.url.clone(),
-            script_id: 0,
+            script_id: f.script_id.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0),
             line: f.line_number.saturating_add(1),
             column: f.column_number.saturating_add(1),
             self_size: node.self_size,

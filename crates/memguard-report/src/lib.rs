@@ -11,6 +11,8 @@
 //! - `summary`     — `summary.json` → its JSON value
 //! - `allocations` — `allocations-*.heapprofile` → top allocation sites
 //! - `bounded`     — reading bundle files within size and nesting bounds
+//! - `verdict/`    — the answer first: leak suspects or why there is none
+//! - `sourcemaps`  — generated positions → original source
 //! - `report`      — the `--json` schema (the one structure every output renders)
 //! - `terminal`, `html` — renderings of a `Report`
 
@@ -21,9 +23,11 @@ pub mod html;
 pub mod input;
 pub mod report;
 pub mod snapshot;
+pub mod sourcemaps;
 pub mod summary;
 pub mod terminal;
 pub mod timeline;
+pub mod verdict;
 
 pub use error::ReportError;
 pub use report::Report;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use memguard_core::printable::{printable, printable_bytes, UNLIMITED};
 use memguard_report::report::{Report, SCHEMA};
-use memguard_report::{allocations, html, input, snapshot, summary, terminal, timeline, ReportError};
+use memguard_report::{allocations, html, input, snapshot, sourcemaps, summary, terminal, timeline, verdict, ReportError};
 
 #[derive(Parser)]
 #[command(name = "memguard", about = "Reads a memguard crash bundle or a heap snapshot")]
@@ -96,6 +96,13 @@ fn build_report(args: &ReportArgs) -> Result<Report, ReportError> {
             baseline.display(),
             args.input.display()
         )));
+    }
+    report.verdict = Some(verdict::judge(&report));
+    let bundle = args.input.is_dir().then_some(args.input.as_path());
+    sourcemaps::locate(&mut report, bundle);
+    if let Some(v) = &mut report.verdict {
+        // Named after the original positions the source maps gave.
+        verdict::retitle(v);
     }
     Ok(report)
 }

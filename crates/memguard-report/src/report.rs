@@ -16,6 +16,8 @@ pub struct Report {
     pub schema: &'static str,
     /// What was opened: a bundle directory or a snapshot file.
     pub input: String,
+    /// The answer first: leak suspects, or why there is none (`verdict/`).
+    pub verdict: Option<Verdict>,
     /// `summary.json` of the bundle, verbatim, when there is one.
     pub bundle: Option<serde_json::Value>,
     /// The newest snapshot of the input (the near-limit one in a crash bundle).
@@ -24,6 +26,138 @@ pub struct Report {
     pub diff: Option<SnapshotDiff>,
     pub timeline: Option<TimelineSummary>,
     pub allocations: Option<AllocationSummary>,
+}
+
+// ---------------------------------------------------------------- verdict
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    /// `leak-suspect` or `no-leak-suspect`.
+    pub status: String,
+    /// For `no-leak-suspect`: `flat`, `saturated` or `too-little-data`.
+    pub reason: Option<String>,
+    /// One sentence: the answer.
+    pub headline: String,
+    /// At most 3, most important first.
+    pub suspects: Vec<Suspect>,
+    /// The largest holders that are not suspects (the heap or they did not grow).
+    pub not_growing: Vec<AccumulationPoint>,
+    /// The timeline's gate: heap after mark-compacts over the recording and its last half.
+    pub heap_trend: Option<HeapTrend>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeapTrend {
+    /// `growing`, `saturated`, `flat` or `too-short`.
+    pub state: String,
+    pub bytes_per_min: f64,
+    /// The same over the last half of the recording.
+    pub recent_bytes_per_min: f64,
+    pub recent_concordance: f64,
+    pub span_ms: f64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Suspect {
+    /// DevTools class name of the accumulated objects.
+    pub class: String,
+    pub objects: u64,
+    pub retained_size: u64,
+    /// What accumulates them; absent when the suspect comes from the allocation profile alone.
+    pub holder: Option<Holder>,
+    pub allocation_site: Option<SiteMatch>,
+    pub growth: Growth,
+    /// Which signals agreed, in one line.
+    pub evidence: String,
+    /// `snapshot` (accumulation point) or `allocation-profile` (no snapshot was written).
+    pub source: String,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Growth {
+    /// Objects of the class under the holder that are new since the earlier snapshot, and their retained size.
+    pub objects_added: Option<u64>,
+    pub bytes_added: Option<u64>,
+    /// The holder's retained size in the earlier snapshot (same node id).
+    pub holder_before: Option<u64>,
+    /// Heap growth rate from the timeline (Theil–Sen over mark-compacts).
+    pub heap_bytes_per_min: Option<f64>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteMatch {
+    pub site: AllocationSite,
+    /// `constructor-caller` (the function that ran `new Class`), `constructor`, or
+    /// `top-app-site` (the profile's largest site in application code; a weaker match).
+    pub matched_by: String,
+}
+
+/// An accumulation point of the newest snapshot (Eclipse MAT): where the
+/// dominator tree spreads a large retained size over many small objects.
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccumulationPoint {
+    /// Class of the objects accumulated (the heaviest group; the app's own preferred).
+    pub class: String,
+    pub objects: u64,
+    pub retained_size: u64,
+    /// True when the class is a V8 internal (`(closure)`, `system / Context`, …).
+    pub internal: bool,
+    pub holder: Holder,
+    /// Filled when an earlier snapshot of the same process was read.
+    pub growth: Option<Growth>,
+    /// The class's constructor location (`script id, line, column`, 0-based), when V8 records one.
+    #[serde(skip)]
+    pub class_location: Option<[u32; 3]>,
+    /// The point's node ordinal and the class key, in the snapshot it came from.
+    #[serde(skip)]
+    pub point: u32,
+    #[serde(skip)]
+    pub class_key: u32,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Holder {
+    /// Class of the holder (`Map`, `Array`, `Function`, …).
+    pub class: String,
+    /// The edge that holds it: variable, property or `[index]` (`sessions`).
+    pub edge: Option<String>,
+    pub id: u64,
+    pub retained_size: u64,
+    /// The function whose closure/context, or the class whose instance, holds it.
+    pub location: Option<CodeLocation>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeLocation {
+    pub function: String,
+    /// Script URL; empty when only the script id is known.
+    pub url: String,
+    pub script_id: i32,
+    /// 1-based, as editors show them.
+    pub line: u32,
+    pub column: u32,
+    pub original: Option<OriginalLocation>,
+}
+
+/// A generated position mapped through a source map.
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginalLocation {
+    pub source: String,
+    /// 1-based.
+    pub line: u32,
+    pub column: u32,
+    pub name: Option<String>,
+    /// Where the map was found: `file`, `inline` or `bundle`.
+    pub map: String,
 }
 
 // ---------------------------------------------------------------- snapshot
@@ -41,6 +175,10 @@ pub struct SnapshotSummary {
     pub classes: Vec<ClassStat>,
     /// For the top classes: the retainer path that holds most of their retained size.
     pub retainer_paths: Vec<RetainerPath>,
+    /// Accumulation points, largest first (the verdict's candidates).
+    pub accumulations: Vec<AccumulationPoint>,
+    /// Retained size of the root: the reachable heap.
+    pub reachable_size: u64,
     /// Wall time of each phase (parse, dominators, …), for `--verbose` and the benchmark.
     pub timings_ms: Vec<(String, f64)>,
 }
@@ -203,6 +341,9 @@ pub struct AllocationSummary {
     pub file: String,
     pub total_bytes: u64,
     pub sites: Vec<AllocationSite>,
+    /// The whole call tree, for matching sites to the verdict's classes.
+    #[serde(skip)]
+    pub nodes: Vec<memguard_core::heapprofile::ProfileNode>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -215,4 +356,7 @@ pub struct AllocationSite {
     pub column: u32,
     /// Live sampled bytes allocated by this function itself (builtins credited to the caller).
     pub bytes: u64,
+    pub script_id: i32,
+    /// The position in the original source, when a source map was found.
+    pub original: Option<OriginalLocation>,
 }

@@ -14,6 +14,7 @@ use memguard_core::printable::{self, name, printable};
 use serde_json::Value;
 
 use crate::report::{
+    AccumulationPoint, AllocationSite, CodeLocation, Verdict,
     AllocationSummary, Marker, PathStep, Report, RetainerPath, SnapshotDiff, SnapshotSummary, TimelineSummary,
 };
 
@@ -86,6 +87,9 @@ pub fn render(report: &Report) -> String {
 fn render_fields(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "memguard report: {}", text(&report.input));
+    if let Some(verdict) = &report.verdict {
+        verdict_section(&mut out, verdict);
+    }
     if let Some(bundle) = &report.bundle {
         bundle_section(&mut out, bundle);
     }
@@ -102,6 +106,79 @@ fn render_fields(report: &Report) -> String {
         allocations_section(&mut out, allocations);
     }
     out
+}
+
+// ---------------------------------------------------------------- verdict
+
+/// `createSession (server.ts:20)`: the original position when a source map gave one.
+pub fn location_text(function: &str, url: &str, line: u32, original: Option<&crate::report::OriginalLocation>) -> String {
+    let function = if function.is_empty() { "(anonymous)".into() } else { name(function) };
+    match original {
+        Some(o) => format!("{function} ({}:{})", base_name(&o.source), o.line),
+        None if url.is_empty() => format!("{function} (line {line})"),
+        None => format!("{function} ({}:{line})", base_name(url)),
+    }
+}
+
+fn code_text(l: &CodeLocation) -> String {
+    location_text(&l.function, &l.url, l.line, l.original.as_ref())
+}
+
+fn site_text(s: &AllocationSite) -> String {
+    location_text(&s.function, &s.url, s.line, s.original.as_ref())
+}
+
+fn holder_line(p: &crate::report::Holder) -> String {
+    let mut h = name(&p.class).into_owned();
+    match p.edge.as_deref() {
+        Some(e) if e.parse::<u64>().is_ok() => h += &format!(" [{}]", name(e)),
+        Some(e) => h += &format!(" '{}'", name(e)),
+        None => {}
+    }
+    h += &format!(" ({} retained)", human(p.retained_size as f64));
+    if let Some(l) = &p.location {
+        h += &format!(", held in {}", code_text(l));
+    }
+    h
+}
+
+fn verdict_section(out: &mut String, v: &Verdict) {
+    let _ = writeln!(out, "\nVerdict: {}", text(&v.headline));
+    for (i, s) in v.suspects.iter().enumerate() {
+        let objects = if s.objects > 0 { format!("{} objects, ", thousands(s.objects)) } else { String::new() };
+        let _ = writeln!(out, "  {}. {}: {objects}{} retained", i + 1, name(&s.class), human(s.retained_size as f64));
+        if let Some(h) = &s.holder {
+            let _ = writeln!(out, "     held by    {}", holder_line(h));
+        }
+        if let Some(m) = &s.allocation_site {
+            let weak = if m.matched_by == "top-app-site" { " (the largest app site; not tied to the class)" } else { "" };
+            let _ = writeln!(out, "     allocated  {}{weak}", site_text(&m.site));
+        }
+        let g = &s.growth;
+        let mut growth = Vec::new();
+        if let (Some(o), Some(b)) = (g.objects_added, g.bytes_added) {
+            growth.push(format!("+{} objects (+{}) between snapshots", thousands(o), human(b as f64)));
+        }
+        if let Some(rate) = g.heap_bytes_per_min {
+            growth.push(format!("heap +{}/min", human(rate)));
+        }
+        if !growth.is_empty() {
+            let _ = writeln!(out, "     growth     {}", growth.join("; "));
+        }
+        let _ = writeln!(out, "     evidence   {}", text(&s.evidence));
+    }
+    if !v.not_growing.is_empty() {
+        let label = if v.reason.as_deref() == Some("too-little-data") { "growth unknown" } else { "not growing" };
+        let _ = writeln!(out, "  Largest holders, {label}:");
+        for p in &v.not_growing {
+            let _ = writeln!(out, "    {}: {}", holder_line(&p.holder), accumulated(p));
+        }
+    }
+    out.push('\n');
+}
+
+fn accumulated(p: &AccumulationPoint) -> String {
+    format!("{} {} ({})", thousands(p.objects), name(&p.class), human(p.retained_size as f64))
 }
 
 // ---------------------------------------------------------------- bundle
@@ -173,7 +250,14 @@ fn capture_line(out: &mut String, c: &Value) {
             .map(|f| {
                 let function = name(str_of(f, "functionName").filter(|n| !n.is_empty()).unwrap_or("(anonymous)"));
                 let line = f.get("line").and_then(Value::as_u64).unwrap_or(0);
-                format!("{function} ({}:{line})", base_name(str_of(f, "url").unwrap_or("")))
+                match f.get("original") {
+                    Some(o) => format!(
+                        "{function} ({}:{})",
+                        base_name(str_of(o, "source").unwrap_or("")),
+                        o.get("line").and_then(Value::as_u64).unwrap_or(0)
+                    ),
+                    None => format!("{function} ({}:{line})", base_name(str_of(f, "url").unwrap_or(""))),
+                }
             })
             .collect();
         let _ = writeln!(out, "  JS stack when it fired: {}", frames.join(" ← "));
@@ -407,7 +491,11 @@ fn allocations_section(out: &mut String, a: &AllocationSummary) {
     let places: Vec<String> = a
         .sites
         .iter()
-        .map(|s| if s.url.is_empty() { "(native)".to_string() } else { format!("{}:{}", base_name(&s.url), s.line) })
+        .map(|s| match &s.original {
+            Some(o) => format!("{}:{}", base_name(&o.source), o.line),
+            None if s.url.is_empty() => "(native)".to_string(),
+            None => format!("{}:{}", base_name(&s.url), s.line),
+        })
         .collect();
     let functions: Vec<_> = a.sites.iter().map(|s| name(&s.function)).collect();
     let fw = functions.iter().map(|f| f.chars().count()).max().unwrap_or(0).clamp(8, 40);
@@ -445,9 +533,43 @@ mod tests {
             step("UserSession", 13, Some(("element", "17"))),
         ];
         let path = RetainerPath { class: "UserSession".into(), objects: 45_352, retained_size: 43_100_000, steps };
+        let holder = Holder {
+            class: "Map".into(),
+            edge: Some("sessions".into()),
+            id: 7,
+            retained_size: 44_000_000,
+            location: Some(CodeLocation { function: "handle".into(), url: "/srv/leaky-server.js".into(), line: 12, column: 3, ..CodeLocation::default() }),
+        };
+        let site = AllocationSite {
+            function: "createSession".into(),
+            url: "/srv/leaky-server.js".into(),
+            line: 20,
+            column: 1,
+            bytes: 30_000_000,
+            ..AllocationSite::default()
+        };
+        let suspect = Suspect {
+            class: "UserSession".into(),
+            objects: 45_352,
+            retained_size: 43_100_000,
+            holder: Some(holder.clone()),
+            allocation_site: Some(SiteMatch { site, matched_by: "constructor-caller".into() }),
+            growth: Growth { objects_added: Some(35_352), bytes_added: Some(34_100_000), holder_before: Some(9_000_000), heap_bytes_per_min: Some(270e6) },
+            evidence: "timeline: growing; snapshot: Map 'sessions' accumulates 45,352 UserSession".into(),
+            source: "snapshot".into(),
+        };
+        let cache = AccumulationPoint { class: "Product".into(), objects: 10, retained_size: 5_000_000, holder, ..AccumulationPoint::default() };
         Report {
             schema: SCHEMA,
             input: "demo-bundles/x".into(),
+            verdict: Some(Verdict {
+                status: "leak-suspect".into(),
+                reason: None,
+                headline: "Leak suspect: 45,352 UserSession (43.1 MB) held by Map 'sessions'".into(),
+                suspects: vec![suspect],
+                not_growing: vec![cache],
+                heap_trend: None,
+            }),
             bundle: Some(json!({
                 "pid": 4242, "threadId": 0, "node": "v20.20.2", "startedAt": "2026-11-25T12:57:05Z",
                 "argv": ["/usr/bin/node", "/srv/leaky-server.js"],
@@ -467,6 +589,8 @@ mod tests {
                     ClassStat { name: "UserSession".into(), count: 45_352, shallow_size: 2_900_000, retained_size: 43_100_000 },
                 ],
                 retainer_paths: vec![path.clone()],
+                accumulations: vec![],
+                reachable_size: 51_000_000,
                 timings_ms: vec![("parse".into(), 812.0)],
             }),
             diff: Some(SnapshotDiff {
@@ -527,7 +651,9 @@ mod tests {
                     line: 20,
                     column: 34,
                     bytes: 30_900_000,
+                    ..AllocationSite::default()
                 }],
+                nodes: vec![],
             }),
         }
     }
@@ -561,8 +687,14 @@ mod tests {
     #[test]
     fn every_section_renders() {
         let text = render(&sample_report());
+        assert!(text.starts_with("memguard report: demo-bundles/x\n\nVerdict: Leak suspect: "), "the verdict first:\n{text}");
         for expected in [
             "memguard report: demo-bundles/x",
+            "  1. UserSession: 45,352 objects, 43.1 MB retained",
+            "     held by    Map 'sessions' (44.0 MB retained), held in handle (leaky-server.js:12)",
+            "     allocated  createSession (leaky-server.js:20)",
+            "     growth     +35,352 objects (+34.1 MB) between snapshots; heap +270.0 MB/min",
+            "  Largest holders, not growing:\n    Map 'sessions' (44.0 MB retained), held in handle (leaky-server.js:12): 10 Product (5.0 MB)",
             "Process: pid 4242, main thread, Node v20.20.2, started 2026-11-25T12:57:05Z, leaky-server.js",
             "Ended: no end recorded",
             "Capture 1: near-heap-limit at 2026-11-25T12:57:16.168Z, heap 49.2 MB used of 100.7 MB limit; written",
@@ -633,6 +765,26 @@ mod tests {
             }
         }
         r.input = evil.into();
+        let v = r.verdict.as_mut().unwrap();
+        v.headline = evil.into();
+        let poison_holder = |h: &mut Holder| {
+            (h.class, h.edge) = (evil.into(), Some(evil.into()));
+            if let Some(l) = &mut h.location {
+                (l.function, l.url) = (evil.into(), evil.into());
+            }
+        };
+        for s in &mut v.suspects {
+            (s.class, s.evidence) = (evil.into(), evil.into());
+            s.holder.iter_mut().for_each(poison_holder);
+            if let Some(m) = &mut s.allocation_site {
+                (m.site.function, m.site.url) = (evil.into(), evil.into());
+                m.site.original = Some(OriginalLocation { source: evil.into(), line: 1, ..OriginalLocation::default() });
+            }
+        }
+        for p in &mut v.not_growing {
+            p.class = evil.into();
+            poison_holder(&mut p.holder);
+        }
         if let Some(b) = &mut r.bundle {
             poison_json(b, evil);
             b["ended"] = json!({"reason": evil, "code": evil});
@@ -699,5 +851,8 @@ mod tests {
     fn absent_sections_are_left_out() {
         let report = Report { schema: SCHEMA, input: "x.heapsnapshot".into(), ..Report::default() };
         assert_eq!(render(&report), "memguard report: x.heapsnapshot\n");
+        let mut report = sample_report();
+        report.verdict = None;
+        assert!(render(&report).starts_with("memguard report: demo-bundles/x\nProcess: "));
     }
 }

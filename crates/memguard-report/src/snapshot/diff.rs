@@ -25,8 +25,13 @@ pub fn diff(before: &Path, after: &Path, opts: &Options, progress: &Progress) ->
 }
 
 /// The earlier snapshot reduced to per-class id lists (keyed by class key),
-/// so only one graph is in memory at a time.
-pub struct BeforeIndex(HashMap<String, Before>);
+/// so only one graph is in memory at a time; and the retained size of its
+/// larger nodes by id, for holders that grew.
+pub struct BeforeIndex(HashMap<String, Before>, HashMap<u32, u64>);
+
+/// Nodes retaining at least this share of the earlier heap keep their
+/// retained size (a holder worth naming is far larger).
+const BIG_SHARE: u64 = 2000;
 
 pub fn index_before(before: &Path, progress: &Progress) -> Result<BeforeIndex, ReportError> {
     let mut old: HashMap<String, Before> = HashMap::new();
@@ -45,7 +50,35 @@ pub fn index_before(before: &Path, progress: &Progress) -> Result<BeforeIndex, R
     for b in old.values_mut() {
         b.ids.sort_unstable();
     }
-    Ok(BeforeIndex(old))
+    let floor = a.retained[a.g.root as usize] / BIG_SHARE;
+    let big = a.retained.iter().enumerate().filter(|(_, &r)| r >= floor).map(|(o, &r)| (a.g.node_id[o], r)).collect();
+    Ok(BeforeIndex(old, big))
+}
+
+/// Each accumulation point's growth since the earlier snapshot: its class's
+/// objects under it that are new (ids absent before: memlab's leak set, new
+/// and still alive), and its holder's retained size then (matched by the
+/// holder's id — a Map's backing store is reallocated as it grows, the Map
+/// is not).
+pub fn growth(old: &BeforeIndex, a: &Analysis, points: &mut [crate::report::AccumulationPoint]) {
+    for p in points.iter_mut() {
+        let c = a.classes.agg_of_key[p.class_key as usize];
+        let ids = (c != u32::MAX).then(|| old.0.get(&a.classes.aggs[c as usize].key)).flatten().map(|b| b.ids.as_slice());
+        let (mut objects, mut bytes) = (0u64, 0u64);
+        for o in a.members(p) {
+            let id = a.g.node_id[o as usize];
+            if !ids.is_some_and(|ids| ids.binary_search(&id).is_ok()) {
+                objects += 1;
+                bytes += a.retained[o as usize];
+            }
+        }
+        p.growth = Some(crate::report::Growth {
+            objects_added: Some(objects),
+            bytes_added: Some(bytes),
+            holder_before: old.1.get(&(p.holder.id as u32)).copied(),
+            heap_bytes_per_min: None,
+        });
+    }
 }
 
 /// Per-class deltas of the analysed later snapshot `a` against `old`.

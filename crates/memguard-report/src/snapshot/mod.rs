@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::report::{ClassStat, SnapshotDiff, SnapshotSummary};
 use crate::ReportError;
 
+pub mod accumulation;
 pub mod classes;
 pub mod diff;
 pub mod distances;
@@ -302,7 +303,12 @@ fn summary_of(path: &Path, a: &mut Analysis, opts: &Options, progress: &Progress
         retainer_paths.extend(odd.next().flatten());
     }
     a.timings.0.push(("paths".into(), start.elapsed().as_secs_f64() * 1000.0));
+    let start = Instant::now();
+    let accumulations = a.accumulations();
+    a.timings.0.push(("accumulation".into(), start.elapsed().as_secs_f64() * 1000.0));
     SnapshotSummary {
+        accumulations,
+        reachable_size: a.retained[a.g.root as usize],
         file: path.display().to_string(),
         node_count: a.g.node_count() as u64,
         edge_count: a.g.edge_count() as u64,
@@ -351,8 +357,9 @@ pub fn summarize_and_diff(
     let result = (|| {
         let old = diff::index_before(before, &progress)?;
         let mut a = analyse(after, &progress)?;
-        let summary = summary_of(after, &mut a, opts, &progress);
+        let mut summary = summary_of(after, &mut a, opts, &progress);
         let d = diff::compare(before, &old, after, &a, opts, &progress);
+        diff::growth(&old, &a, &mut summary.accumulations);
         Ok((summary, d))
     })();
     progress.finish();
