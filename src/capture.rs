@@ -58,6 +58,7 @@ enum StackAt {
 /// path. Errors are reported once (stderr + manifest) and returned as text.
 pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     let started = Instant::now();
+    let _capturing = guard.begin_capture();
     let seq = guard.next_seq();
     let (trigger_name, reason) = describe(&trigger);
     let (heap_limit, stack_at, detail) = match trigger {

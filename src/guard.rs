@@ -49,6 +49,8 @@ pub struct Guard {
     /// Set while our own near-limit capture runs: the snapshot allocates and
     /// V8 may call back in.
     in_near_limit: Cell<bool>,
+    /// A capture is running on this thread (see `begin_capture`).
+    capturing: Cell<bool>,
     nested_grants: Cell<u32>,
     /// The limit V8 has now: nested calls raise it before the outer call
     /// returns, and V8 accepts only a return larger than the limit it has.
@@ -106,6 +108,7 @@ impl Guard {
             last_near_limit_seq: Cell::new(0),
             near_limit_taken: Cell::new(0),
             in_near_limit: Cell::new(false),
+            capturing: Cell::new(false),
             nested_grants: Cell::new(0),
             limit_now: Cell::new(0),
             hook: RefCell::new(None),
@@ -115,6 +118,19 @@ impl Guard {
     /// The seq of the latest capture (0 before the first).
     pub fn seq(&self) -> u32 {
         self.seq.get()
+    }
+
+    /// Marks a capture as running until the returned value is dropped. V8
+    /// may reach its near-heap-limit callback inside the capture's own
+    /// snapshot (its GCs run with the heap near full): that must not start a
+    /// second capture in the middle of the first, whose snapshot stream the
+    /// writer thread is still waiting on — it only gets a little headroom.
+    pub fn begin_capture(&self) -> Capturing<'_> {
+        if !self.in_near_limit.get() {
+            self.nested_grants.set(0);
+        }
+        self.capturing.set(true);
+        Capturing(self)
     }
 
     pub fn next_seq(&self) -> u32 {
@@ -328,7 +344,7 @@ impl GcHandler for Guard {
 
 impl NearHeapLimitHandler for Guard {
     fn near_heap_limit(&self, current: usize, initial: usize) -> usize {
-        if self.in_near_limit.get() {
+        if self.in_near_limit.get() || self.capturing.get() {
             // Re-entered from inside our own snapshot (its GCs find the heap
             // still over the limit, which V8 only raises when we return): a
             // little more, so V8 does not abort the snapshot — a bounded
@@ -373,6 +389,22 @@ impl NearHeapLimitHandler for Guard {
         self.isolate.restore_initial_heap_limit(RESTORE_THRESHOLD);
         self.in_near_limit.set(false);
         granted
+    }
+}
+
+/// A running capture (see [`Guard::begin_capture`]).
+pub struct Capturing<'a>(&'a Guard);
+
+impl Drop for Capturing<'_> {
+    fn drop(&mut self) {
+        let guard = self.0;
+        guard.capturing.set(false);
+        // Headroom granted inside another trigger's snapshot: V8 keeps it
+        // until asked to go back to the initial limit (the near-limit
+        // callback asks on its own way out).
+        if !guard.in_near_limit.get() && guard.nested_grants.get() > 0 {
+            guard.isolate.restore_initial_heap_limit(RESTORE_THRESHOLD);
+        }
     }
 }
 
