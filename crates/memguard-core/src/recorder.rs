@@ -167,6 +167,8 @@ const GC_FLAGS: &[(u32, &str)] = &[
 
 pub struct Recorder {
     tx: Sender<Event>,
+    /// The recorder thread, unparked for the events someone waits on.
+    thread: std::thread::Thread,
 }
 
 static RECORDER: OnceLock<Option<Recorder>> = OnceLock::new();
@@ -181,7 +183,7 @@ impl Recorder {
                     .name("memguard-recorder".into())
                     .spawn(move || run(rx))
                     .ok()
-                    .map(|_| Recorder { tx })
+                    .map(|handle| Recorder { tx, thread: handle.thread().clone() })
             })
             .as_ref()
     }
@@ -194,9 +196,15 @@ impl Recorder {
     /// Sends `make(done)` and waits up to `timeout` for the recorder to
     /// acknowledge: used at the ends (exit, before a snapshot), where losing
     /// the last second matters more than a short wait.
+    /// The recorder is woken at once: a process that exits would otherwise
+    /// wait out the rest of its poll interval (up to 20 ms on every exit).
     pub fn send_and_wait(&self, make: impl FnOnce(Sender<()>) -> Event, timeout: Duration) -> bool {
         let (done, done_rx) = bounded(1);
-        self.tx.send_timeout(make(done), timeout).is_ok() && done_rx.recv_timeout(timeout).is_ok()
+        if self.tx.send_timeout(make(done), timeout).is_err() {
+            return false;
+        }
+        self.thread.unpark();
+        done_rx.recv_timeout(timeout).is_ok()
     }
 }
 
@@ -237,7 +245,8 @@ fn run(rx: Receiver<Event>) {
             }
             next_member = Instant::now() + MEMBER_EVERY;
         }
-        std::thread::sleep(POLL);
+        // Like a sleep, but `send_and_wait` can cut it short.
+        std::thread::park_timeout(POLL);
     }
 }
 
