@@ -12,6 +12,8 @@ export interface MemguardConfig {
   timeline: boolean
   /** `MEMGUARD_INTERVAL_MS`: heap sample period. */
   intervalMs: number
+  /** `MEMGUARD_TIMELINE_MAX`: bytes all timeline segments may take together; the oldest are removed beyond it. */
+  timelineMax: number
   /** `MEMGUARD_ALLOC_SAMPLING`: mean bytes between allocation samples, null when off. */
   allocSampling: number | null
   /** `MEMGUARD_SNAPSHOT`. */

@@ -28,6 +28,7 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     log: 'info',
     timeline: true,
     intervalMs: 1000,
+    timelineMax: 67108864,
     allocSampling: 2097152,
     snapshot: 'auto',
     memoryLimit: null,

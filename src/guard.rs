@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::capture::{self, Trigger};
 use crate::timeline::Timeline;
+use memguard_core::segments::Ring;
 use crate::v8::{GcHandler, GcHook, GcPhase, Isolate, NearHeapLimitHandler, NearHeapLimitHook};
 
 /// Below this, extra heap for the snapshot is too small to be useful (it is
@@ -86,7 +87,7 @@ impl Guard {
                 "memguard": manifest.memguard,
                 "intervalMs": config.interval_ms,
             });
-            Timeline::open(isolate, &bundle, header)
+            Timeline::open(isolate, &bundle, header, Ring::new(config.timeline_max))
         } else {
             None
         };

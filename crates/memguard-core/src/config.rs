@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::segments;
+
 /// Every variable memguard reads; anything else starting with `MEMGUARD_` is
 /// reported as unknown (usually a typo the user wants to hear about).
 pub const KNOWN_VARS: &[&str] = &[
@@ -15,6 +17,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_LOG",
     "MEMGUARD_TIMELINE",
     "MEMGUARD_INTERVAL_MS",
+    "MEMGUARD_TIMELINE_MAX",
     "MEMGUARD_ALLOC_SAMPLING",
     "MEMGUARD_SNAPSHOT",
     "MEMGUARD_MEMORY_LIMIT",
@@ -90,6 +93,9 @@ pub struct Config {
     pub timeline: bool,
     /// Heap sample period (`MEMGUARD_INTERVAL_MS`).
     pub interval_ms: u32,
+    /// What the timeline's segments may take together (`MEMGUARD_TIMELINE_MAX`);
+    /// the oldest segments are removed beyond it.
+    pub timeline_max: u64,
     /// Sampling heap profiler interval in bytes, `None` = off
     /// (`MEMGUARD_ALLOC_SAMPLING`).
     pub alloc_sampling: Option<u64>,
@@ -154,6 +160,7 @@ impl Config {
             log: LogLevel::Info,
             timeline: true,
             interval_ms: DEFAULT_INTERVAL_MS,
+            timeline_max: segments::DEFAULT_BUDGET,
             alloc_sampling: Some(DEFAULT_ALLOC_SAMPLING),
             snapshot: SnapshotMode::Auto,
             memory_limit: None,
@@ -320,6 +327,10 @@ impl Config {
                             "auto",
                         )),
                     },
+                },
+                "MEMGUARD_TIMELINE_MAX" => match parse_size(value) {
+                    Some(bytes) if bytes >= segments::MIN_BUDGET => config.timeline_max = bytes,
+                    _ => warnings.push(bad(name, raw, "is not a size of at least 256KiB (e.g. 64MiB)", "64MiB")),
                 },
                 "MEMGUARD_KEEP" => match value.to_ascii_lowercase().as_str() {
                     "all" => config.keep_all = true,
@@ -530,6 +541,20 @@ mod tests {
             let (c, w) = parse(&[("MEMGUARD_INTERVAL_MS", bad)]);
             assert_eq!(c.interval_ms, 1000, "{bad:?}");
             assert!(w[0].starts_with(&format!("MEMGUARD_INTERVAL_MS={bad:?} is not a whole number of milliseconds")), "{}", w[0]);
+        }
+    }
+
+    #[test]
+    fn timeline_max() {
+        assert_eq!(parse(&[]).0.timeline_max, 64 << 20);
+        assert_eq!(parse(&[("MEMGUARD_TIMELINE_MAX", "1GiB")]).0.timeline_max, 1 << 30);
+        assert_eq!(parse(&[("MEMGUARD_TIMELINE_MAX", "256KiB")]).0.timeline_max, 256 << 10);
+        for bad in ["255KiB", "0", "off", "-1MiB", "lots"] {
+            let (c, w) = parse(&[("MEMGUARD_TIMELINE_MAX", bad)]);
+            assert_eq!(c.timeline_max, 64 << 20, "{bad:?}");
+            assert_eq!(w.len(), 1, "{bad:?}");
+            assert!(w[0].starts_with(&format!("MEMGUARD_TIMELINE_MAX={bad:?} is not a size of at least 256KiB")), "{}", w[0]);
+            assert!(w[0].ends_with("using the default 64MiB"), "{}", w[0]);
         }
     }
 

@@ -81,6 +81,13 @@ impl Dir {
         Ok(rustix::fs::renameat(&self.0, one_name(from)?, &self.0, one_name(to)?)?)
     }
 
+    /// Renames `from` to `to`, both in this directory; fails if `to` exists
+    /// (nothing is overwritten).
+    pub fn rename_new(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (one_name(from)?, one_name(to)?);
+        Ok(rustix::fs::renameat_with(&self.0, from, &self.0, to, rustix::fs::RenameFlags::NOREPLACE)?)
+    }
+
     /// Removes the file (or link) `name`.
     pub fn remove_file(&self, name: &str) -> io::Result<()> {
         Ok(rustix::fs::unlinkat(&self.0, one_name(name)?, AtFlags::empty())?)

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod printable;
 pub mod procmem;
 pub mod recorder;
+pub mod segments;
 pub mod sourcemaps;
 pub mod watchdog;
 pub mod writer;

@@ -5,8 +5,13 @@
 //! finished and appended, so a file cut off by `kill -9` or an abort still
 //! decompresses up to the last second. No V8 calls happen on this thread.
 //!
-//! Format: the first line is `{"type":"start","epochMs":…,"time":…}`; every
-//! record's `t` is milliseconds since then. GC records give heap used before
+//! The file is a ring of segments (`segments.rs`): past a segment's size the
+//! file is renamed to its number and a new one begun; past the budget the
+//! oldest are removed.
+//!
+//! Format: each segment's first line is `{"type":"start","epochMs":…,"time":…,
+//! "segment":n}` (the process's start; `t` when the segment began); every
+//! record's `t` is milliseconds since the start. GC records give heap used before
 //! and after in KB (1024 bytes) — enough precision, and it keeps a GC event
 //! under 10 bytes compressed.
 
@@ -30,6 +35,7 @@ use crate::bundle::Bundle;
 use crate::log;
 use crate::manifest::{HeapStats, SpaceStats};
 use crate::procmem::{self, Cgroup};
+use crate::segments::{segment_name, Ring};
 
 pub const TIMELINE_FILE: &str = "timeline.ndjson.gz";
 /// Longest time a record waits before it is on disk.
@@ -93,6 +99,7 @@ pub struct Open {
     pub t0_ms: f64,
     pub header: Value,
     pub shared: Arc<Shared>,
+    pub ring: Ring,
 }
 
 pub struct Marker {
@@ -142,7 +149,15 @@ pub struct Digest {
     pub samples: u64,
     pub records: u64,
     pub dropped: u64,
+    /// On disk, all segments together.
     pub compressed_bytes: u64,
+    /// Timeline files on disk, oldest first (`timeline.ndjson.gz`, the one
+    /// being written, last).
+    pub segments: Vec<String>,
+    /// Segments, and the records in them, the ring removed
+    /// (`MEMGUARD_TIMELINE_MAX`).
+    pub rotated_segments: u64,
+    pub rotated_records: u64,
 }
 
 pub fn gc_kind_name(kind: u32) -> &'static str {
@@ -221,6 +236,17 @@ struct Timeline {
     /// Finished members not yet on disk because appending failed; retried
     /// with the next member, so a passing disk-full loses nothing.
     backlog: Vec<u8>,
+    ring: Ring,
+    /// Number of the segment being written, its length and records.
+    segment: u64,
+    file_len: u64,
+    segment_records: u64,
+    /// Full segments still on disk, oldest first: (number, bytes, records).
+    kept: VecDeque<(u64, u64, u64)>,
+    /// The start record, repeated at the top of every segment.
+    start: Value,
+    /// When the member being built was begun: a new segment's `t`.
+    member_t0: f64,
 }
 
 fn new_member() -> GzEncoder<Vec<u8>> {
@@ -253,7 +279,7 @@ fn run(rx: Receiver<Event>) {
 fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&Cgroup>) {
     match event {
         Event::Open { id, open } => {
-            let Open { bundle, t0_ms, header, shared } = *open;
+            let Open { bundle, t0_ms, header, shared, ring } = *open;
             let mut tl = Timeline {
                 file: None,
                 encoder: new_member(),
@@ -264,6 +290,13 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
                 line: String::with_capacity(256),
                 backlog: Vec::new(),
                 bundle,
+                ring,
+                segment: 1,
+                file_len: 0,
+                segment_records: 0,
+                kept: VecDeque::new(),
+                start: Value::Null,
+                member_t0: t0_ms,
             };
             match tl.bundle.ensure().and_then(|dir| dir.create_file(TIMELINE_FILE)) {
                 Ok(file) => tl.file = Some(file),
@@ -279,7 +312,9 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
             if let (Value::Object(start), Value::Object(header)) = (&mut start, header) {
                 start.extend(header);
             }
+            start["segment"] = json!(1);
             tl.push_json(&start);
+            tl.start = start;
             tl.write_member();
             timelines.insert(id, tl);
         }
@@ -424,17 +459,27 @@ impl Timeline {
         if self.pending == 0 {
             return;
         }
-        self.pending = 0;
+        let records = std::mem::take(&mut self.pending);
         let member = std::mem::replace(&mut self.encoder, new_member());
-        let Some(file) = self.file.as_mut() else { return };
+        let member_t0 = std::mem::replace(&mut self.member_t0, now_ms());
+        if self.file.is_none() {
+            return;
+        }
         let Ok(bytes) = member.finish() else { return }; // into a Vec: cannot fail
+        // Only between whole appends: a backlog belongs to the segment it was meant for.
+        if self.backlog.is_empty() && self.ring.rotate_before(self.file_len, bytes.len() as u64) {
+            self.rotate(member_t0, bytes.len() as u64);
+        }
+        self.segment_records += records;
+        let Some(file) = self.file.as_mut() else { return };
         let failing = !self.backlog.is_empty();
         self.backlog.extend_from_slice(&bytes);
         let path = self.bundle.path().join(TIMELINE_FILE);
         match append(file, &self.backlog) {
             Ok(len) => {
                 self.backlog = Vec::new();
-                self.shared.digest.lock().compressed_bytes = len;
+                self.file_len = len;
+                self.update_digest();
                 if failing {
                     log::info(&format!("writing {} works again; no timeline record was lost", path.display()));
                 }
@@ -454,6 +499,71 @@ impl Timeline {
             )),
             Err(_) => {}
         }
+    }
+}
+
+impl Timeline {
+    /// Renames the full segment to its number and begins the next with a
+    /// start record, then removes the oldest segments past the budget
+    /// (counting `incoming` bytes about to be appended). When the new file
+    /// cannot be made, the current one is written on (one warning).
+    fn rotate(&mut self, t_ms: f64, incoming: u64) {
+        let full = segment_name(self.segment);
+        let result = self.bundle.ensure().and_then(|dir| {
+            dir.rename_new(TIMELINE_FILE, &full)?;
+            match dir.create_file(TIMELINE_FILE) {
+                Ok(file) => Ok((dir, file)),
+                Err(e) => {
+                    // Back where readers look for the segment being written.
+                    let _ = dir.rename_new(&full, TIMELINE_FILE);
+                    Err(e)
+                }
+            }
+        });
+        let (dir, mut file) = match result {
+            Ok(opened) => opened,
+            Err(e) => {
+                log::warn_once(&format!(
+                    "cannot start a new timeline segment in {} ({e}); the current one grows past MEMGUARD_TIMELINE_MAX",
+                    self.bundle.path().display()
+                ));
+                return;
+            }
+        };
+        self.kept.push_back((self.segment, self.file_len, self.segment_records));
+        self.segment += 1;
+        self.segment_records = 0;
+        let mut start = self.start.clone();
+        start["t"] = json!(self.rel(t_ms));
+        start["segment"] = json!(self.segment);
+        let mut header = new_member();
+        let _ = header.write_all(format!("{start}\n").as_bytes()); // into a Vec: cannot fail
+        self.file_len = header.finish().ok().and_then(|bytes| append(&mut file, &bytes).ok()).unwrap_or(0);
+        self.file = Some(file);
+
+        let sizes: Vec<u64> = self.kept.iter().map(|k| k.1).collect();
+        let remove = self.ring.excess(&sizes, self.file_len + incoming);
+        let mut removed = (0, 0);
+        for (n, _, records) in self.kept.drain(..remove) {
+            match dir.remove_file(&segment_name(n)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => log::warn_once(&format!(
+                    "cannot remove the old timeline segment {} in {} ({e})",
+                    segment_name(n),
+                    self.bundle.path().display()
+                )),
+                _ => {}
+            }
+            removed = (removed.0 + 1, removed.1 + records);
+        }
+        let mut d = self.shared.digest.lock();
+        d.rotated_segments += removed.0;
+        d.rotated_records += removed.1;
+    }
+
+    fn update_digest(&self) {
+        let mut d = self.shared.digest.lock();
+        d.compressed_bytes = self.kept.iter().map(|k| k.1).sum::<u64>() + self.file_len;
+        d.segments = self.kept.iter().map(|k| segment_name(k.0)).chain([TIMELINE_FILE.to_string()]).collect();
     }
 }
 
@@ -512,7 +622,8 @@ mod tests {
         let id = 9001;
         let header = json!({"pid": 1});
         let t0_ms = 1_700_000_000_000.0;
-        let open = Open { bundle: bundle.clone(), t0_ms, header, shared: shared.clone() };
+        let ring = Ring::new(crate::segments::DEFAULT_BUDGET);
+        let open = Open { bundle: bundle.clone(), t0_ms, header, shared: shared.clone(), ring };
         assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
         for i in 0..100 {
             let gc = GcRecord {
@@ -529,7 +640,7 @@ mod tests {
         let path = bundle.path().join(TIMELINE_FILE);
         let lines = read_lines(&path);
         assert_eq!(lines.len(), 101);
-        assert_eq!(lines[0], json!({"type": "start", "t": 0.0, "epochMs": t0_ms, "time": "2023-11-14T22:13:20.000Z", "pid": 1}));
+        assert_eq!(lines[0], json!({"type": "start", "t": 0.0, "epochMs": t0_ms, "time": "2023-11-14T22:13:20.000Z", "pid": 1, "segment": 1}));
         assert_eq!(lines[1]["t"], 10.0);
         assert_eq!((lines[1]["beforeKB"].clone(), lines[1]["afterKB"].clone()), (json!(2), json!(1)));
         assert_eq!(lines[1]["kind"], "scavenge");
@@ -557,5 +668,66 @@ mod tests {
         assert!((d.gc["scavenge"].total_pause_ms - 50.0).abs() < 1e-6);
         assert_eq!(shared.last(2).len(), 2);
         assert!(shared.last(1)[0].contains("late"));
+    }
+
+    #[test]
+    fn a_small_budget_keeps_the_newest_segments_each_readable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = Bundle::new(tmp.path(), "ring");
+        let rec = Recorder::global().unwrap();
+        let shared = Arc::new(Shared::default());
+        let (id, t0_ms) = (9002, 1_700_000_000_000.0);
+        let ring = Ring::new(crate::segments::MIN_BUDGET);
+        let open = Open { bundle: bundle.clone(), t0_ms, header: json!({"pid": 2}), shared: shared.clone(), ring };
+        assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
+        // Varied sizes so members compress like a real run's (~10 KB per 2,000 GCs).
+        let mut x: u64 = 12345;
+        let total = 60_000u64;
+        for i in 0..total {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let gc = GcRecord {
+                t_ms: t0_ms + i as f64 * 0.37,
+                kind: 1,
+                flags: 0,
+                pause_ns: x >> 44,
+                used_before: (x >> 20) & 0xff_ffff,
+                used_after: (x >> 24) & 0xff_ffff,
+            };
+            while !rec.try_send(Event::Gc { id, rec: gc }) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if i % 2_000 == 1_999 {
+                assert!(rec.send_and_wait(|done| Event::Flush { done }, Duration::from_secs(5)));
+            }
+        }
+        assert!(rec.send_and_wait(|done| Event::Close { id, done }, Duration::from_secs(5)));
+
+        let d = shared.digest();
+        let dir = bundle.path();
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        on_disk.sort_by_key(|n| crate::segments::segment_number(n).unwrap_or(u64::MAX));
+        assert_eq!(on_disk, d.segments, "the digest names what is on disk, oldest first");
+        assert!(d.rotated_segments > 0 && on_disk.len() >= 4, "{d:?}");
+        let bytes: u64 = on_disk.iter().map(|n| std::fs::metadata(dir.join(n)).unwrap().len()).sum();
+        assert!(bytes <= crate::segments::MIN_BUDGET, "{bytes}");
+        assert_eq!(bytes, d.compressed_bytes);
+
+        let first = crate::segments::segment_number(&on_disk[0]).unwrap();
+        assert_eq!(first, d.rotated_segments + 1);
+        let mut gcs = 0;
+        let mut last_t = 0.0;
+        for (k, name) in on_disk.iter().enumerate() {
+            let lines = read_lines(&dir.join(name));
+            assert_eq!(lines[0]["type"], "start", "{name}");
+            assert_eq!(lines[0]["segment"], first + k as u64, "{name}");
+            assert_eq!((lines[0]["epochMs"].as_f64(), lines[0]["pid"].as_u64()), (Some(t0_ms), Some(2)));
+            // Times run on from the process start, across segments.
+            assert!(lines[0]["t"].as_f64().unwrap() >= last_t - 1e3, "{name}");
+            last_t = lines.last().unwrap()["t"].as_f64().unwrap();
+            gcs += lines.iter().filter(|l| l["type"] == "gc").count() as u64;
+        }
+        assert_eq!(last_t, ((total - 1) as f64 * 0.37 * 10.0).round() / 10.0, "the newest record is kept");
+        // Every record is on disk or counted as rotated away (+1: segment 1's start).
+        assert_eq!(gcs + d.rotated_records, total + 1);
     }
 }
