@@ -1,6 +1,7 @@
 //! What the user pointed at → the files to read: a bundle directory
-//! (`summary.json`, `heap-<seq>.heapsnapshot[.gz]`, `timeline.ndjson.gz`,
-//! `allocations-<seq>.heapprofile`) or a single heap snapshot file.
+//! (`summary.json`, `heap-<seq>.heapsnapshot[.gz]`, `timeline.ndjson.gz` and
+//! its older segments `timeline-<n>.ndjson.gz`, `allocations-<seq>.heapprofile`)
+//! or a single heap snapshot file.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,11 @@ use crate::ReportError;
 // The names the agent writes (one definition for writer and reader).
 pub use memguard_core::manifest::SUMMARY_FILE;
 pub use memguard_core::recorder::TIMELINE_FILE;
+use memguard_core::segments::segment_number;
+
+/// Most timeline segments read. The recorder keeps 8 (a few more only if
+/// removing failed); a crafted bundle with thousands is read from its newest.
+pub const MAX_SEGMENTS: usize = 64;
 
 /// The files of one input, each `None`/empty when absent.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -18,7 +24,9 @@ pub struct Inputs {
     pub summary: Option<PathBuf>,
     /// Heap snapshots, oldest (lowest seq) first.
     pub snapshots: Vec<PathBuf>,
-    pub timeline: Option<PathBuf>,
+    /// The timeline's segments, oldest first: `timeline-<n>.ndjson.gz` by
+    /// `n`, then `timeline.ndjson.gz` (the one being written).
+    pub timeline: Vec<PathBuf>,
     /// The newest allocation profile.
     pub allocations: Option<PathBuf>,
 }
@@ -68,13 +76,11 @@ fn resolve_bundle(dir: &Path) -> Result<Inputs, ReportError> {
     if names.iter().any(|n| n == SUMMARY_FILE) {
         inputs.summary = Some(dir.join(SUMMARY_FILE));
     }
-    if names.iter().any(|n| n == TIMELINE_FILE) {
-        inputs.timeline = Some(dir.join(TIMELINE_FILE));
-    }
+    inputs.timeline = timeline_segments(&names).into_iter().map(|n| dir.join(n)).collect();
     inputs.snapshots = snapshots_by_seq(&names).into_iter().map(|n| dir.join(n)).collect();
     inputs.allocations = newest_by_seq(&names, "allocations-", ".heapprofile").map(|n| dir.join(n));
 
-    if inputs.summary.is_none() && inputs.timeline.is_none() && inputs.snapshots.is_empty() && inputs.allocations.is_none() {
+    if inputs.summary.is_none() && inputs.timeline.is_empty() && inputs.snapshots.is_empty() && inputs.allocations.is_none() {
         return Err(ReportError::Usage(not_a_bundle_message(dir)));
     }
     Ok(inputs)
@@ -132,6 +138,17 @@ fn snapshots_by_seq(names: &[String]) -> Vec<&str> {
     found.into_iter().map(|(_, _, n)| n).collect()
 }
 
+/// The numbered segments by number, then the current one; the newest
+/// `MAX_SEGMENTS` of them.
+fn timeline_segments(names: &[String]) -> Vec<&str> {
+    let mut numbered: Vec<(u64, &str)> = names.iter().filter_map(|n| segment_number(n).map(|s| (s, n.as_str()))).collect();
+    numbered.sort();
+    let mut all: Vec<&str> = numbered.into_iter().map(|(_, n)| n).collect();
+    all.extend(names.iter().map(String::as_str).filter(|&n| n == TIMELINE_FILE));
+    let skip = all.len().saturating_sub(MAX_SEGMENTS);
+    all.split_off(skip)
+}
+
 fn newest_by_seq<'a>(names: &'a [String], prefix: &str, suffix: &str) -> Option<&'a str> {
     names.iter().filter_map(|n| seq_of(n, prefix, suffix).map(|s| (s, n.as_str()))).max().map(|(_, n)| n)
 }
@@ -163,13 +180,26 @@ pub(crate) mod tests {
         ]);
         let i = resolve(dir.path()).unwrap();
         assert_eq!(i.summary, Some(dir.path().join("summary.json")));
-        assert_eq!(i.timeline, Some(dir.path().join("timeline.ndjson.gz")));
+        assert_eq!(i.timeline, [dir.path().join("timeline.ndjson.gz")]);
         let names: Vec<String> = i.snapshots.iter().map(|p| file_name(p)).collect();
         assert_eq!(names, ["heap-2.heapsnapshot.gz", "heap-10.heapsnapshot.gz"]);
         assert_eq!(i.main_snapshot(), Some(dir.path().join("heap-10.heapsnapshot.gz").as_path()));
         let (before, after) = i.diff_pair().unwrap();
         assert_eq!((file_name(before), file_name(after)), ("heap-2.heapsnapshot.gz".into(), "heap-10.heapsnapshot.gz".into()));
         assert_eq!(i.allocations, Some(dir.path().join("allocations-10.heapprofile")));
+    }
+
+    #[test]
+    fn timeline_segments_by_number_then_the_current_one_newest_kept() {
+        let dir = bundle(&["timeline-10.ndjson.gz", "timeline.ndjson.gz", "timeline-9.ndjson.gz", "timeline-09.ndjson.gz", "timeline-x.ndjson.gz"]);
+        let names: Vec<String> = resolve(dir.path()).unwrap().timeline.iter().map(|p| file_name(p)).collect();
+        assert_eq!(names, ["timeline-9.ndjson.gz", "timeline-10.ndjson.gz", "timeline.ndjson.gz"]);
+        // Rotated just now, crashed before the next file was made: still read.
+        let dir = bundle(&["timeline-1.ndjson.gz", "summary.json"]);
+        assert_eq!(resolve(dir.path()).unwrap().timeline, [dir.path().join("timeline-1.ndjson.gz")]);
+        let many: Vec<String> = (1..=200).map(|n| format!("timeline-{n}.ndjson.gz")).collect();
+        let kept = timeline_segments(&many);
+        assert_eq!((kept.len(), kept[0], kept[MAX_SEGMENTS - 1]), (MAX_SEGMENTS, "timeline-137.ndjson.gz", "timeline-200.ndjson.gz"));
     }
 
     #[test]
@@ -184,7 +214,7 @@ pub(crate) mod tests {
         let dir = bundle(&["x.heapsnapshot", "y.json"]);
         let i = resolve(&dir.path().join("x.heapsnapshot")).unwrap();
         assert_eq!(i.snapshots, [dir.path().join("x.heapsnapshot")]);
-        assert!(i.summary.is_none() && i.timeline.is_none());
+        assert!(i.summary.is_none() && i.timeline.is_empty());
         let e = resolve(&dir.path().join("y.json")).unwrap_err();
         assert!(e.to_string().contains("not a bundle directory"), "{e}");
     }

@@ -66,8 +66,8 @@ fn build_report(args: &ReportArgs) -> Result<Report, ReportError> {
     if let Some(path) = &inputs.summary {
         report.bundle = Some(summary::read(path)?);
     }
-    if let Some(path) = &inputs.timeline {
-        report.timeline = Some(timeline::read(path)?);
+    if !inputs.timeline.is_empty() {
+        report.timeline = Some(timeline::read_segments(&inputs.timeline)?);
     }
     if let Some(path) = &inputs.allocations {
         report.allocations = Some(allocations::read(path, top)?);

@@ -277,6 +277,12 @@ pub struct TimelineSummary {
     pub dropped: u64,
     /// True when the file ended mid-member (cut off by a crash); what came before is read.
     pub truncated: bool,
+    /// The segment files read, oldest first.
+    pub segments: Vec<String>,
+    /// Segments the recorder's ring removed (`MEMGUARD_TIMELINE_MAX`) before
+    /// the first one read, and `t` (ms) where what is left begins.
+    pub rotated_segments: u64,
+    pub recorded_from_ms: f64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

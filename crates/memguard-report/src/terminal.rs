@@ -385,6 +385,15 @@ fn timeline_section(out: &mut String, t: &TimelineSummary) {
         let _ = write!(out, " from {}", name(start));
     }
     out.push('\n');
+    if t.rotated_segments > 0 {
+        let _ = writeln!(
+            out,
+            "  Rotated: the first {} segment(s) were removed to stay under MEMGUARD_TIMELINE_MAX; recorded from t={} ({} segment(s) kept)",
+            thousands(t.rotated_segments),
+            seconds(t.recorded_from_ms),
+            t.segments.len()
+        );
+    }
 
     if !t.gc.is_empty() {
         let mut kinds: Vec<_> = t.gc.iter().collect();
@@ -641,6 +650,9 @@ mod tests {
                 },
                 dropped: 0,
                 truncated: true,
+                segments: vec!["timeline-3.ndjson.gz".into(), "timeline.ndjson.gz".into()],
+                rotated_segments: 2,
+                recorded_from_ms: 4_000.0,
             }),
             allocations: Some(AllocationSummary {
                 file: "allocations-1.heapprofile".into(),
@@ -709,6 +721,7 @@ mod tests {
             "+34.1 MB",
             "Timeline: heap used 3.7 MB at start, 50.5 MB at peak (V8 heap limit 100.7 MB); 11.0 s recorded",
             "GCs: 330 mark-compact (2202 ms, longest 35.0 ms), 159 scavenge (273 ms, longest 4.0 ms)",
+            "  Rotated: the first 2 segment(s) were removed to stay under MEMGUARD_TIMELINE_MAX; recorded from t=4.0 s (2 segment(s) kept)",
             "    10.2 s  snapshot-start (seq 1, trigger near-heap-limit)",
             "Leak verdict: growing: heap after mark-compacts rose 45.0 MB over 10.0 s (270.0 MB/min; Theil–Sen over 330 mark-compacts, 97 % of pairs rising)",
             "The file was cut off",

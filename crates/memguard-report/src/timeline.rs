@@ -3,12 +3,14 @@
 //!
 //! The file is a series of gzip members, one per second of recording; a crash
 //! can cut the last one off. Everything before the cut is kept and the
-//! summary says `truncated`.
+//! summary says `truncated`. A long recording is several segment files (the
+//! recorder's ring), read in order as one timeline; the first one's `start`
+//! record says how many were removed before it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
@@ -34,9 +36,44 @@ const MAX_LINE: u64 = 1 << 20;
 
 /// Reads a timeline file; `Err` only when not one record could be read.
 pub fn read(path: &Path) -> Result<TimelineSummary, ReportError> {
-    let file = File::open(path).map_err(|source| ReportError::Io { path: path.into(), source })?;
-    let mut reader = BufReader::with_capacity(256 << 10, MultiGzDecoder::new(BufReader::new(file)));
+    read_segments(&[path.to_path_buf()])
+}
+
+/// Reads a timeline's segments, oldest first, as one; `Err` only when not
+/// one record could be read. A segment removed since it was listed (the
+/// recorder rotates while it runs) is skipped; one cut off is read up to the
+/// cut and the next still read.
+pub fn read_segments(paths: &[PathBuf]) -> Result<TimelineSummary, ReportError> {
     let mut acc = Accumulator::default();
+    let mut cut_reason = None;
+    let mut first_error = None;
+    for path in paths {
+        match File::open(path) {
+            Ok(file) => {
+                acc.segments.push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+                if let Some(reason) = read_file(file, &mut acc) {
+                    cut_reason = Some(reason);
+                }
+            }
+            Err(source) => {
+                first_error.get_or_insert(ReportError::Io { path: path.clone(), source });
+            }
+        }
+    }
+    let path = paths.last().map(PathBuf::as_path).unwrap_or(Path::new(""));
+    if acc.records == 0 {
+        if let Some(e) = first_error.filter(|_| cut_reason.is_none()) {
+            return Err(e);
+        }
+        let reason = cut_reason.unwrap_or_else(|| "no records".into());
+        return Err(ReportError::Truncated { path: path.into(), reason: format!("not a readable timeline: {reason}") });
+    }
+    Ok(acc.finish(path, cut_reason.is_some()))
+}
+
+/// Adds one file's records; `Some(reason)` when it ended mid-record.
+fn read_file(file: File, acc: &mut Accumulator) -> Option<String> {
+    let mut reader = BufReader::with_capacity(256 << 10, MultiGzDecoder::new(BufReader::new(file)));
     let mut line = Vec::with_capacity(1024);
     let mut cut_reason = None;
     loop {
@@ -66,11 +103,7 @@ pub fn read(path: &Path) -> Result<TimelineSummary, ReportError> {
             }
         }
     }
-    if acc.records == 0 {
-        let reason = cut_reason.unwrap_or_else(|| "no records".into());
-        return Err(ReportError::Truncated { path: path.into(), reason: format!("not a readable timeline: {reason}") });
-    }
-    Ok(acc.finish(path, cut_reason.is_some()))
+    cut_reason
 }
 
 #[derive(Default)]
@@ -87,6 +120,9 @@ struct Accumulator {
     dropped: u64,
     heap_used_peak: u64,
     bad_lines: u64,
+    segments: Vec<String>,
+    rotated_segments: u64,
+    recorded_from_ms: f64,
 }
 
 fn u64_at(v: &Value, key: &str) -> Option<u64> {
@@ -101,6 +137,9 @@ impl Accumulator {
         match r.get("type").and_then(Value::as_str) {
             Some("start") if self.start.is_none() => {
                 self.start = r.get("time").and_then(Value::as_str).map(String::from);
+                // Segment n's start record: n - 1 came before it.
+                self.rotated_segments = u64_at(r, "segment").map_or(0, |n| n.saturating_sub(1));
+                self.recorded_from_ms = t;
             }
             Some("gc") => self.add_gc(t, r),
             Some("sample") => self.add_sample(t, r),
@@ -170,6 +209,9 @@ impl Accumulator {
             markers: self.markers,
             dropped: self.dropped,
             truncated,
+            segments: self.segments,
+            rotated_segments: self.rotated_segments,
+            recorded_from_ms: self.recorded_from_ms,
         }
     }
 }
@@ -330,6 +372,39 @@ mod tests {
         let tl = read(&write(&dir, &bytes[..bytes.len() - 20])).unwrap();
         assert!(tl.markers.is_empty() && tl.truncated);
         assert_eq!(tl.start.as_deref(), Some("2026-11-25T10:26:31.040Z"));
+    }
+
+    #[test]
+    fn segments_read_in_order_as_one_and_say_what_was_rotated_away() {
+        let dir = Dir::new();
+        let members = leaking_records();
+        let header = |n: u64, t: f64| vec![format!(
+            r#"{{"type":"start","t":{t},"epochMs":1795604791040.1,"time":"2026-11-25T10:26:31.040Z","pid":1,"segment":{n}}}"#
+        )];
+        // Segments 1–2 removed; 3 holds seconds 6–13, the current one the rest.
+        let mut third = member(&header(3, 5_000.0));
+        third.extend(members[6..14].iter().flat_map(|m| member(m)));
+        let mut current = member(&header(4, 13_500.0));
+        current.extend(members[14..].iter().flat_map(|m| member(m)));
+        let paths = [dir.path().join("timeline-3.ndjson.gz"), dir.path().join("timeline.ndjson.gz")];
+        std::fs::write(&paths[0], &third).unwrap();
+        std::fs::write(&paths[1], &current).unwrap();
+        let tl = read_segments(&paths).unwrap();
+        assert_eq!((tl.rotated_segments, tl.recorded_from_ms), (2, 5_000.0));
+        assert_eq!(tl.segments, ["timeline-3.ndjson.gz", "timeline.ndjson.gz"]);
+        assert_eq!(tl.start.as_deref(), Some("2026-11-25T10:26:31.040Z"));
+        assert_eq!((tl.samples.len(), tl.samples[0].t, tl.duration_ms), (15, 6_000.0, 20_800.0));
+        assert_eq!(tl.leak.verdict, "growing");
+        assert!(!tl.truncated);
+        // A segment removed since it was listed is skipped; one cut off is read up to the cut.
+        let gone = dir.path().join("timeline-2.ndjson.gz");
+        std::fs::write(&paths[0], &third[..third.len() - 10]).unwrap();
+        let tl = read_segments(&[gone, paths[0].clone(), paths[1].clone()]).unwrap();
+        assert!(tl.truncated);
+        assert_eq!((tl.rotated_segments, tl.samples.last().unwrap().t), (2, 20_000.0));
+        // An unsegmented (older) timeline: nothing rotated.
+        let tl = read(&write(&dir, &member(&members[0]))).unwrap();
+        assert_eq!((tl.rotated_segments, tl.recorded_from_ms, tl.segments.len()), (0, 0.0, 1));
     }
 
     #[test]
