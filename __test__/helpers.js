@@ -64,10 +64,20 @@ function snapshotsUnder(dir) {
   return filesUnder(dir).filter((f) => /\.heapsnapshot(\.gz)?$/.test(f));
 }
 
-/** The records of a bundle's timeline.ndjson.gz (the whole file, all gzip members). */
+/** A bundle's timeline files, oldest first: timeline-<n>.ndjson.gz by n, then timeline.ndjson.gz. */
+function timelineFiles(bundleDir) {
+  const n = (f) => (f === 'timeline.ndjson.gz' ? Infinity : Number(/^timeline-(\d+)\.ndjson\.gz$/.exec(f)?.[1]));
+  return fs.readdirSync(bundleDir).filter((f) => !Number.isNaN(n(f))).sort((a, b) => n(a) - n(b));
+}
+
+/** The records of one timeline file (all its gzip members). */
+function readTimelineFile(file) {
+  return zlib.gunzipSync(fs.readFileSync(file)).toString('utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line));
+}
+
+/** The records of a bundle's timeline, every segment in order. */
 function readTimeline(bundleDir) {
-  const text = zlib.gunzipSync(fs.readFileSync(path.join(bundleDir, 'timeline.ndjson.gz'))).toString('utf8');
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+  return timelineFiles(bundleDir).flatMap((f) => readTimelineFile(path.join(bundleDir, f)));
 }
 
 function readSummary(bundleDir) {
@@ -109,6 +119,8 @@ function memguardLines(stderr) {
 }
 
 module.exports = {
+  timelineFiles,
+  readTimelineFile,
   ROOT,
   MEMGUARD,
   fixture,

@@ -3,6 +3,8 @@
 // samples and markers that survives kill -9 and OOM aborts.
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
 const { test } = require('node:test');
 const h = require('./helpers');
 
@@ -159,4 +161,81 @@ test('no litter: a run that ends well with nothing captured leaves no bundle; a 
     ['{"reason":"exit","code":0}', ''], // MEMGUARD_KEEP=all
     ['{"reason":"exit","code":3}', ''],
   ].sort());
+});
+
+// The ring (MEMGUARD_TIMELINE_MAX): a GC-heavy run with the smallest budget.
+const RING_ENV = { MEMGUARD_TIMELINE_MAX: '256KiB', MEMGUARD_INTERVAL_MS: '20', MEMGUARD_KEEP: 'all' };
+const RING_BUDGET = 256 * 1024;
+const CLI = path.join(h.ROOT, 'bin', 'memguard.js');
+// Tens of thousands of scavenges a second (forced): a second's member is then
+// larger than a segment, so the ring turns every second.
+const GC_STORM = (ms) => [
+  '--expose-gc', '-r', h.MEMGUARD, '-e',
+  `const until = Date.now() + ${ms}; let k = [];
+   (function loop() {
+     for (let i = 0; i < 100; i++) { k.push({ i }); gc({ type: 'minor' }); }
+     if (k.length > 1e5) k = [];
+     if (Date.now() < until) setImmediate(loop);
+   })();`,
+];
+
+/** Each segment gunzips on its own and begins with its start record, numbered in order. */
+function checkSegments(bundle) {
+  const files = h.timelineFiles(bundle);
+  const bytes = files.reduce((sum, f) => sum + fs.statSync(path.join(bundle, f)).size, 0);
+  assert.ok(bytes <= RING_BUDGET, `${bytes} bytes in ${files.length} segments`);
+  const heads = files.map((f) => h.readTimelineFile(path.join(bundle, f))[0]);
+  for (const [i, head] of heads.entries()) {
+    assert.equal(head.type, 'start', files[i]);
+    assert.equal(head.segment, heads[0].segment + i, files[i]);
+    assert.equal(head.epochMs, heads[0].epochMs, 'times stay relative to the process start');
+  }
+  return { files, bytes, first: heads[0].segment };
+}
+
+test('MEMGUARD_TIMELINE_MAX: the oldest segments go, the newest stay, and the report reads across them', async (t) => {
+  const dir = h.tempDir(t);
+  const r = await h.runNode(GC_STORM(7000), { env: { ...RING_ENV, MEMGUARD_DIR: dir } });
+  assert.equal(r.code, 0, r.stderr);
+  const [bundle] = h.bundles(dir);
+  const { files, bytes, first } = checkSegments(bundle);
+  assert.ok(first > 1, `segment ${first} is the oldest kept: some were rotated away`);
+  assert.equal(files.at(-1), 'timeline.ndjson.gz');
+  const records = h.readTimeline(bundle);
+  assert.equal(records.at(-1).name, 'end', 'the newest record is kept');
+  assert.ok(gcs(records).length > 20_000, `${gcs(records).length} GCs kept`);
+
+  const { digest } = h.readSummary(bundle).timeline;
+  assert.deepEqual(digest.segments, files);
+  assert.equal(digest.rotatedSegments, first - 1);
+  assert.equal(digest.compressedBytes, bytes);
+  // Every record is kept or counted as rotated away (the headers of later segments are not records).
+  const kept = records.filter((x) => !(x.type === 'start' && x.segment > 1)).length;
+  assert.equal(kept + digest.rotatedRecords, digest.records);
+  t.diagnostic(`${digest.records} records, ${files.length} segments kept of ${first - 1 + files.length}; ${(digest.compressedBytes / gcs(records).length).toFixed(1)} bytes per forced GC on disk`);
+
+  const json = await h.runNode([CLI, 'report', bundle, '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  const timeline = JSON.parse(json.stdout).timeline;
+  assert.equal(timeline.rotatedSegments, first - 1);
+  assert.deepEqual(timeline.segments, files);
+  assert.equal(timeline.recordedFromMs, h.readTimelineFile(path.join(bundle, files[0]))[0].t);
+  assert.ok(timeline.markers.some((m) => m.name === 'end'));
+  const text = await h.runNode([CLI, 'report', bundle]);
+  assert.match(text.stdout, new RegExp(`Rotated: the first ${first - 1} segment\\(s\\) were removed to stay under MEMGUARD_TIMELINE_MAX; recorded from t=`));
+});
+
+test('a GC-heavy app killed with SIGKILL mid-ring leaves every segment readable', async (t) => {
+  const dir = h.tempDir(t);
+  const child = spawn(process.execPath, GC_STORM(60_000), {
+    env: h.childEnv({ ...RING_ENV, MEMGUARD_DIR: dir }),
+    stdio: 'ignore',
+  });
+  await new Promise((resolve) => setTimeout(resolve, 6500));
+  child.kill('SIGKILL');
+  await new Promise((resolve) => child.on('close', resolve));
+  const [bundle] = h.bundles(dir);
+  const { files, first } = checkSegments(bundle);
+  assert.ok(first > 1 && files.length >= 3, `${files.join(' ')}`);
+  assert.equal(h.readSummary(bundle).ended, undefined);
 });

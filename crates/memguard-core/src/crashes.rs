@@ -22,6 +22,7 @@ use crate::dirfd::{Dir, Kind};
 use crate::disk::{bundle_pid, is_bundle_name, owner_alive};
 use crate::{log, printable};
 use crate::recorder::TIMELINE_FILE;
+use crate::segments::{segment_name, segment_number};
 
 /// Made in a bundle once it has been announced.
 pub const ANNOUNCED_FILE: &str = ".announced";
@@ -150,9 +151,20 @@ fn script_of(summary: &Value) -> Option<String> {
 /// The last `sample` record of the timeline, read to its end (a timeline cut
 /// off mid-member, as a crash leaves it, gives what was whole).
 fn last_sample(bundle: &Dir) -> LastSample {
-    let Ok(file) = bundle.open_file(TIMELINE_FILE) else { return LastSample::default() };
+    // Just after a rotation the segment being written may hold no sample
+    // yet: the newest full one does.
+    let newest_full = bundle.entries().ok().into_iter().flatten().filter_map(|(n, _)| segment_number(&n)).max();
+    [Some(TIMELINE_FILE.to_string()), newest_full.map(segment_name)]
+        .into_iter()
+        .flatten()
+        .find_map(|name| last_sample_in(bundle, &name))
+        .unwrap_or_default()
+}
+
+fn last_sample_in(bundle: &Dir, name: &str) -> Option<LastSample> {
+    let file = bundle.open_file(name).ok()?;
     let reader = BufReader::new(MultiGzDecoder::new(file.take(TIMELINE_MAX)));
-    let mut last = LastSample::default();
+    let mut last = None;
     for line in reader.split(b'\n') {
         let Ok(line) = line else { break };
         // Cheap filter before parsing: most records are GCs.
@@ -160,11 +172,11 @@ fn last_sample(bundle: &Dir) -> LastSample {
             continue;
         }
         if let Ok(rec) = serde_json::from_slice::<Value>(&line) {
-            last = LastSample {
+            last = Some(LastSample {
                 rss: rec["rss"].as_u64(),
                 cgroup_usage: rec["cgroup"]["usage"].as_u64(),
                 cgroup_limit: rec["cgroup"]["limit"].as_u64(),
-            };
+            });
         }
     }
     last
@@ -282,5 +294,25 @@ mod tests {
         assert!(scan(root, 4000004).is_empty(), "announced once");
         // Another process sees the one it was not allowed to claim.
         assert_eq!(scan(root, 1).iter().map(|c| c.pid).collect::<Vec<_>>(), vec![4000004]);
+    }
+
+    #[test]
+    fn the_last_sample_is_found_in_the_newest_full_segment_after_a_rotation() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let gz = |text: &str| {
+            let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(text.as_bytes()).unwrap();
+            enc.finish().unwrap()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let sample = |rss: u64| format!("{{\"type\":\"sample\",\"t\":1,\"rss\":{rss}}}\n");
+        std::fs::write(tmp.path().join("timeline-2.ndjson.gz"), gz(&sample(10))).unwrap();
+        std::fs::write(tmp.path().join("timeline-3.ndjson.gz"), gz(&sample(30))).unwrap();
+        std::fs::write(tmp.path().join(TIMELINE_FILE), gz("{\"type\":\"start\",\"t\":5,\"segment\":4}\n")).unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        assert_eq!(last_sample(&dir).rss, Some(30));
+        std::fs::write(tmp.path().join(TIMELINE_FILE), gz(&sample(40))).unwrap();
+        assert_eq!(last_sample(&dir).rss, Some(40));
     }
 }
