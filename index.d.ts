@@ -14,6 +14,8 @@ export interface MemguardConfig {
   intervalMs: number
   /** `MEMGUARD_TIMELINE_MAX`: bytes all timeline segments may take together; the oldest are removed beyond it. */
   timelineMax: number
+  /** `MEMGUARD_HISTORY_INTERVAL`: seconds per record of the lifetime history (history.ndjson.gz). */
+  historyIntervalSecs: number
   /** `MEMGUARD_ALLOC_SAMPLING`: mean bytes between allocation samples, null when off. */
   allocSampling: number | null
   /** `MEMGUARD_SNAPSHOT`. */

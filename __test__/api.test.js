@@ -29,6 +29,7 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     timeline: true,
     intervalMs: 1000,
     timelineMax: 67108864,
+    historyIntervalSecs: 60,
     allocSampling: 2097152,
     snapshot: 'auto',
     memoryLimit: null,

@@ -87,7 +87,8 @@ impl Guard {
                 "memguard": manifest.memguard,
                 "intervalMs": config.interval_ms,
             });
-            Timeline::open(isolate, &bundle, header, Ring::new(config.timeline_max))
+            let history_every = std::time::Duration::from_secs(config.history_interval_secs.into());
+            Timeline::open(isolate, &bundle, header, Ring::new(config.timeline_max), history_every)
         } else {
             None
         };

@@ -35,13 +35,13 @@ pub struct Timeline {
 impl Timeline {
     /// Opens `bundle/timeline.ndjson.gz` on the recorder thread, starting
     /// with `header`. `None` if the recorder thread cannot run.
-    pub fn open(isolate: Isolate, bundle: &Bundle, header: Value, ring: Ring) -> Option<Rc<Timeline>> {
+    pub fn open(isolate: Isolate, bundle: &Bundle, header: Value, ring: Ring, history_every: Duration) -> Option<Rc<Timeline>> {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let recorder = Recorder::global()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared::default());
         // Same channel as every later record, so it is handled first.
-        let open = Open { bundle: bundle.clone(), t0_ms: now_ms(), header, shared: shared.clone(), ring };
+        let open = Open { bundle: bundle.clone(), t0_ms: now_ms(), header, shared: shared.clone(), ring, history_every };
         if !recorder.try_send(Event::Open { id, open: Box::new(open) }) {
             return None;
         }

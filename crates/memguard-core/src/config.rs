@@ -18,6 +18,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_TIMELINE",
     "MEMGUARD_INTERVAL_MS",
     "MEMGUARD_TIMELINE_MAX",
+    "MEMGUARD_HISTORY_INTERVAL",
     "MEMGUARD_ALLOC_SAMPLING",
     "MEMGUARD_SNAPSHOT",
     "MEMGUARD_MEMORY_LIMIT",
@@ -41,6 +42,8 @@ pub const DEFAULT_NEAR_LIMIT_SNAPSHOTS: u32 = 1;
 /// again; a cap keeps a typo from letting the heap grow far past its limit.
 pub const MAX_NEAR_LIMIT_SNAPSHOTS: u32 = 20;
 pub const DEFAULT_INTERVAL_MS: u32 = 1000;
+/// A record a minute: ~144 kB a day, fine enough to see a slow leak.
+pub const DEFAULT_HISTORY_INTERVAL_SECS: u32 = 60;
 /// Mean bytes between allocation samples. V8's usual 512 KiB measured
 /// 1.1–1.4 % on the flight-recorder benchmarks, over the 1 % bar for being on
 /// by default; 2 MiB measured 0.6 % and still gives hundreds of samples on
@@ -96,6 +99,8 @@ pub struct Config {
     /// What the timeline's segments may take together (`MEMGUARD_TIMELINE_MAX`);
     /// the oldest segments are removed beyond it.
     pub timeline_max: u64,
+    /// Seconds per lifetime-history record (`MEMGUARD_HISTORY_INTERVAL`).
+    pub history_interval_secs: u32,
     /// Sampling heap profiler interval in bytes, `None` = off
     /// (`MEMGUARD_ALLOC_SAMPLING`).
     pub alloc_sampling: Option<u64>,
@@ -161,6 +166,7 @@ impl Config {
             timeline: true,
             interval_ms: DEFAULT_INTERVAL_MS,
             timeline_max: segments::DEFAULT_BUDGET,
+            history_interval_secs: DEFAULT_HISTORY_INTERVAL_SECS,
             alloc_sampling: Some(DEFAULT_ALLOC_SAMPLING),
             snapshot: SnapshotMode::Auto,
             memory_limit: None,
@@ -235,6 +241,12 @@ impl Config {
                     let range = INTERVAL_MS_RANGE;
                     if let Some(ms) = whole_or_warn(name, raw, range, "milliseconds", DEFAULT_INTERVAL_MS, &mut warnings) {
                         config.interval_ms = ms
+                    }
+                }
+                "MEMGUARD_HISTORY_INTERVAL" => {
+                    let default = DEFAULT_HISTORY_INTERVAL_SECS;
+                    if let Some(secs) = whole_or_warn(name, raw, 1..=86_400, "seconds", default, &mut warnings) {
+                        config.history_interval_secs = secs
                     }
                 }
                 "MEMGUARD_ALLOC_SAMPLING" => match parse_switch(value) {
@@ -555,6 +567,17 @@ mod tests {
             assert_eq!(w.len(), 1, "{bad:?}");
             assert!(w[0].starts_with(&format!("MEMGUARD_TIMELINE_MAX={bad:?} is not a size of at least 256KiB")), "{}", w[0]);
             assert!(w[0].ends_with("using the default 64MiB"), "{}", w[0]);
+        }
+    }
+
+    #[test]
+    fn history_interval() {
+        assert_eq!(parse(&[]).0.history_interval_secs, 60);
+        assert_eq!(parse(&[("MEMGUARD_HISTORY_INTERVAL", "1")]).0.history_interval_secs, 1);
+        for bad in ["0", "1m", "86401", "-5"] {
+            let (c, w) = parse(&[("MEMGUARD_HISTORY_INTERVAL", bad)]);
+            assert_eq!(c.history_interval_secs, 60, "{bad:?}");
+            assert!(w[0].starts_with(&format!("MEMGUARD_HISTORY_INTERVAL={bad:?} is not a whole number of seconds from 1 to 86400")), "{}", w[0]);
         }
     }
 

@@ -9,6 +9,7 @@ pub mod crashes;
 pub mod dirfd;
 pub mod disk;
 pub mod heapprofile;
+pub mod history;
 pub mod leak;
 pub mod log;
 pub mod manifest;

@@ -32,6 +32,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::bundle::Bundle;
+use crate::history::{self, Period, HISTORY_FILE};
 use crate::log;
 use crate::manifest::{HeapStats, SpaceStats};
 use crate::procmem::{self, Cgroup};
@@ -100,6 +101,8 @@ pub struct Open {
     pub header: Value,
     pub shared: Arc<Shared>,
     pub ring: Ring,
+    /// Period of the lifetime history (`history.rs`).
+    pub history_every: Duration,
 }
 
 pub struct Marker {
@@ -247,6 +250,12 @@ struct Timeline {
     start: Value,
     /// When the member being built was begun: a new segment's `t`.
     member_t0: f64,
+    /// The lifetime history's file, the period being gathered, its length
+    /// and when it began (epoch ms).
+    history: Option<File>,
+    period: Period,
+    history_every: Duration,
+    period_t0: f64,
 }
 
 fn new_member() -> GzEncoder<Vec<u8>> {
@@ -268,6 +277,7 @@ fn run(rx: Receiver<Event>) {
         if Instant::now() >= next_member {
             for tl in timelines.values_mut() {
                 tl.write_member();
+                tl.write_period(false);
             }
             next_member = Instant::now() + MEMBER_EVERY;
         }
@@ -279,7 +289,7 @@ fn run(rx: Receiver<Event>) {
 fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&Cgroup>) {
     match event {
         Event::Open { id, open } => {
-            let Open { bundle, t0_ms, header, shared, ring } = *open;
+            let Open { bundle, t0_ms, header, shared, ring, history_every } = *open;
             let mut tl = Timeline {
                 file: None,
                 encoder: new_member(),
@@ -297,6 +307,10 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
                 kept: VecDeque::new(),
                 start: Value::Null,
                 member_t0: t0_ms,
+                history: None,
+                period: Period::default(),
+                history_every,
+                period_t0: t0_ms,
             };
             match tl.bundle.ensure().and_then(|dir| dir.create_file(TIMELINE_FILE)) {
                 Ok(file) => tl.file = Some(file),
@@ -315,6 +329,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
             start["segment"] = json!(1);
             tl.push_json(&start);
             tl.start = start;
+            tl.open_history();
             tl.write_member();
             timelines.insert(id, tl);
         }
@@ -347,6 +362,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
         Event::Close { id, done } => {
             if let Some(mut tl) = timelines.remove(&id) {
                 tl.write_member();
+                tl.write_period(true);
             }
             let _ = done.send(());
         }
@@ -392,6 +408,7 @@ impl Timeline {
             d.heap_used_peak = d.heap_used_peak.max(r.used_before);
             d.heap_used_end = r.used_after;
         }
+        self.period.add_gc(kind, pause_ms, r.used_after);
         let t = self.rel(r.t_ms);
         self.line.clear();
         let _ = write!(
@@ -419,6 +436,14 @@ impl Timeline {
             d.heap_used_peak = d.heap_used_peak.max(s.heap.used_heap_size);
             d.heap_used_end = s.heap.used_heap_size;
         }
+        let rss = procmem::rss_bytes();
+        self.period.add_sample(history::Heap {
+            used: s.heap.used_heap_size,
+            limit: s.heap.heap_size_limit,
+            external: s.heap.external_memory,
+            array_buffers: s.array_buffers,
+            rss,
+        });
         let spaces: serde_json::Map<String, Value> = s
             .spaces
             .iter()
@@ -439,7 +464,7 @@ impl Timeline {
                 "detachedContexts": s.heap.number_of_detached_contexts,
             },
             "spaces": spaces,
-            "rss": procmem::rss_bytes(),
+            "rss": rss,
         });
         // Only a real container limit: the usage of an unlimited (root)
         // cgroup is the whole machine's, which would mislead.
@@ -536,9 +561,7 @@ impl Timeline {
         let mut start = self.start.clone();
         start["t"] = json!(self.rel(t_ms));
         start["segment"] = json!(self.segment);
-        let mut header = new_member();
-        let _ = header.write_all(format!("{start}\n").as_bytes()); // into a Vec: cannot fail
-        self.file_len = header.finish().ok().and_then(|bytes| append(&mut file, &bytes).ok()).unwrap_or(0);
+        self.file_len = append(&mut file, &member_of(&start)).unwrap_or(0);
         self.file = Some(file);
 
         let sizes: Vec<u64> = self.kept.iter().map(|k| k.1).collect();
@@ -560,11 +583,51 @@ impl Timeline {
         d.rotated_records += removed.1;
     }
 
+    /// Creates `history.ndjson.gz`, starting with the start record.
+    fn open_history(&mut self) {
+        match self.bundle.ensure().and_then(|dir| dir.create_file(HISTORY_FILE)) {
+            Ok(mut file) => {
+                let start = self.start.clone();
+                if append(&mut file, &member_of(&start)).is_ok() {
+                    self.history = Some(file);
+                }
+            }
+            Err(e) => log::warn_once(&format!(
+                "cannot create {HISTORY_FILE} in {} ({e}); no lifetime history",
+                self.bundle.path().display()
+            )),
+        }
+    }
+
+    /// Appends the period's record when it is over (or, at the end, what
+    /// there is of it), one gzip member each.
+    fn write_period(&mut self, last: bool) {
+        let now = now_ms();
+        let period_ms = now - self.period_t0;
+        if !last && period_ms < self.history_every.as_secs_f64() * 1e3 {
+            return;
+        }
+        self.period_t0 = now;
+        let Some(record) = self.period.take(self.rel(now), period_ms) else { return };
+        let Some(file) = self.history.as_mut() else { return };
+        if let Err(e) = append(file, &member_of(&record)) {
+            // A lost period is a gap in a coarse record, not worth a backlog.
+            log::warn_once(&format!("writing {HISTORY_FILE} failed ({e}); a period of the lifetime history is missing"));
+        }
+    }
+
     fn update_digest(&self) {
         let mut d = self.shared.digest.lock();
         d.compressed_bytes = self.kept.iter().map(|k| k.1).sum::<u64>() + self.file_len;
         d.segments = self.kept.iter().map(|k| segment_name(k.0)).chain([TIMELINE_FILE.to_string()]).collect();
     }
+}
+
+/// One record as a gzip member of its own.
+fn member_of(record: &Value) -> Vec<u8> {
+    let mut member = GzEncoder::new(Vec::with_capacity(256), Compression::new(6));
+    let _ = member.write_all(format!("{record}\n").as_bytes()); // into a Vec: cannot fail
+    member.finish().unwrap_or_default()
 }
 
 /// Appends whole members or nothing: a short write (disk full) is cut off
@@ -623,7 +686,7 @@ mod tests {
         let header = json!({"pid": 1});
         let t0_ms = 1_700_000_000_000.0;
         let ring = Ring::new(crate::segments::DEFAULT_BUDGET);
-        let open = Open { bundle: bundle.clone(), t0_ms, header, shared: shared.clone(), ring };
+        let open = Open { bundle: bundle.clone(), t0_ms, header, shared: shared.clone(), ring, history_every: Duration::from_secs(60) };
         assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
         for i in 0..100 {
             let gc = GcRecord {
@@ -663,6 +726,12 @@ mod tests {
         assert_eq!(all.last().unwrap()["name"], "late");
         assert_eq!(all.last().unwrap()["seq"], 1);
 
+        // The lifetime history: the start record, then the (only, cut short by the close) period.
+        let history = read_lines(&bundle.path().join(HISTORY_FILE));
+        assert_eq!(history.len(), 2, "{history:?}");
+        assert_eq!((history[0]["type"].as_str(), history[0]["pid"].as_u64()), (Some("start"), Some(1)));
+        assert_eq!((history[1]["type"].as_str(), history[1]["gc"]["scavenge"].clone()), (Some("period"), json!([100, 50.0])));
+
         let d = shared.digest();
         assert_eq!(d.gc["scavenge"].count, 100);
         assert!((d.gc["scavenge"].total_pause_ms - 50.0).abs() < 1e-6);
@@ -678,7 +747,7 @@ mod tests {
         let shared = Arc::new(Shared::default());
         let (id, t0_ms) = (9002, 1_700_000_000_000.0);
         let ring = Ring::new(crate::segments::MIN_BUDGET);
-        let open = Open { bundle: bundle.clone(), t0_ms, header: json!({"pid": 2}), shared: shared.clone(), ring };
+        let open = Open { bundle: bundle.clone(), t0_ms, header: json!({"pid": 2}), shared: shared.clone(), ring, history_every: Duration::from_secs(60) };
         assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
         // Varied sizes so members compress like a real run's (~10 KB per 2,000 GCs).
         let mut x: u64 = 12345;
@@ -704,7 +773,9 @@ mod tests {
 
         let d = shared.digest();
         let dir = bundle.path();
-        let mut on_disk: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| crate::segments::is_timeline(n))
+            .collect();
         on_disk.sort_by_key(|n| crate::segments::segment_number(n).unwrap_or(u64::MAX));
         assert_eq!(on_disk, d.segments, "the digest names what is on disk, oldest first");
         assert!(d.rotated_segments > 0 && on_disk.len() >= 4, "{d:?}");
