@@ -195,7 +195,7 @@ function checkSegments(bundle) {
 
 test('MEMGUARD_TIMELINE_MAX: the oldest segments go, the newest stay, and the report reads across them', async (t) => {
   const dir = h.tempDir(t);
-  const r = await h.runNode(GC_STORM(7000), { env: { ...RING_ENV, MEMGUARD_DIR: dir } });
+  const r = await h.runNode(GC_STORM(7000), { env: { ...RING_ENV, MEMGUARD_DIR: dir, MEMGUARD_HISTORY_INTERVAL: '1' } });
   assert.equal(r.code, 0, r.stderr);
   const [bundle] = h.bundles(dir);
   const { files, bytes, first } = checkSegments(bundle);
@@ -221,7 +221,20 @@ test('MEMGUARD_TIMELINE_MAX: the oldest segments go, the newest stay, and the re
   assert.deepEqual(timeline.segments, files);
   assert.equal(timeline.recordedFromMs, h.readTimelineFile(path.join(bundle, files[0]))[0].t);
   assert.ok(timeline.markers.some((m) => m.name === 'end'));
+  // The lifetime history is never rotated: it still counts every GC of the run.
+  const history = h.readTimelineFile(path.join(bundle, 'history.ndjson.gz'));
+  const periods = history.filter((x) => x.type === 'period');
+  assert.equal(history[0].type, 'start');
+  assert.ok(periods.length >= 6, `${periods.length} periods`);
+  assert.equal(periods.reduce((n, p) => n + (p.gc.scavenge?.[0] ?? 0), 0), digest.gc.scavenge.count);
+  assert.ok(periods.every((p) => p.heap.limit > 0 && p.rssMax > 0));
+  const historyBytes = fs.statSync(path.join(bundle, 'history.ndjson.gz')).size;
+  t.diagnostic(`history: ${periods.length} periods, ${(historyBytes / (periods.length + 1)).toFixed(0)} bytes per record`);
+  const lifetime = JSON.parse(json.stdout).lifetime;
+  assert.equal(lifetime.periods, periods.length);
+  assert.equal(lifetime.gc.find((g) => g.kind === 'scavenge').count, digest.gc.scavenge.count);
   const text = await h.runNode([CLI, 'report', bundle]);
+  assert.match(text.stdout, /Lifetime: [\d.]+ s in \d+ period\(s\); .*GCs, \d+ ms paused/);
   assert.match(text.stdout, new RegExp(`Rotated: the first ${first - 1} segment\\(s\\) were removed to stay under MEMGUARD_TIMELINE_MAX; recorded from t=`));
 });
 

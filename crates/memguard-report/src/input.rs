@@ -9,6 +9,7 @@ use crate::ReportError;
 
 // The names the agent writes (one definition for writer and reader).
 pub use memguard_core::manifest::SUMMARY_FILE;
+pub use memguard_core::history::HISTORY_FILE;
 pub use memguard_core::recorder::TIMELINE_FILE;
 use memguard_core::segments::segment_number;
 
@@ -27,6 +28,8 @@ pub struct Inputs {
     /// The timeline's segments, oldest first: `timeline-<n>.ndjson.gz` by
     /// `n`, then `timeline.ndjson.gz` (the one being written).
     pub timeline: Vec<PathBuf>,
+    /// The lifetime history, `history.ndjson.gz`.
+    pub history: Option<PathBuf>,
     /// The newest allocation profile.
     pub allocations: Option<PathBuf>,
 }
@@ -77,6 +80,9 @@ fn resolve_bundle(dir: &Path) -> Result<Inputs, ReportError> {
         inputs.summary = Some(dir.join(SUMMARY_FILE));
     }
     inputs.timeline = timeline_segments(&names).into_iter().map(|n| dir.join(n)).collect();
+    if names.iter().any(|n| n == HISTORY_FILE) {
+        inputs.history = Some(dir.join(HISTORY_FILE));
+    }
     inputs.snapshots = snapshots_by_seq(&names).into_iter().map(|n| dir.join(n)).collect();
     inputs.allocations = newest_by_seq(&names, "allocations-", ".heapprofile").map(|n| dir.join(n));
 
@@ -170,6 +176,7 @@ pub(crate) mod tests {
         let dir = bundle(&[
             "summary.json",
             "timeline.ndjson.gz",
+            "history.ndjson.gz",
             "heap-10.heapsnapshot.gz",
             "heap-2.heapsnapshot.gz",
             "heap-2.heapsnapshot",
@@ -181,6 +188,7 @@ pub(crate) mod tests {
         let i = resolve(dir.path()).unwrap();
         assert_eq!(i.summary, Some(dir.path().join("summary.json")));
         assert_eq!(i.timeline, [dir.path().join("timeline.ndjson.gz")]);
+        assert_eq!(i.history, Some(dir.path().join("history.ndjson.gz")));
         let names: Vec<String> = i.snapshots.iter().map(|p| file_name(p)).collect();
         assert_eq!(names, ["heap-2.heapsnapshot.gz", "heap-10.heapsnapshot.gz"]);
         assert_eq!(i.main_snapshot(), Some(dir.path().join("heap-10.heapsnapshot.gz").as_path()));

@@ -19,6 +19,7 @@
 pub mod allocations;
 pub mod bounded;
 pub mod error;
+pub mod history;
 pub mod html;
 pub mod input;
 pub mod report;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use memguard_core::printable::{printable, printable_bytes, UNLIMITED};
 use memguard_report::report::{Report, SCHEMA};
-use memguard_report::{allocations, html, input, snapshot, sourcemaps, summary, terminal, timeline, verdict, ReportError};
+use memguard_report::{allocations, history, html, input, snapshot, sourcemaps, summary, terminal, timeline, verdict, ReportError};
 
 #[derive(Parser)]
 #[command(name = "memguard", about = "Reads a memguard crash bundle or a heap snapshot")]
@@ -68,6 +68,10 @@ fn build_report(args: &ReportArgs) -> Result<Report, ReportError> {
     }
     if !inputs.timeline.is_empty() {
         report.timeline = Some(timeline::read_segments(&inputs.timeline)?);
+    }
+    // A history that cannot be read costs only its line, not the report.
+    if let Some(path) = &inputs.history {
+        report.lifetime = history::read(path).ok();
     }
     if let Some(path) = &inputs.allocations {
         report.allocations = Some(allocations::read(path, top)?);

@@ -25,6 +25,8 @@ pub struct Report {
     /// Oldest vs newest snapshot when the bundle holds two or more (or `--baseline`).
     pub diff: Option<SnapshotDiff>,
     pub timeline: Option<TimelineSummary>,
+    /// The lifetime history (`history.ndjson.gz`): the whole life, coarsely.
+    pub lifetime: Option<Lifetime>,
     pub allocations: Option<AllocationSummary>,
 }
 
@@ -251,6 +253,26 @@ pub struct ClassDelta {
 }
 
 // ---------------------------------------------------------------- timeline
+
+/// `history.ndjson.gz` summed up: one record per period for the whole life
+/// of the thread, never rotated.
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lifetime {
+    pub file: String,
+    pub start: Option<String>,
+    pub periods: u64,
+    /// `t` of the last period's end: how long the history covers.
+    pub span_ms: f64,
+    /// Heap used after mark-compacts over the whole life: lowest, highest,
+    /// and the last period's last.
+    pub after_mark_compact: Option<[u64; 3]>,
+    pub rss_max: Option<u64>,
+    pub heap_limit: Option<u64>,
+    /// Per GC kind: count and total pause (`max_ms` is not kept per period: 0).
+    pub gc: Vec<GcKindStat>,
+    pub truncated: bool,
+}
 
 #[derive(Debug, Default, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

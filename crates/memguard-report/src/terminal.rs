@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::report::{
     AccumulationPoint, AllocationSite, CodeLocation, Verdict,
-    AllocationSummary, Marker, PathStep, Report, RetainerPath, SnapshotDiff, SnapshotSummary, TimelineSummary,
+    AllocationSummary, Lifetime, Marker, PathStep, Report, RetainerPath, SnapshotDiff, SnapshotSummary, TimelineSummary,
 };
 
 /// Retainer paths longer than this show their first step, `…` and the rest.
@@ -101,6 +101,9 @@ fn render_fields(report: &Report) -> String {
     }
     if let Some(timeline) = &report.timeline {
         timeline_section(&mut out, timeline);
+    }
+    if let Some(lifetime) = &report.lifetime {
+        lifetime_section(&mut out, lifetime);
     }
     if let Some(allocations) = &report.allocations {
         allocations_section(&mut out, allocations);
@@ -366,6 +369,22 @@ fn diff_section(out: &mut String, d: &SnapshotDiff) {
 }
 
 // ---------------------------------------------------------------- timeline
+
+/// One line: the whole life, from the never-rotated history.
+fn lifetime_section(out: &mut String, l: &Lifetime) {
+    let _ = write!(out, "\nLifetime: {} in {} period(s)", seconds(l.span_ms), thousands(l.periods));
+    if let Some([lo, hi, last]) = l.after_mark_compact {
+        let _ = write!(out, "; heap after mark-compacts {}–{} (last {})", human(lo as f64), human(hi as f64), human(last as f64));
+    }
+    if let Some(limit) = l.heap_limit {
+        let _ = write!(out, " of a {} limit", human(limit as f64));
+    }
+    if let Some(rss) = l.rss_max {
+        let _ = write!(out, "; RSS up to {}", human(rss as f64));
+    }
+    let (count, ms) = l.gc.iter().fold((0, 0.0), |(c, m), g| (c + g.count, m + g.total_ms));
+    let _ = writeln!(out, "; {} GCs, {:.0} ms paused{}", thousands(count), ms, if l.truncated { " (cut off)" } else { "" });
+}
 
 fn timeline_section(out: &mut String, t: &TimelineSummary) {
     let limit = t.samples.last().map(|s| s.heap_limit).filter(|&l| l > 0);
@@ -654,6 +673,17 @@ mod tests {
                 rotated_segments: 2,
                 recorded_from_ms: 4_000.0,
             }),
+            lifetime: Some(Lifetime {
+                file: "history.ndjson.gz".into(),
+                start: None,
+                periods: 3,
+                span_ms: 180_000.0,
+                after_mark_compact: Some([30_000_000, 90_000_000, 80_000_000]),
+                rss_max: Some(200_000_000),
+                heap_limit: Some(100_700_000),
+                gc: vec![GcKindStat { kind: "scavenge".into(), count: 1500, total_ms: 700.4, max_ms: 0.0 }],
+                truncated: false,
+            }),
             allocations: Some(AllocationSummary {
                 file: "allocations-1.heapprofile".into(),
                 total_bytes: 37_000_000,
@@ -721,6 +751,7 @@ mod tests {
             "+34.1 MB",
             "Timeline: heap used 3.7 MB at start, 50.5 MB at peak (V8 heap limit 100.7 MB); 11.0 s recorded",
             "GCs: 330 mark-compact (2202 ms, longest 35.0 ms), 159 scavenge (273 ms, longest 4.0 ms)",
+            "Lifetime: 180.0 s in 3 period(s); heap after mark-compacts 30.0 MB–90.0 MB (last 80.0 MB) of a 100.7 MB limit; RSS up to 200.0 MB; 1,500 GCs, 700 ms paused",
             "  Rotated: the first 2 segment(s) were removed to stay under MEMGUARD_TIMELINE_MAX; recorded from t=4.0 s (2 segment(s) kept)",
             "    10.2 s  snapshot-start (seq 1, trigger near-heap-limit)",
             "Leak verdict: growing: heap after mark-compacts rose 45.0 MB over 10.0 s (270.0 MB/min; Theil–Sen over 330 mark-compacts, 97 % of pairs rising)",

@@ -51,9 +51,11 @@ pub fn read_segments(paths: &[PathBuf]) -> Result<TimelineSummary, ReportError> 
         match File::open(path) {
             Ok(file) => {
                 acc.segments.push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-                if let Some(reason) = read_file(file, &mut acc) {
+                let mut bad_lines = 0;
+                if let Some(reason) = read_records(file, &mut bad_lines, |r| acc.add(r)) {
                     cut_reason = Some(reason);
                 }
+                acc.bad_lines += bad_lines;
             }
             Err(source) => {
                 first_error.get_or_insert(ReportError::Io { path: path.clone(), source });
@@ -71,8 +73,10 @@ pub fn read_segments(paths: &[PathBuf]) -> Result<TimelineSummary, ReportError> 
     Ok(acc.finish(path, cut_reason.is_some()))
 }
 
-/// Adds one file's records; `Some(reason)` when it ended mid-record.
-fn read_file(file: File, acc: &mut Accumulator) -> Option<String> {
+/// Hands each record of a file of gzip members of NDJSON to `each`,
+/// counting lines that are not JSON or too long in `bad_lines`; `Some(reason)`
+/// when the file ended mid-record. Memory is bounded by `MAX_LINE`.
+pub(crate) fn read_records(file: File, bad_lines: &mut u64, mut each: impl FnMut(&Value)) -> Option<String> {
     let mut reader = BufReader::with_capacity(256 << 10, MultiGzDecoder::new(BufReader::new(file)));
     let mut line = Vec::with_capacity(1024);
     let mut cut_reason = None;
@@ -81,7 +85,7 @@ fn read_file(file: File, acc: &mut Accumulator) -> Option<String> {
         match (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut line) {
             Ok(0) => break,
             Ok(n) if n as u64 > MAX_LINE && line.last() != Some(&b'\n') => match reader.skip_until(b'\n') {
-                Ok(_) => acc.bad_lines += 1,
+                Ok(_) => *bad_lines += 1,
                 Err(e) => {
                     cut_reason = Some(e.to_string());
                     break;
@@ -93,9 +97,9 @@ fn read_file(file: File, acc: &mut Accumulator) -> Option<String> {
                 break;
             }
             Ok(_) => match serde_json::from_slice::<Value>(&line) {
-                Ok(record) => acc.add(&record),
+                Ok(record) => each(&record),
                 // A whole line that is not JSON: skipped, the rest still counts.
-                Err(_) => acc.bad_lines += 1,
+                Err(_) => *bad_lines += 1,
             },
             Err(e) => {
                 cut_reason = Some(e.to_string());
