@@ -55,6 +55,7 @@ test('a leaking app still dies of OOM, and its bundle holds a snapshot naming th
   assert.deepEqual(h.filesUnder(bundle).sort(), [
     'allocations-1.heapprofile',
     'heap-1.heapsnapshot.gz',
+    'history.ndjson.gz',
     'summary.json',
     'timeline.ndjson.gz',
   ]);
