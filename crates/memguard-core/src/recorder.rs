@@ -587,7 +587,11 @@ impl Timeline {
     fn open_history(&mut self) {
         match self.bundle.ensure().and_then(|dir| dir.create_file(HISTORY_FILE)) {
             Ok(mut file) => {
-                let start = self.start.clone();
+                // The history is one file: no segment number.
+                let mut start = self.start.clone();
+                if let Some(o) = start.as_object_mut() {
+                    o.remove("segment");
+                }
                 if append(&mut file, &member_of(&start)).is_ok() {
                     self.history = Some(file);
                 }
@@ -730,6 +734,7 @@ mod tests {
         let history = read_lines(&bundle.path().join(HISTORY_FILE));
         assert_eq!(history.len(), 2, "{history:?}");
         assert_eq!((history[0]["type"].as_str(), history[0]["pid"].as_u64()), (Some("start"), Some(1)));
+        assert!(history[0].get("segment").is_none());
         assert_eq!((history[1]["type"].as_str(), history[1]["gc"]["scavenge"].clone()), (Some("period"), json!([100, 50.0])));
 
         let d = shared.digest();
