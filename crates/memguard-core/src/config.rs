@@ -27,6 +27,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_LEAK_MIN_GROWTH",
     "MEMGUARD_LEAK_SNAPSHOT",
     "MEMGUARD_MAX_DISK",
+    "MEMGUARD_METRICS",
 ];
 
 /// Where bundles go when `MEMGUARD_DIR` is not set, relative to the working
@@ -115,6 +116,8 @@ pub struct Config {
     pub leak_snapshot: bool,
     /// Cap on the total size of all bundles under `dir` (`MEMGUARD_MAX_DISK`).
     pub max_disk: Option<u64>,
+    /// Where the Prometheus endpoint listens (`MEMGUARD_METRICS`); `None` = off.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `MEMGUARD_RSS_LIMIT`: a fixed size, or the memory cgroup's limit.
@@ -146,6 +149,7 @@ impl Config {
             leak_min_growth: DEFAULT_LEAK_MIN_GROWTH,
             leak_snapshot: false,
             max_disk: None,
+            metrics: None,
         }
     }
 
@@ -299,11 +303,24 @@ impl Config {
                         )),
                     },
                 },
+                "MEMGUARD_METRICS" => match crate::metrics::listen::parse(value) {
+                    Ok(crate::metrics::listen::Parsed::Off) => config.metrics = None,
+                    Ok(crate::metrics::listen::Parsed::On { addr, note }) => {
+                        config.metrics = Some(addr);
+                        warnings.extend(note);
+                    }
+                    Err(problem) => warnings.push(bad(name, raw, problem, "off")),
+                },
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
                     KNOWN_VARS.join(", ")
                 )),
             }
+        }
+        if config.metrics.is_some() && !config.timeline {
+            warnings.push(
+                "MEMGUARD_METRICS needs the flight recorder, which MEMGUARD_TIMELINE=off turns off; serving process metrics only".into(),
+            );
         }
         (config, warnings)
     }
@@ -621,6 +638,28 @@ mod tests {
         let (c, w) = parse(&[("MEMGUARD_MAX_DISK", "10")]);
         assert_eq!(c.max_disk, None);
         assert!(w[0].starts_with(r#"MEMGUARD_MAX_DISK="10" is not off or a size"#), "{}", w[0]);
+    }
+
+    #[test]
+    fn metrics_endpoint() {
+        assert_eq!(parse(&[]).0.metrics, None);
+        let (c, w) = parse(&[("MEMGUARD_METRICS", "9464")]);
+        assert_eq!((c.metrics.map(|a| a.to_string()), w.len()), (Some("127.0.0.1:9464".into()), 0));
+        let (c, w) = parse(&[("MEMGUARD_METRICS", "0.0.0.0:9100")]);
+        assert_eq!((c.metrics.map(|a| a.to_string()), w.len()), (Some("0.0.0.0:9100".into()), 0));
+        let (c, w) = parse(&[("MEMGUARD_METRICS", ":9464")]);
+        assert_eq!(c.metrics.map(|a| a.to_string()), Some("127.0.0.1:9464".into()));
+        assert_eq!(w.len(), 1);
+        let (c, w) = parse(&[("MEMGUARD_METRICS", "lots\n")]);
+        assert_eq!(c.metrics, None);
+        assert!(w[0].starts_with(r#"MEMGUARD_METRICS="lots\"#) && !w[0].contains('\n'), "{w:?}");
+        assert!(w[0].contains("is not off") && w[0].ends_with("using the default off"), "{w:?}");
+        let (c, w) = parse(&[("MEMGUARD_METRICS", "db.example.com:9464")]);
+        assert_eq!(c.metrics, None);
+        assert!(w[0].contains("does not resolve"), "{w:?}");
+        let (_, w) = parse(&[("MEMGUARD_METRICS", "9464"), ("MEMGUARD_TIMELINE", "off")]);
+        assert!(w.len() == 1 && w[0].contains("process metrics only"), "{w:?}");
+        assert_eq!(serde_json::to_value(parse(&[("MEMGUARD_METRICS", "[::1]:9464")]).0).unwrap()["metrics"], "[::1]:9464");
     }
 
     #[test]

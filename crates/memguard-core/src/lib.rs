@@ -11,6 +11,7 @@ pub mod heapprofile;
 pub mod leak;
 pub mod log;
 pub mod manifest;
+pub mod metrics;
 pub mod printable;
 pub mod procmem;
 pub mod recorder;
