@@ -83,7 +83,7 @@ impl Conn {
 }
 
 fn serve(listener: TcpListener) {
-    let cgroup = Cgroup::discover();
+    let cgroup = super::cgroup();
     let mut conns: Vec<Conn> = Vec::new();
     loop {
         let now = Instant::now();
@@ -110,7 +110,7 @@ fn serve(listener: TcpListener) {
         };
         for (conn, ready) in conns.iter_mut().zip(&ready[1..]) {
             if *ready {
-                step(conn, cgroup.as_ref());
+                step(conn, cgroup);
             }
         }
         conns.retain(|c| !matches!(c.state, State::Done));

@@ -229,7 +229,11 @@ impl ThreadMetrics {
             "heap": heap,
             "spaces": spaces,
             "gc": gc,
-            "leak": { "bytesPerMinute": self.leak_bytes_per_minute(), "verdicts": self.leak_verdicts },
+            "leak": {
+                "bytesPerMinute": self.leak_bytes_per_minute(),
+                "verdicts": self.leak_verdicts,
+                "heapUsedAfterMajorGc": self.after_major.back().map(|&(_, used)| used as u64),
+            },
             "captures": captures,
             "timelineDropped": self.timeline_dropped(),
         })
@@ -296,6 +300,26 @@ pub fn thread_json(thread: u64, drain: bool) -> Option<Value> {
         value["gcEventsLost"] = json!(t.pending_lost);
     }
     Some(value)
+}
+
+/// `memguard.metrics.snapshot()`: thread `thread`'s values (see
+/// [`thread_json`]) and the process's (`process`), read now.
+pub fn snapshot(thread: u64, drain: bool) -> Value {
+    let mut value = thread_json(thread, drain).unwrap_or_else(|| json!({ "thread": thread }));
+    let p = expo::ProcessValues::read(cgroup());
+    value["process"] = json!({
+        "residentBytes": p.resident,
+        "virtualBytes": p.virtual_size,
+        "heapBytes": p.data,
+        "cgroup": p.cgroup.map(|m| json!({ "usageBytes": m.usage, "limitBytes": m.limit })),
+    });
+    value
+}
+
+/// The process's memory cgroup, found once.
+pub fn cgroup() -> Option<&'static crate::procmem::Cgroup> {
+    static CGROUP: std::sync::OnceLock<Option<crate::procmem::Cgroup>> = std::sync::OnceLock::new();
+    CGROUP.get_or_init(crate::procmem::Cgroup::discover).as_ref()
 }
 
 #[cfg(test)]
