@@ -7,7 +7,6 @@
 // thread of the process.
 
 const GC_KINDS = ['major', 'minor', 'incremental', 'weakcb', 'other'];
-const GC_BUCKETS = [0.001, 0.01, 0.1, 1, 2, 5];
 // OpenTelemetry's advice for v8js.gc.duration (semantic conventions).
 const OTEL_GC_BUCKETS = [0.01, 0.1, 1, 10];
 
@@ -82,8 +81,8 @@ const METRICS = [
 function gcHistogram(s) {
   const values = [];
   for (const [kind, h] of Object.entries(s.gc || {})) {
-    for (const le of GC_BUCKETS) {
-      values.push({ metricName: 'nodejs_gc_duration_seconds_bucket', labels: { le, kind }, value: h.buckets[String(le)] });
+    for (const [le, count] of h.buckets) {
+      values.push({ metricName: 'nodejs_gc_duration_seconds_bucket', labels: { le, kind }, value: count });
     }
     values.push({ metricName: 'nodejs_gc_duration_seconds_bucket', labels: { le: '+Inf', kind }, value: h.count });
     values.push({ metricName: 'nodejs_gc_duration_seconds_sum', labels: { kind }, value: h.sumSeconds });
@@ -141,14 +140,16 @@ function createMetrics(binding) {
       for (const def of METRICS) {
         if ((def.prom && !defaults) || registry.getSingleMetric(def.name)) continue;
         const { name, help, type } = def;
-        registry.registerMetric({
+        const metric = {
           name,
           help,
           type,
           aggregator: 'sum',
-          get: async () => ({ name, help, type, aggregator: 'sum', values: binding() ? def.values(current()) : [] }),
+          // `metric.name`: an OpenMetrics registry renames counters (no _total).
+          get: async () => ({ name: metric.name, help, type, aggregator: 'sum', values: binding() ? def.values(current()) : [] }),
           reset() {},
-        });
+        };
+        registry.registerMetric(metric);
         added.push(name);
       }
       return added;
@@ -203,4 +204,4 @@ function createMetrics(binding) {
   };
 }
 
-module.exports = { createMetrics, METRICS, GC_BUCKETS };
+module.exports = { createMetrics, METRICS };

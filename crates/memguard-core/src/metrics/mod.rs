@@ -181,8 +181,8 @@ impl ThreadMetrics {
             .zip(&self.gc)
             .filter(|(name, h)| **name != "other" || h.count > 0)
             .map(|(name, h)| {
-                let buckets: serde_json::Map<String, Value> =
-                    GC_BUCKETS.iter().zip(h.cumulative()).map(|(le, n)| (le.to_string(), json!(n))).collect();
+                // `[[le, cumulative count], …]`: an array keeps the order.
+                let buckets: Vec<Value> = GC_BUCKETS.iter().zip(h.cumulative()).map(|(le, n)| json!([le, n])).collect();
                 (name.to_string(), json!({ "count": h.count, "sumSeconds": h.sum_seconds, "buckets": buckets }))
             })
             .collect();
@@ -377,8 +377,8 @@ mod tests {
 
         let v = thread_json(4242, true).unwrap();
         assert_eq!(v["gc"]["major"]["count"], 30);
-        assert_eq!(v["gc"]["major"]["buckets"]["0.01"], 30);
-        assert_eq!(v["gc"]["major"]["buckets"]["0.001"], 0);
+        assert_eq!(v["gc"]["major"]["buckets"][1], json!([0.01, 30]));
+        assert_eq!(v["gc"]["major"]["buckets"][0], json!([0.001, 0]));
         assert_eq!(v["gc"]["minor"]["count"], 1);
         assert!(v["gc"].get("other").is_none());
         // 100 kB per second of growth = 6 MB per minute.
