@@ -38,12 +38,16 @@ test('prom-client: memguard beside collectDefaultMetrics() in one registry, no c
     const first = new client.Registry();
     memguard.metrics.register(first, { defaults: false });
     client.collectDefaultMetrics({ register: first }); // after memguard: no "already registered"
+    const replaced = new client.Registry(); // memguard's GC histogram instead of prom-client's
+    client.collectDefaultMetrics({ register: replaced });
+    replaced.removeSingleMetric('nodejs_gc_duration_seconds');
+    const addedReplacing = memguard.metrics.register(replaced);
     const om = new client.Registry(client.Registry.OPENMETRICS_CONTENT_TYPE);
     memguard.metrics.register(om);
     churn(1500);
     await sleep(1200); // a heap sample; prom-client's observer gets its GC entries
     const snapshot = memguard.metrics.snapshot();
-    return { addedBeside, again, addedAlone, both: await both.metrics(), alone: await alone.metrics(), first: await first.metrics(), om: await om.metrics(), snapshot };`,
+    return { addedBeside, again, addedAlone, addedReplacing, replaced: await replaced.metrics(), both: await both.metrics(), alone: await alone.metrics(), first: await first.metrics(), om: await om.metrics(), snapshot };`,
   );
   const defaults = ['nodejs_gc_duration_seconds', 'nodejs_heap_size_used_bytes', 'process_resident_memory_bytes'];
   for (const name of defaults) {
@@ -67,6 +71,9 @@ test('prom-client: memguard beside collectDefaultMetrics() in one registry, no c
   assert.match(out.alone, /^nodejs_heap_size_used_bytes \d+$/m);
   assert.match(out.alone, /^process_resident_memory_bytes \d+$/m);
   assert.match(out.alone, /^memguard_timeline_dropped_total 0$/m);
+  assert.ok(out.addedReplacing.includes('nodejs_gc_duration_seconds'));
+  assert.ok(!out.addedReplacing.includes('nodejs_heap_size_used_bytes'));
+  assert.strictEqual(Number(/^nodejs_gc_duration_seconds_count\{kind="minor"\} (\d+)$/m.exec(out.replaced)[1]), out.snapshot.gc.minor.count);
   // OpenMetrics: counters named once with _total, and the # EOF.
   assert.match(out.om, /^# TYPE memguard_timeline_dropped counter$/m);
   assert.match(out.om, /^memguard_timeline_dropped_total 0$/m);
