@@ -9,19 +9,10 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const { MEMGUARD, fixture, tempDir, childEnv, readTimeline, memguardLines, runNode } = require('./helpers');
+const { MEMGUARD, fixture, tempDir, childEnv, readTimeline, memguardLines, runNode, freePort } = require('./helpers');
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** A port nobody listens on right now. */
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** Starts metrics-app.js under memguard; commands go to stdin, answers come as lines. */
 function startApp(t, env) {

@@ -17,7 +17,7 @@
 // of real JavaScript (its own bundle plus acorn), three times over.
 'use strict';
 const { spawn, spawnSync } = require('node:child_process');
-const net = require('node:net');
+const { freePort } = require('../__test__/helpers');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -113,14 +113,6 @@ const child = `
     })();
   }
 `;
-
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** Runs `node ...args` with `env`; scrapes `scrapeUrl` every second meanwhile. */
 function run(args, env, scrapeUrl) {

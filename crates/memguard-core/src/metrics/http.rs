@@ -137,8 +137,12 @@ fn accept_all(listener: &TcpListener, conns: &mut Vec<Conn>) {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             // Out of file descriptors, a connection reset before accept…:
-            // the next poll tries again.
-            Err(_) => return,
+            // the next poll tries again, after a pause (the listener stays
+            // readable, and the loop must not spin).
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(100));
+                return;
+            }
         }
     }
 }
