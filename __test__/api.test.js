@@ -40,6 +40,7 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     leakMinGrowth: 8388608,
     leakSnapshot: false,
     maxDisk: null,
+    metrics: null,
   });
   assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
   const summary = h.readSummary(out.bundleDir);

@@ -7,8 +7,8 @@
 // over HTTP and scraped every second vs OpenTelemetry's runtime-node
 // instrumentation collected every second. Each run is its own process; the
 // order rotates and alternates; medians (and the spread: min–max) of
-// BENCH_RUNS (default 7) runs are compared as ratios. BENCH_MODES picks sides
-// (comma-separated). Each side also reports the GCs its exporter counted, vs
+// BENCH_RUNS (default 7) runs are compared as ratios. BENCH_MODES picks sides,
+// BENCH_WORKLOADS workloads (comma-separated). Each side also reports the GCs its exporter counted, vs
 // the true count (memguard's native callbacks, checked against --trace-gc).
 // Then: scrape latency while the app's event loop is blocked.
 //
@@ -210,7 +210,7 @@ async function blockedScrapes(mode) {
 }
 
 (async () => {
-  for (const workload of ['alloc', 'terser']) {
+  for (const workload of (process.env.BENCH_WORKLOADS || 'alloc,terser').split(',')) {
     const results = Object.fromEntries(MODES.map((m) => [m, []]));
     for (let i = 0; i < RUNS; i++) {
       // Rotate the order so no side always runs first (or last), and alternate its direction.
