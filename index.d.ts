@@ -42,6 +42,8 @@ export interface MemguardConfig {
   maxDisk: { bytes: number } | 'auto' | 'off'
   /** `MEMGUARD_KEEP=all`: keep the bundle of a thread that ended in order with nothing captured. */
   keepAll: boolean
+  /** `MEMGUARD_METRICS`: the address the Prometheus endpoint listens on (`127.0.0.1:9464`), or null (off). */
+  metrics: string | null
 }
 
 /** The verdict passed to `memguard.on('leak', info)` and written as a `leak` timeline marker. */
@@ -106,6 +108,75 @@ export type TimelineRecord =
   | { type: 'marker'; t: number; name: string; [key: string]: unknown }
   | { type: 'dropped'; t: number; count: number }
 
+/** `memguard.metrics.snapshot()`: this thread's values (from the last heap sample and every GC so far) and the process's. */
+export interface MetricsSnapshot {
+  /** 0 for the main thread, else the worker's `threadId`. */
+  thread: number
+  /** Epoch milliseconds of the heap sample below, or null before the first. */
+  sampledAt: number | null
+  heap: {
+    used: number
+    total: number
+    limit: number
+    available: number
+    physical: number
+    external: number
+    malloced: number
+    arrayBuffers: number
+    nativeContexts: number
+    detachedContexts: number
+  } | null
+  /** By V8 space name (`old_space`, `new_space`, …), bytes. */
+  spaces: Record<string, { size: number; used: number; available: number; physical: number }> | null
+  /** By prom-client kind; `buckets`: `[le seconds, cumulative count]`, le 0.001, 0.01, 0.1, 1, 2, 5. */
+  gc: Partial<Record<'major' | 'minor' | 'incremental' | 'weakcb' | 'other', { count: number; sumSeconds: number; buckets: [number, number][] }>>
+  /** Theil–Sen slope of heap used after the last 20 mark-compacts; leak verdicts so far; heap after the last mark-compact. */
+  leak: { bytesPerMinute: number; verdicts: number; heapUsedAfterMajorGc: number | null }
+  captures: { trigger: string; outcome: 'written' | 'skipped' | 'failed'; count: number }[]
+  /** Timeline records dropped (a full recorder queue); their GCs are not counted. */
+  timelineDropped: number
+  process: {
+    residentBytes: number | null
+    virtualBytes: number | null
+    heapBytes: number | null
+    cgroup: { usageBytes: number; limitBytes: number | null } | null
+  }
+}
+
+/** A prom-client `Registry` (or anything with its `registerMetric` and `getSingleMetric`). */
+export interface PromRegistryLike {
+  registerMetric(metric: unknown): void
+  getSingleMetric(name: string): unknown
+}
+
+/** An `@opentelemetry/api` `Meter`. */
+export interface OtelMeterLike {
+  createHistogram(name: string, options?: object): { record(value: number, attributes?: object): void }
+  createObservableUpDownCounter(name: string, options?: object): object
+  addBatchObservableCallback(callback: (result: { observe(observable: object, value: number, attributes?: object): void }) => void, observables: object[]): void
+  removeBatchObservableCallback(callback: (result: never) => void, observables: object[]): void
+}
+
+export interface MemguardMetrics {
+  /** This thread's values and the process's, read now without calling V8; null when memguard is inactive. */
+  snapshot(): MetricsSnapshot | null
+  /**
+   * Adds memguard's metrics (prom-client's default names where the meaning is the same, plus
+   * `memguard_*`) to a prom-client registry (default: prom-client's global `register`). A name the
+   * registry already has is left to its owner; `defaults: false` also leaves out the names
+   * `collectDefaultMetrics()` registers. Returns the names added ([] when inactive).
+   */
+  register(registry?: PromRegistryLike, options?: { defaults?: boolean }): string[]
+  /**
+   * Creates the V8 runtime semantic-convention instruments on `meter` (default: the global
+   * MeterProvider's `memguard` meter): `v8js.gc.duration` (histogram, s, `v8js.gc.type`) fed with
+   * every GC since the previous collection, and `v8js.memory.heap.used`,
+   * `v8js.memory.heap.space.size`, `…available_size`, `…physical_size` (By, `v8js.heap.space.name`).
+   * Returns a handle to stop, or null when inactive.
+   */
+  otel(meter?: OtelMeterLike): { stop(): void } | null
+}
+
 /** Also an EventEmitter: `memguard.on('leak', (info: LeakInfo) => …)`. */
 export interface Memguard extends import('node:events').EventEmitter {
   /** True while memguard guards this thread (false when disabled or the binary could not load). */
@@ -131,6 +202,8 @@ export interface Memguard extends import('node:events').EventEmitter {
   allocationProfile(): SamplingHeapProfile | null
   /** The most recent flight-recorder records of this thread (at most 5,000 kept), oldest first. */
   timeline(options?: { last?: number }): TimelineRecord[]
+  /** Metrics from memguard's recorder, for prom-client, OpenTelemetry or your own exporter (see docs/metrics.md). */
+  readonly metrics: MemguardMetrics
   /** Stops guarding this thread: hooks removed, timeline closed. */
   stop(): void
   on(event: 'leak', listener: (info: LeakInfo) => void): this

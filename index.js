@@ -10,6 +10,7 @@
 const { EventEmitter } = require('node:events');
 const { threadId, isMainThread } = require('node:worker_threads');
 const { findAddon, missingAddonMessage } = require('./lib/platform');
+const { createMetrics } = require('./lib/metrics');
 
 // One instance per thread even if two copies of the package get loaded.
 const INSTANCE = Symbol.for('memguard.instance');
@@ -122,6 +123,8 @@ function create() {
       if (!binding) return [];
       return binding.timeline(Math.max(0, Math.min(Number(last) || 0, 10_000))).map((line) => JSON.parse(line));
     },
+    /** Metrics from memguard's recorder: snapshot(), register(promRegistry), otel(meter). */
+    metrics: createMetrics(() => (state.active ? binding : null)),
     /** Stops guarding this thread (hooks removed, timeline closed). */
     stop() {
       detach();

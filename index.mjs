@@ -5,3 +5,4 @@ export default memguard;
 export const snapshot = (reason) => memguard.snapshot(reason);
 export const stats = () => memguard.stats();
 export const stop = () => memguard.stop();
+export const metrics = memguard.metrics;

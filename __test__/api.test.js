@@ -43,6 +43,7 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     leakSnapshot: false,
     maxDisk: 'auto',
     keepAll: false,
+    metrics: null,
   });
   assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
   const summary = h.readSummary(out.bundleDir);

@@ -3,6 +3,7 @@
 // read heap snapshots. No mocks: every test runs a real process.
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const zlib = require('node:zlib');
@@ -113,6 +114,15 @@ function countByClass(snapshot) {
   return counts;
 }
 
+/** A TCP port nobody listens on right now (127.0.0.1). */
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
 /** The `memguard:` lines a child printed on stderr. */
 function memguardLines(stderr) {
   return stderr.split('\n').filter((l) => l.startsWith('memguard:'));
@@ -135,4 +145,5 @@ module.exports = {
   readSnapshot,
   countByClass,
   memguardLines,
+  freePort,
 };

@@ -85,6 +85,9 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
     guard::set_current(guard.clone());
     remote::register(info.thread_id, isolate);
     watch::start_once(&guard.config, guard.cgroup.as_ref());
+    if let Some(addr) = guard.config.metrics {
+        memguard_core::metrics::http::start_once(addr);
+    }
     guard.start_allocation_sampling();
     guard.start_recording();
     // A worker's isolate goes away with the worker: drop our callbacks first.
@@ -198,4 +201,14 @@ pub fn take_events() -> Vec<Value> {
 pub fn allocation_profile() -> Option<Value> {
     let (nodes, samples) = guard::current()?.allocation_profile()?;
     Some(memguard_core::heapprofile::to_cdp(&nodes, &samples))
+}
+
+/// This thread's metrics and the process's (`memguard.metrics`), read from
+/// what the recorder already published; `drain` also hands over the GC
+/// events since the last drain (for OpenTelemetry's histogram). `null` when
+/// memguard does not guard this thread.
+#[napi]
+pub fn metrics(drain: bool) -> Option<Value> {
+    let thread = u64::from(guard::current()?.manifest.borrow().thread_id);
+    Some(memguard_core::metrics::snapshot(thread, drain))
 }

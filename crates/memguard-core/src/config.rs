@@ -32,6 +32,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_LEAK_MIN_GROWTH",
     "MEMGUARD_LEAK_SNAPSHOT",
     "MEMGUARD_MAX_DISK",
+    "MEMGUARD_METRICS",
 ];
 
 /// Where bundles go when `MEMGUARD_DIR` is not set, relative to the working
@@ -131,6 +132,8 @@ pub struct Config {
     /// Keep every bundle (`MEMGUARD_KEEP=all`), not only those worth reading:
     /// by default a thread that ends well with nothing captured leaves none.
     pub keep_all: bool,
+    /// Where the Prometheus endpoint listens (`MEMGUARD_METRICS`); `None` = off.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `MEMGUARD_MAX_DISK`: what all bundles under the root may take together.
@@ -139,8 +142,8 @@ pub struct Config {
 pub enum DiskBudget {
     Off,
     Bytes(u64),
-    /// The default, resolved at start by `disk::default_budget`: room for a
-    /// few snapshots of a full heap, never more than half the free space.
+    /// The default, worked out on the writer thread by `disk::auto_budget`:
+    /// room for a few snapshots of a full heap, at most half the disk's room.
     Auto,
 }
 
@@ -180,6 +183,7 @@ impl Config {
             leak_snapshot: false,
             max_disk: DiskBudget::Auto,
             keep_all: false,
+            metrics: None,
         }
     }
 
@@ -349,11 +353,24 @@ impl Config {
                     "useful" => config.keep_all = false,
                     _ => warnings.push(bad(name, raw, "is not all or useful", "useful")),
                 },
+                "MEMGUARD_METRICS" => match crate::metrics::listen::parse(value) {
+                    Ok(crate::metrics::listen::Parsed::Off) => config.metrics = None,
+                    Ok(crate::metrics::listen::Parsed::On { addr, note }) => {
+                        config.metrics = Some(addr);
+                        warnings.extend(note);
+                    }
+                    Err(problem) => warnings.push(bad(name, raw, problem, "off")),
+                },
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
                     KNOWN_VARS.join(", ")
                 )),
             }
+        }
+        if config.metrics.is_some() && !config.timeline {
+            warnings.push(
+                "MEMGUARD_METRICS needs the flight recorder, which MEMGUARD_TIMELINE=off turns off; serving process metrics only".into(),
+            );
         }
         (config, warnings)
     }
@@ -708,6 +725,28 @@ mod tests {
         let (c, w) = parse(&[("MEMGUARD_MAX_DISK", "10")]);
         assert_eq!(c.max_disk, DiskBudget::Auto);
         assert!(w[0].starts_with(r#"MEMGUARD_MAX_DISK="10" is not auto, off or a size"#), "{}", w[0]);
+    }
+
+    #[test]
+    fn metrics_endpoint() {
+        assert_eq!(parse(&[]).0.metrics, None);
+        let (c, w) = parse(&[("MEMGUARD_METRICS", "9464")]);
+        assert_eq!((c.metrics.map(|a| a.to_string()), w.len()), (Some("127.0.0.1:9464".into()), 0));
+        let (c, w) = parse(&[("MEMGUARD_METRICS", "0.0.0.0:9100")]);
+        assert_eq!((c.metrics.map(|a| a.to_string()), w.len()), (Some("0.0.0.0:9100".into()), 0));
+        let (c, w) = parse(&[("MEMGUARD_METRICS", ":9464")]);
+        assert_eq!(c.metrics.map(|a| a.to_string()), Some("127.0.0.1:9464".into()));
+        assert_eq!(w.len(), 1);
+        let (c, w) = parse(&[("MEMGUARD_METRICS", "lots\n")]);
+        assert_eq!(c.metrics, None);
+        assert!(w[0].starts_with(r#"MEMGUARD_METRICS="lots\"#) && !w[0].contains('\n'), "{w:?}");
+        assert!(w[0].contains("is not off") && w[0].ends_with("using the default off"), "{w:?}");
+        let (c, w) = parse(&[("MEMGUARD_METRICS", "db.example.com:9464")]);
+        assert_eq!(c.metrics, None);
+        assert!(w[0].contains("does not resolve"), "{w:?}");
+        let (_, w) = parse(&[("MEMGUARD_METRICS", "9464"), ("MEMGUARD_TIMELINE", "off")]);
+        assert!(w.len() == 1 && w[0].contains("process metrics only"), "{w:?}");
+        assert_eq!(serde_json::to_value(parse(&[("MEMGUARD_METRICS", "[::1]:9464")]).0).unwrap()["metrics"], "[::1]:9464");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod history;
 pub mod leak;
 pub mod log;
 pub mod manifest;
+pub mod metrics;
 pub mod printable;
 pub mod procmem;
 pub mod recorder;

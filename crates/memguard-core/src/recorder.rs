@@ -287,6 +287,8 @@ fn run(rx: Receiver<Event>) {
 }
 
 fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&Cgroup>) {
+    // The metrics count exactly what the timeline records.
+    crate::metrics::observe(&event);
     match event {
         Event::Open { id, open } => {
             let Open { bundle, t0_ms, header, shared, ring, history_every } = *open;
