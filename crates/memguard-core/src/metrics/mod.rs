@@ -361,6 +361,8 @@ mod tests {
             t0_ms: 0.0,
             header: json!({ "threadId": thread }),
             shared: shared.clone(),
+            ring: crate::segments::Ring::new(crate::segments::DEFAULT_BUDGET),
+            history_every: std::time::Duration::from_secs(60),
         };
         let id = 77_001;
         observe(&Event::Open { id, open: Box::new(open(4242)) });
