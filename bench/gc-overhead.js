@@ -143,7 +143,8 @@ async function runOnce(mode, workload, extraFlags = []) {
     const r = await run([...flags, '-e', child, mode, workload, String(port)], env, scrapeUrl);
     if (r.status !== 0) throw new Error(`${mode}/${workload} failed: ${r.stderr}`);
     const lines = r.stdout.trim().split('\n');
-    const result = JSON.parse(lines[lines.length - 1]);
+    // The last JSON line (with --trace-gc, a GC at exit may print after it).
+    const result = JSON.parse(lines.filter((l) => l.startsWith('{')).pop());
     // --trace-gc: one line per collection (scavenge, minor mark-sweep, mark-compact).
     result.traced = lines.filter((l) => /^\[\d+:0x[0-9a-f]+\]\s+\d+ ms: /.test(l)).length;
     if (mode.startsWith('memguard')) {
