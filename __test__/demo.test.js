@@ -16,7 +16,10 @@ test('the demo catches the leaking service and summarises its bundle', async () 
   assert.match(report, /^Verdict: Leak suspect: [\d,]+ UserSession \([\d.]+ MB\) held by Map 'sessions', allocated by handle \(leaky-server\.js:20\); heap \+[\d.]+ MB\/min$/m);
   assert.ok(report.indexOf('Verdict:') < report.indexOf('Process:'), report.slice(0, 1500));
   assert.match(report, /^ {5}held by {4}Map 'sessions' \([\d.]+ MB retained\)/m);
-  assert.match(report, /^ {5}allocated {2}handle \(leaky-server\.js:20\)$/m);
+  // When TurboFan inlines the UserSession constructor into handle(), the
+  // sample has no constructor frame and the site is matched as the largest
+  // app site instead: the same function and line either way.
+  assert.match(report, /^ {5}allocated {2}handle \(leaky-server\.js:20\)( \(the largest app site; not tied to the class\))?$/m);
   assert.match(r.stdout, /Top classes by retained size:\n[\s\S]*^\s+UserSession\s+[\d,]+\s/m);
   assert.match(r.stdout, /Map 'sessions'/);
   // Objects each held by their own session are explained through their holders' class.
