@@ -143,6 +143,14 @@ fn the_gate_tells_growth_from_a_flat_heap_and_a_cache_that_filled_up() {
     assert_eq!(gate::heap_trend(&filled, true).state, "growing");
     assert_eq!(gate::heap_trend(&flat, true).state, "flat");
     assert_eq!(gate::heap_trend(&timeline(3, "too-short", |i| i as f64 * mb), false).state, "too-short");
+    // 1.8 s rising to the heap limit, then GCs thrashing flat at the top (the last half does not
+    // rise) and a near-heap-limit capture: a fast leak, not too little data. Without the capture
+    // it stays too short to judge, and so does a short flat heap.
+    let fast = timeline(19, "too-short", |i| 20.0 * mb + (i.min(8) as f64) * 5.0 * mb + jitter(i, 0.3 * mb));
+    assert_eq!(gate::heap_trend(&fast, true).state, "growing");
+    assert_eq!(gate::heap_trend(&fast, false).state, "too-short");
+    let short_flat = timeline(19, "too-short", |i| 40.0 * mb + jitter(i, 0.3 * mb));
+    assert_eq!(gate::heap_trend(&short_flat, true).state, "too-short");
 }
 
 /// A report whose snapshot has one big accumulation point, and `timeline`.

@@ -56,7 +56,12 @@ pub fn heap_trend(t: &TimelineSummary, hit_limit: bool) -> HeapTrend {
     };
     let limit = t.samples.iter().map(|s| s.heap_limit).filter(|&l| l > 0).min();
     let reached_limit = hit_limit || limit.is_some_and(|l| t.heap_used_peak as f64 >= NEAR_LIMIT * l as f64);
+    // A recording too short for the timeline's own verdict (under 2 s) that
+    // rose all the way to the heap limit is a fast leak, not too little data.
+    let short_rise_to_limit =
+        whole == "too-short" && reached_limit && points.len() >= MIN_POINTS && rises(&thinned(&points)).0;
     out.state = match (whole, recent_rising) {
+        ("too-short", _) if short_rise_to_limit => "growing",
         ("too-short", None | Some(false)) => "too-short",
         (_, Some(true)) => "growing",
         ("growing", _) if reached_limit => "growing",
