@@ -23,6 +23,15 @@ const MIN_GROWTH_SHARE: f64 = 0.05;
 /// An app class outranks an internal one unless the internal one is this much larger.
 const INTERNAL_PENALTY: f64 = 2.0;
 
+/// Rank of a point: its retained size, halved when its class or its holder
+/// is V8's or Node's own (`(system)` holding Node's `ImmediateList` on
+/// Node 26), so the app's own accumulation comes first unless an internal
+/// one is much larger — a closure leak that is only internal still shows.
+fn app_first(p: &AccumulationPoint) -> f64 {
+    let internal = p.internal || p.holder.class.starts_with('(');
+    p.retained_size as f64 / if internal { INTERNAL_PENALTY } else { 1.0 }
+}
+
 /// `Map 'sessions'`.
 pub fn holder_text(p: &AccumulationPoint) -> String {
     match &p.holder.edge {
@@ -69,7 +78,9 @@ pub fn judge(r: &Report) -> Verdict {
         v.status = "no-leak-suspect".into();
         v.reason = Some(reason.into());
         v.headline = format!("No leak suspect: {why}");
-        v.not_growing = points.iter().take(MAX_HOLDERS).cloned().collect();
+        let mut holders: Vec<&AccumulationPoint> = points.iter().collect();
+        holders.sort_by(|a, b| app_first(b).total_cmp(&app_first(a)));
+        v.not_growing = holders.into_iter().take(MAX_HOLDERS).cloned().collect();
         return v;
     }
     // The whole recording's slope, or the last half's when the whole was too short to have one.
@@ -85,8 +96,7 @@ pub fn judge(r: &Report) -> Verdict {
         candidates = growing;
         candidates.sort_by_key(|p| std::cmp::Reverse(p.growth.as_ref().and_then(|g| g.bytes_added).unwrap_or(0)));
     } else {
-        let score = |p: &AccumulationPoint| p.retained_size as f64 / if p.internal { INTERNAL_PENALTY } else { 1.0 };
-        candidates.sort_by(|a, b| score(b).total_cmp(&score(a)));
+        candidates.sort_by(|a, b| app_first(b).total_cmp(&app_first(a)));
     }
     for p in candidates.into_iter().take(MAX_SUSPECTS) {
         v.suspects.push(suspect_of(r, p, reachable, trend.as_ref(), rate));
