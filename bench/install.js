@@ -21,7 +21,7 @@ const { version } = require('../package.json');
 const RUNS = Number(process.env.BENCH_RUNS || 7);
 const SOURCE_RUNS = Number(process.env.BENCH_SOURCE_RUNS || 2);
 const dist = (name) => path.join(root, 'dist', `${name}-${version}.tgz`);
-const npmCli = path.join(path.dirname(fs.realpathSync(process.execPath)), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+const npmCli = path.join(require('../scripts/node-dist').npmBinDir(), 'npm-cli.js');
 
 for (const name of ['memguard', 'memguard-linux-x64-gnu']) {
   if (!fs.existsSync(dist(name))) {

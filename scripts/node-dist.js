@@ -49,4 +49,9 @@ function newestEvenMajor() {
   }
 }
 
-module.exports = { nodeDist, newestEvenMajor, run, cache, root };
+/** The directory of npm's own CLI scripts (npm-cli.js, npx-cli.js) shipped with the running Node. */
+function npmBinDir() {
+  return path.join(path.dirname(fs.realpathSync(process.execPath)), '..', 'lib', 'node_modules', 'npm', 'bin');
+}
+
+module.exports = { nodeDist, newestEvenMajor, npmBinDir, run, cache, root };

@@ -10,7 +10,7 @@ const h = require('../helpers');
 
 const DIST = path.join(h.ROOT, 'dist');
 const PREBUILDS = path.join(h.ROOT, 'prebuilds');
-const NPM_CLI = path.join(path.dirname(fs.realpathSync(process.execPath)), '..', 'lib', 'node_modules', 'npm', 'bin');
+const NPM_CLI = require('../../scripts/node-dist').npmBinDir();
 const { version } = require(path.join(h.ROOT, 'package.json'));
 
 /** The packed tarball of `name` (`memguard` or `memguard-<platform>`), which must exist. */
