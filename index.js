@@ -8,9 +8,7 @@
 // `memguard:` line on stderr and an inactive API; the host runs on.
 
 const { EventEmitter } = require('node:events');
-const { threadId, isMainThread } = require('node:worker_threads');
 const { findAddon, missingAddonMessage } = require('./lib/platform');
-const { createMetrics } = require('./lib/metrics');
 
 // One instance per thread even if two copies of the package get loaded.
 const INSTANCE = Symbol.for('memguard.instance');
@@ -57,16 +55,27 @@ function cwd() {
   }
 }
 
+// Loading node:worker_threads costs ~2 ms, paid by every process started
+// with -r memguard; on the main thread the binding knows the answer.
+function thread(binding) {
+  if (binding && binding.isMainThread()) return { threadId: 0, isMainThread: true };
+  const { threadId, isMainThread } = require('node:worker_threads');
+  return { threadId, isMainThread };
+}
+
 function create() {
   let binding = null;
   let state = { active: false, bundleDir: null, config: null };
+  let isMainThread = true;
   try {
     binding = loadBinding();
+    const here = thread(binding);
+    isMainThread = here.isMainThread;
     state = binding.start(
       memguardVars(),
       {
         pid: process.pid,
-        threadId,
+        threadId: here.threadId,
         nodeVersion: process.version,
         v8Version: process.versions.v8,
         abi: process.versions.modules,
@@ -80,8 +89,9 @@ function create() {
     const off = /^\s*(0|off|false|no)\s*$/i.test(process.env.MEMGUARD || '');
     if (!off) process.stderr.write(`memguard: error: ${err.message}; memguard is inactive\n`);
   }
-  const detach = state.active && state.config.timeline ? record(binding, state.config.intervalMs) : () => {};
+  const detach = state.active && state.config.timeline ? record(binding, state.config.intervalMs, isMainThread) : () => {};
   const api = new EventEmitter();
+  let metrics = null;
   const stopEvents = state.active ? deliverEvents(binding, api) : () => {};
 
   return Object.defineProperties(api, Object.getOwnPropertyDescriptors({
@@ -124,7 +134,11 @@ function create() {
       return binding.timeline(Math.max(0, Math.min(Number(last) || 0, 10_000))).map((line) => JSON.parse(line));
     },
     /** Metrics from memguard's recorder: snapshot(), register(promRegistry), otel(meter). */
-    metrics: createMetrics(() => (state.active ? binding : null)),
+    get metrics() {
+      // Loaded on first use: most processes never ask.
+      metrics = metrics || require('./lib/metrics').createMetrics(() => (state.active ? binding : null));
+      return metrics;
+    },
     /** Stops guarding this thread (hooks removed, timeline closed). */
     stop() {
       detach();
@@ -151,7 +165,7 @@ function deliverEvents(binding, api) {
 // The flight recorder's JS side: a heap sample every `intervalMs` from an
 // unref'd timer (it never keeps the process alive), and the ends of the
 // process recorded and flushed without changing how it ends.
-function record(binding, intervalMs) {
+function record(binding, intervalMs, isMainThread) {
   const arrayBuffers = () => process.memoryUsage().arrayBuffers;
   const timer = setInterval(() => binding.sample(arrayBuffers()), intervalMs);
   timer.unref();

@@ -180,7 +180,9 @@ impl Guard {
         }
         if let Some(timeline) = &self.timeline {
             timeline.sample(0);
-            if let Err(e) = self.save_manifest() {
+            // Queued, not awaited: start-up is paid by every process started
+            // with -r memguard; a crash right after still finds it written.
+            if let Err(e) = self.write_manifest(Writer::queue_atomic) {
                 log::warn_once(&format!("cannot write summary.json in {}: {e}", self.bundle.path().display()));
             }
         }
@@ -201,13 +203,17 @@ impl Guard {
 
     /// Rewrites `summary.json` (atomically) with the latest timeline digest.
     pub fn save_manifest(&self) -> std::io::Result<()> {
+        self.write_manifest(Writer::write_atomic)
+    }
+
+    fn write_manifest(&self, write: fn(&Writer, &Bundle, &str, Vec<u8>) -> std::io::Result<()>) -> std::io::Result<()> {
         let writer = Writer::global().ok_or_else(|| std::io::Error::other("memguard's writer thread is not running"))?;
         if let Some(timeline) = &self.timeline {
             self.manifest.borrow_mut().timeline =
                 Some(TimelineSummary { file: TIMELINE_FILE.into(), digest: timeline.shared.digest() });
         }
         let json = self.manifest.borrow().to_json();
-        writer.write_atomic(&self.bundle, SUMMARY_FILE, json)
+        write(writer, &self.bundle, SUMMARY_FILE, json)
     }
 
     /// The thread is ending (exit, uncaught exception, worker end, a fatal
@@ -228,7 +234,10 @@ impl Guard {
                 // or an app with a worker per task, would otherwise leave a
                 // bundle per start: one that ended well and captured nothing
                 // tells nothing worth its disk space.
-                let _ = self.bundle.remove();
+                let _ = match Writer::global() {
+                    Some(writer) => writer.remove_bundle(&self.bundle),
+                    None => self.bundle.remove(),
+                };
                 return;
             }
             self.manifest.borrow_mut().ended = Some(ended);

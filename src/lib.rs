@@ -33,6 +33,14 @@ pub fn built_abi() -> String {
     env!("MEMGUARD_BUILT_ABI").to_string()
 }
 
+/// Whether this is the process's main thread (its thread id is the pid):
+/// index.js then needs no `node:worker_threads`, whose loading costs ~2 ms
+/// of every start. `false` when unknown (index.js then asks Node).
+#[napi]
+pub fn is_main_thread() -> bool {
+    memguard_core::procmem::on_main_thread().unwrap_or(false)
+}
+
 /// Starts guarding the calling thread's isolate. `vars` are the `MEMGUARD*`
 /// variables of this thread's `process.env`, `info` what Node knows of the
 /// process (see index.js). Returns `{active, bundleDir, config}`. Calling it

@@ -131,6 +131,20 @@ fn is_real_limit(limit: u64) -> bool {
     limit < (1 << 60)
 }
 
+/// Whether the calling thread is the process's main thread, from
+/// `/proc/thread-self` (a link to `<pid>/task/<tid>`); `None` without /proc.
+pub fn on_main_thread() -> Option<bool> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    is_main_thread_link(link.to_str()?)
+}
+
+/// Pure part of `on_main_thread`.
+fn is_main_thread_link(link: &str) -> Option<bool> {
+    let mut parts = link.split('/');
+    let (pid, task, tid) = (parts.next()?, parts.next()?, parts.next()?);
+    (task == "task").then(|| pid == tid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +195,13 @@ mod tests {
     #[test]
     fn rss_is_read() {
         assert!(rss_bytes().unwrap() > 1 << 20);
+    }
+
+    #[test]
+    fn main_thread_is_the_one_whose_tid_is_the_pid() {
+        assert_eq!(is_main_thread_link("4242/task/4242"), Some(true));
+        assert_eq!(is_main_thread_link("4242/task/4250"), Some(false));
+        assert_eq!(is_main_thread_link("nonsense"), None);
+        assert_eq!(std::thread::spawn(on_main_thread).join().unwrap(), Some(false));
     }
 }

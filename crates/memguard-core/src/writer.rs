@@ -38,7 +38,10 @@ enum Job {
         chunks: Receiver<Chunk>,
         done: Sender<io::Result<FileRecord>>,
     },
-    Atomic { bundle: Bundle, name: String, bytes: Vec<u8>, done: Sender<io::Result<()>> },
+    /// `done`: None when nobody waits (a failure is then logged here).
+    Atomic { bundle: Bundle, name: String, bytes: Vec<u8>, done: Option<Sender<io::Result<()>>> },
+    /// Removes a bundle after every job queued before this one.
+    Remove { bundle: Bundle, done: Sender<io::Result<()>> },
 }
 
 enum Chunk {
@@ -139,8 +142,25 @@ impl Writer {
     pub fn write_atomic(&self, bundle: &Bundle, name: &str, bytes: Vec<u8>) -> io::Result<()> {
         let (done, done_rx) = bounded(1);
         self.jobs
-            .send(Job::Atomic { bundle: bundle.clone(), name: name.to_string(), bytes, done })
+            .send(Job::Atomic { bundle: bundle.clone(), name: name.to_string(), bytes, done: Some(done) })
             .map_err(|_| writer_gone())?;
+        done_rx.recv().unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// Like `write_atomic`, without waiting: for writes the JS thread need
+    /// not pay for (the first `summary.json`, at start-up). A failure is
+    /// logged by the writer.
+    pub fn queue_atomic(&self, bundle: &Bundle, name: &str, bytes: Vec<u8>) -> io::Result<()> {
+        self.jobs
+            .send(Job::Atomic { bundle: bundle.clone(), name: name.to_string(), bytes, done: None })
+            .map_err(|_| writer_gone())
+    }
+
+    /// Removes `bundle` once the writes queued for it are done (a queued
+    /// write after a removal would make the directory again), and waits.
+    pub fn remove_bundle(&self, bundle: &Bundle) -> io::Result<()> {
+        let (done, done_rx) = bounded(1);
+        self.jobs.send(Job::Remove { bundle: bundle.clone(), done }).map_err(|_| writer_gone())?;
         done_rx.recv().unwrap_or_else(|_| Err(writer_gone()))
     }
 }
@@ -204,9 +224,23 @@ fn run(job: Job, ours: &mut Ours) {
         }
         Job::Atomic { bundle, name, bytes, done } => {
             ours.0.insert(bundle.path());
-            let _ = done.send(bundle.ensure().and_then(|dir| dir.write_atomic(&name, &bytes)));
+            let result = bundle.ensure().and_then(|dir| dir.write_atomic(&name, &bytes));
+            match done {
+                Some(done) => {
+                    let _ = done.send(result);
+                }
+                None => {
+                    if let Err(e) = result {
+                        log::warn_once(&format!("cannot write {name} in {}: {e}", bundle.path().display()));
+                    }
+                }
+            }
             // After answering: the JS thread waits for the answer, not for this.
             ours.trim(&bundle);
+        }
+        Job::Remove { bundle, done } => {
+            ours.0.remove(&bundle.path());
+            let _ = done.send(bundle.remove());
         }
     }
 }
