@@ -1,4 +1,16 @@
 /** Settings resolved from the MEMGUARD* environment variables. */
+export interface SelfCost {
+  /** CPU time of each memguard thread that ran: recorder, writer, watchdog, metrics, crashes. */
+  threadsCpuMs: Record<string, number>
+  /** Time in memguard's callbacks on JS threads (GC callbacks, sampling timer, event delivery). */
+  callbacksMs: number
+  callbacks: number
+  /** The process's CPU time, all threads. */
+  processCpuMs: number
+  /** (threads + callbacks) / process CPU time. */
+  share: number
+}
+
 export interface MemguardConfig {
   /** `MEMGUARD`: false when set to 0/off/false/no. */
   enabled: boolean
@@ -191,6 +203,13 @@ export interface Memguard extends import('node:events').EventEmitter {
    * inactive; throws when the snapshot could not be written.
    */
   snapshot(reason?: string): string | null
+  /**
+   * What memguard has cost this process so far, accounted by itself: the CPU time of its
+   * background threads, the time spent in its callbacks on JS threads, and their share of
+   * the process's CPU time. Not counted: V8's work for the sampling heap profiler, and
+   * deliberate captures (their pauses are in summary.json). Null when the binary is missing.
+   */
+  selfCost(): SelfCost | null
   /** Heap statistics and per-space statistics of this thread's isolate. */
   stats(): { heap: HeapStats; spaces: SpaceStats[] } | null
   /**

@@ -120,6 +120,14 @@ function create() {
     previousCrashes() {
       return binding && state.active ? binding.previousCrashes() : [];
     },
+    /**
+     * What memguard has cost this process so far: its threads' CPU time, the
+     * time in its callbacks on JS threads, the process's CPU time and the
+     * share ({threadsCpuMs, callbacksMs, callbacks, processCpuMs, share}).
+     */
+    selfCost() {
+      return binding ? binding.selfCost() : null;
+    },
     /** V8 heap statistics and per-space statistics of this thread. */
     stats() {
       return binding ? binding.stats() : null;

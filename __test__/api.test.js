@@ -122,3 +122,33 @@ test('by package name: node --import memguard (ESM) and node -r memguard (Common
   assert.equal(cjs.code, 0, cjs.stderr);
   assert.deepEqual(JSON.parse(cjs.stdout), { active: true });
 });
+
+test('selfCost(): memguard accounts for its own CPU time, in the API and in summary.json', async (t) => {
+  const dir = h.tempDir(t);
+  const script = `
+    const memguard = require(${JSON.stringify(h.MEMGUARD)});
+    let ring = new Array(1024);
+    const t0 = Date.now();
+    (function round() {
+      for (let i = 0; i < 20000; i++) ring[i & 1023] = { i, s: 'k' + i };
+      if (Date.now() - t0 < 1500) return setImmediate(round);
+      memguard.snapshot('end'); // keeps the bundle, with the summary written after the work
+      console.log(JSON.stringify({ cost: memguard.selfCost(), gcs: memguard.metrics.snapshot(), bundleDir: memguard.bundleDir }));
+    })();`;
+  const r = await h.runNode(['--max-semi-space-size=1', '-e', script], { env: { MEMGUARD_DIR: dir } });
+  assert.equal(r.code, 0, r.stderr);
+  const { cost, bundleDir } = JSON.parse(r.stdout);
+  assert.ok(cost.threadsCpuMs.recorder > 0, JSON.stringify(cost));
+  // Two GC callbacks (prologue, epilogue) per collection, plus the timers.
+  const summary = h.readSummary(bundleDir);
+  const gcEvents = Object.values(summary.timeline.digest.gc).reduce((n, g) => n + g.count, 0);
+  assert.ok(gcEvents > 100, `${gcEvents} GC events`);
+  assert.ok(cost.callbacks >= gcEvents * 2 - 10, `${cost.callbacks} callbacks for ${gcEvents} GC events`);
+  assert.ok(cost.callbacksMs > 0 && cost.processCpuMs > 500, JSON.stringify(cost));
+  const ours = Object.values(cost.threadsCpuMs).reduce((a, b) => a + b, 0) + cost.callbacksMs;
+  assert.ok(Math.abs(cost.share - ours / cost.processCpuMs) < 1e-9);
+  assert.ok(cost.share > 0 && cost.share < 0.5, JSON.stringify(cost));
+  // summary.json carries the same accounting, as of its last write.
+  assert.ok(summary.selfCost.processCpuMs > 0 && summary.selfCost.callbacks > 0, JSON.stringify(summary.selfCost));
+  assert.equal(summary.selfCost.threadsCpuMs.writer > 0, true);
+});

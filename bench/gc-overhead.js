@@ -137,7 +137,8 @@ async function runOnce(mode, workload, extraFlags = []) {
   try {
     const flags = [...(workload === 'alloc' ? ['--max-semi-space-size=1'] : []), ...extraFlags];
     const port = await freePort();
-    const env = { ...process.env, MEMGUARD_DIR: dir, MEMGUARD_LOG: 'silent', ...MODE_ENV[mode] };
+    // MEMGUARD_KEEP=all: the bundle (its summary.json) is read after the run.
+    const env = { ...process.env, MEMGUARD_DIR: dir, MEMGUARD_LOG: 'silent', MEMGUARD_KEEP: 'all', ...MODE_ENV[mode] };
     if (mode === 'memguard-metrics') env.MEMGUARD_METRICS = String(port);
     const scrapeUrl = SCRAPED.has(mode) ? `http://127.0.0.1:${port}/metrics` : null;
     const r = await run([...flags, '-e', child, mode, workload, String(port)], env, scrapeUrl);
@@ -155,6 +156,7 @@ async function runOnce(mode, workload, extraFlags = []) {
       result.collections = ['scavenge', 'mark-compact', 'minor-mark-sweep'].reduce((n, k) => n + (d.gc[k] ? d.gc[k].count : 0), 0);
       result.timelineBytes = fs.statSync(path.join(dir, bundle, 'timeline.ndjson.gz')).size;
       result.dropped = d.dropped;
+      result.selfCost = summary.selfCost;
     }
     return result;
   } finally {
@@ -255,6 +257,10 @@ async function blockedScrapes(mode) {
     if (results.memguard) {
       const mg = results.memguard;
       const bytesPerGc = median(mg.map((r) => r.timelineBytes / r.gcs));
+      const sc = mg.map((r) => r.selfCost);
+      const share = sc.map((c) => c.share * 100);
+      const perGcUs = median(mg.map((r) => (r.selfCost.callbacksMs * 1000) / r.gcs));
+      console.log(`memguard's own accounting (summary.json selfCost, goal ≤ 1 %): ${median(share).toFixed(2)} % of the process's CPU time (spread ${Math.min(...share).toFixed(2)}–${Math.max(...share).toFixed(2)} %) at ${gcsPerSec.toFixed(0)} collections/s; callbacks ${median(sc.map((c) => c.callbacksMs)).toFixed(1)} ms (${perGcUs.toFixed(2)} µs per GC event), threads ${Object.keys(sc[0].threadsCpuMs).map((k) => `${k} ${median(sc.map((c) => c.threadsCpuMs[k] || 0)).toFixed(1)} ms`).join(', ')}, process ${median(sc.map((c) => c.processCpuMs)).toFixed(0)} ms`);
       console.log(`memguard: in-run RSS added ${((rss('memguard') - rss('none')) / 2 ** 20).toFixed(1)} MiB, timeline ${bytesPerGc.toFixed(2)} bytes per GC event (all ${median(mg.map((r) => r.gcs))} events incl. incremental marking), dropped ${Math.max(...mg.map((r) => r.dropped))}`);
     }
     // The true count differs from process to process (an agent's own heap

@@ -212,6 +212,7 @@ impl Guard {
             self.manifest.borrow_mut().timeline =
                 Some(TimelineSummary { file: TIMELINE_FILE.into(), digest: timeline.shared.digest() });
         }
+        self.manifest.borrow_mut().self_cost = Some(memguard_core::selfcost::current());
         let json = self.manifest.borrow().to_json();
         write(writer, &self.bundle, SUMMARY_FILE, json)
     }

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use memguard_core::bundle::{bundle_name, choose_root, Bundle};
 use memguard_core::config::{Config, DiskBudget};
 use memguard_core::crashes;
+use memguard_core::selfcost;
 use memguard_core::writer;
 use memguard_core::log;
 use memguard_core::manifest::{Manifest, ProcessInfo};
@@ -174,9 +175,11 @@ pub fn shutdown(how: Value) {
 /// Takes one heap sample into the timeline (called from an unref'd timer).
 #[napi]
 pub fn sample(array_buffers: f64) {
-    if let Some(timeline) = guard::current().and_then(|g| g.timeline.clone()) {
-        timeline.sample(array_buffers as u64);
-    }
+    selfcost::timed(|| {
+        if let Some(timeline) = guard::current().and_then(|g| g.timeline.clone()) {
+            timeline.sample(array_buffers as u64);
+        }
+    })
 }
 
 /// Adds a marker record to the timeline and puts the timeline on disk.
@@ -200,7 +203,13 @@ pub fn timeline(last: u32) -> Vec<String> {
 /// Events for JS listeners since the last call (`[{type, info}]`), oldest first.
 #[napi]
 pub fn take_events() -> Vec<Value> {
-    guard::current().map(|g| std::mem::take(&mut *g.events.borrow_mut())).unwrap_or_default()
+    selfcost::timed(|| guard::current().map(|g| std::mem::take(&mut *g.events.borrow_mut())).unwrap_or_default())
+}
+
+/// What memguard has cost this process so far (see `selfcost`).
+#[napi]
+pub fn self_cost() -> Value {
+    serde_json::to_value(selfcost::current()).unwrap_or(Value::Null)
 }
 
 /// The current sampling heap profile in DevTools' `SamplingHeapProfile`

@@ -273,7 +273,9 @@ impl<H: GcHandler> GcHook<H> {
         // SAFETY: `data` is the hook's Lent, alive until the callbacks are removed.
         let handler = unsafe { Lent::<H>::get(data) };
         let phase = if phase == 0 { GcPhase::Start } else { GcPhase::End };
-        let _ = catch_unwind(AssertUnwindSafe(|| handler.gc(phase, kind as u32, flags as u32)));
+        memguard_core::selfcost::timed(|| {
+            let _ = catch_unwind(AssertUnwindSafe(|| handler.gc(phase, kind as u32, flags as u32)));
+        });
     }
 
     pub fn install(isolate: Isolate, handler: &Rc<H>) -> Self {

@@ -204,6 +204,7 @@ pub fn scan_in_background(root: PathBuf, own_pid: u32) {
             log::info(&announcement(crash));
         }
         publish(found);
+        crate::selfcost::checkpoint(crate::selfcost::Role::Crashes);
     });
     if spawned.is_err() {
         publish(Vec::new());

@@ -18,6 +18,7 @@ pub mod printable;
 pub mod procmem;
 pub mod recorder;
 pub mod segments;
+pub mod selfcost;
 pub mod sourcemaps;
 pub mod watchdog;
 pub mod writer;

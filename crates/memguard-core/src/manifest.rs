@@ -164,6 +164,9 @@ pub struct Manifest {
     /// or a signal); absent while running or after a crash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended: Option<serde_json::Value>,
+    /// What memguard has cost the process so far (process-wide), as of this write.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub self_cost: Option<crate::selfcost::SelfCost>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,6 +192,7 @@ impl Manifest {
             timeline: None,
             captures: Vec::new(),
             ended: None,
+            self_cost: None,
         }
     }
 

@@ -229,7 +229,8 @@ impl Recorder {
 struct Timeline {
     bundle: Bundle,
     file: Option<File>,
-    encoder: GzEncoder<Vec<u8>>,
+    /// This member's records, not yet compressed.
+    plain: Vec<u8>,
     pending: u64,
     /// Epoch ms of the start record; every `t` is relative to it.
     t0: f64,
@@ -258,8 +259,17 @@ struct Timeline {
     period_t0: f64,
 }
 
-fn new_member() -> GzEncoder<Vec<u8>> {
-    GzEncoder::new(Vec::with_capacity(16 << 10), Compression::new(6))
+/// gzip level 3, as for snapshots: measured at ~3,000 GC records/s, the
+/// recorder thread spends a third less CPU time than at level 6 for a file
+/// ~10 % larger (level 1: 60 % larger for little more saved).
+const LEVEL: u32 = 3;
+
+/// A second's records as one gzip member, compressed in one go: one deflate
+/// call per member costs less than one per record.
+fn compress_member(plain: &[u8]) -> Vec<u8> {
+    let mut member = GzEncoder::new(Vec::with_capacity(plain.len() / 6 + 64), Compression::new(LEVEL));
+    let _ = member.write_all(plain); // into a Vec: cannot fail
+    member.finish().unwrap_or_default()
 }
 
 fn run(rx: Receiver<Event>) {
@@ -281,6 +291,7 @@ fn run(rx: Receiver<Event>) {
             }
             next_member = Instant::now() + MEMBER_EVERY;
         }
+        crate::selfcost::checkpoint(crate::selfcost::Role::Recorder);
         // Like a sleep, but `send_and_wait` can cut it short.
         std::thread::park_timeout(POLL);
     }
@@ -294,7 +305,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
             let Open { bundle, t0_ms, header, shared, ring, history_every } = *open;
             let mut tl = Timeline {
                 file: None,
-                encoder: new_member(),
+                plain: Vec::with_capacity(16 << 10),
                 pending: 0,
                 t0: t0_ms,
                 shared,
@@ -379,8 +390,8 @@ impl Timeline {
 
     fn push_line(&mut self) {
         self.line.push('\n');
-        if self.file.is_some() && self.encoder.write_all(self.line.as_bytes()).is_err() {
-            self.file = None;
+        if self.file.is_some() {
+            self.plain.extend_from_slice(self.line.as_bytes());
         }
         self.pending += 1;
         self.shared.digest.lock().records += 1;
@@ -487,12 +498,12 @@ impl Timeline {
             return;
         }
         let records = std::mem::take(&mut self.pending);
-        let member = std::mem::replace(&mut self.encoder, new_member());
+        let plain = std::mem::replace(&mut self.plain, Vec::with_capacity(16 << 10));
         let member_t0 = std::mem::replace(&mut self.member_t0, now_ms());
         if self.file.is_none() {
             return;
         }
-        let Ok(bytes) = member.finish() else { return }; // into a Vec: cannot fail
+        let bytes = compress_member(&plain);
         // Only between whole appends: a backlog belongs to the segment it was meant for.
         if self.backlog.is_empty() && self.ring.rotate_before(self.file_len, bytes.len() as u64) {
             self.rotate(member_t0, bytes.len() as u64);
@@ -631,9 +642,7 @@ impl Timeline {
 
 /// One record as a gzip member of its own.
 fn member_of(record: &Value) -> Vec<u8> {
-    let mut member = GzEncoder::new(Vec::with_capacity(256), Compression::new(6));
-    let _ = member.write_all(format!("{record}\n").as_bytes()); // into a Vec: cannot fail
-    member.finish().unwrap_or_default()
+    compress_member(format!("{record}\n").as_bytes())
 }
 
 /// Appends whole members or nothing: a short write (disk full) is cut off

@@ -75,6 +75,7 @@ pub fn spawn(mut policy: RssPolicy, on_crossing: impl Fn(RssCrossing) + Send + '
             if let Some(crossing) = procmem::rss_bytes().and_then(|rss| policy.observe(rss)) {
                 on_crossing(crossing);
             }
+            crate::selfcost::checkpoint(crate::selfcost::Role::Watchdog);
             std::thread::sleep(POLL);
         })
         .is_ok()

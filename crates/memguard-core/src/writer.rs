@@ -19,6 +19,7 @@ use crate::bundle::Bundle;
 use crate::disk::{self, megabytes, BundleUsage};
 use crate::log;
 use crate::manifest::FileRecord;
+use crate::selfcost::{self, Role};
 
 /// How many chunks may wait for the writer. With V8's chunks at 64 KiB this
 /// caps the memory in flight at ~4 MiB, which matters near the heap limit.
@@ -115,6 +116,7 @@ impl Writer {
                         let mut ours = Ours::default();
                         for job in rx {
                             run(job, &mut ours);
+                            selfcost::checkpoint(Role::Writer);
                         }
                     })
                     .ok()

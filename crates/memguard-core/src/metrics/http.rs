@@ -86,6 +86,7 @@ fn serve(listener: TcpListener) {
     let cgroup = super::cgroup();
     let mut conns: Vec<Conn> = Vec::new();
     loop {
+        crate::selfcost::checkpoint(crate::selfcost::Role::Metrics);
         let now = Instant::now();
         conns.retain(|c| now < c.deadline());
         let next_deadline =
