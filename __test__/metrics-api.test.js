@@ -132,7 +132,9 @@ test('OpenTelemetry: an SDK MeterProvider collects memguard instruments with the
       assert.strictEqual(byName[name].unit, 'By', name);
       assert.strictEqual(byName[name].type, 'OBSERVABLE_UP_DOWN_COUNTER', name);
       const old = byName[name].points.find((p) => p.attributes['v8js.heap.space.name'] === 'old_space');
-      assert.ok(old && old.value > 0, `${name} old_space`);
+      // Available may be 0: V8 reports none while the old space is full up to its current size.
+      const min = name.endsWith('available_size') ? 0 : 1;
+      assert.ok(old && old.value >= min, `${name} old_space: ${old && old.value}`);
     }
     const used = byName['v8js.memory.heap.used'].points.find((p) => p.attributes['v8js.heap.space.name'] === 'old_space').value;
     assert.strictEqual(used, before.spaces.old_space.used);

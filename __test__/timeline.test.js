@@ -249,6 +249,8 @@ test('a GC-heavy app killed with SIGKILL mid-ring leaves every segment readable'
   await new Promise((resolve) => child.on('close', resolve));
   const [bundle] = h.bundles(dir);
   const { files, first } = checkSegments(bundle);
-  assert.ok(first > 1 && files.length >= 3, `${files.join(' ')}`);
+  // Rotated, and more than one segment left (how many depends on how many
+  // GCs a second this machine runs: a second's member is a segment of its own).
+  assert.ok(first > 1 && files.length >= 2, `${files.join(' ')}`);
   assert.equal(h.readSummary(bundle).ended, undefined);
 });

@@ -40,9 +40,11 @@ impl Timeline {
         let recorder = Recorder::global()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared::default());
+        memguard_core::metrics::opened(id, &header, &shared);
         // Same channel as every later record, so it is handled first.
         let open = Open { bundle: bundle.clone(), t0_ms: now_ms(), header, shared: shared.clone(), ring, history_every };
         if !recorder.try_send(Event::Open { id, open: Box::new(open) }) {
+            memguard_core::metrics::forget(id);
             return None;
         }
         Some(Rc::new(Timeline {

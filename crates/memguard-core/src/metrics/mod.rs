@@ -252,16 +252,35 @@ pub fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     f(&mut REGISTRY.lock())
 }
 
+fn register(reg: &mut Registry, id: u64, header: &Value, shared: &Arc<Shared>) {
+    let thread = header.get("threadId").and_then(Value::as_u64).unwrap_or(0);
+    // One series per thread: a thread guarded again replaces its old entry.
+    reg.threads.retain(|_, t| t.thread != thread);
+    reg.threads.insert(id, ThreadMetrics::new(thread, shared.clone()));
+}
+
+/// A timeline being opened, registered from the isolate's thread at once:
+/// the recorder sees its `Open` at its next poll (up to 100 ms later), and
+/// metrics asked for right after start (OpenTelemetry's first drain) must
+/// find the thread.
+pub fn opened(id: u64, header: &Value, shared: &Arc<Shared>) {
+    register(&mut REGISTRY.lock(), id, header, shared);
+}
+
+/// A timeline that could not be opened after all.
+pub fn forget(id: u64) {
+    REGISTRY.lock().threads.remove(&id);
+}
+
 /// Called by the recorder thread for every event it handles, before it
 /// writes it: the metrics count exactly what the timeline records.
 pub fn observe(event: &Event) {
     let mut reg = REGISTRY.lock();
     match event {
         Event::Open { id, open } => {
-            let thread = open.header.get("threadId").and_then(Value::as_u64).unwrap_or(0);
-            // One series per thread: a thread guarded again replaces its old entry.
-            reg.threads.retain(|_, t| t.thread != thread);
-            reg.threads.insert(*id, ThreadMetrics::new(thread, open.shared.clone()));
+            if !reg.threads.contains_key(id) {
+                register(&mut reg, *id, &open.header, &open.shared);
+            }
         }
         Event::Gc { id, rec } => {
             if let Some(t) = reg.threads.get_mut(id) {
@@ -397,5 +416,16 @@ mod tests {
         let (done, _rx) = crossbeam_channel::bounded(1);
         observe(&Event::Close { id: id + 1, done });
         assert!(thread_json(4242, false).is_none());
+
+        // Registered from the isolate's thread before the recorder sees the
+        // Open: found at once, and the Open does not reset it.
+        let o = open(4343);
+        opened(id + 2, &o.header, &o.shared);
+        assert_eq!(thread_json(4343, true).unwrap()["gcEvents"], json!([]));
+        observe(&Event::Open { id: id + 2, open: Box::new(o) });
+        observe(&Event::Gc { id: id + 2, rec: gc(1, 0.5, 1.0, 0) });
+        assert_eq!(thread_json(4343, true).unwrap()["gcEvents"].as_array().unwrap().len(), 2);
+        forget(id + 2);
+        assert!(thread_json(4343, false).is_none());
     }
 }
