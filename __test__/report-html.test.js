@@ -29,7 +29,8 @@ function crashBundle() {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memguard-report-test-'));
     const r = await h.runNode(['--max-old-space-size=48', '-r', h.MEMGUARD, h.fixture('report-leak.js')], {
       // The threshold is a fraction of V8's whole heap limit (~100 MB here): 0.3 fires well before the end.
-      env: { MEMGUARD_DIR: dir, MEMGUARD_INTERVAL_MS: '100', MEMGUARD_HEAP_THRESHOLDS: '0.3' },
+      // A history period a second: the lifetime chart gets a few points.
+      env: { MEMGUARD_DIR: dir, MEMGUARD_INTERVAL_MS: '100', MEMGUARD_HEAP_THRESHOLDS: '0.3', MEMGUARD_HISTORY_INTERVAL: '1' },
     });
     assert.equal(r.signal, 'SIGABRT', r.stderr.slice(-2000));
     const [bundle] = h.bundles(dir);
@@ -70,6 +71,10 @@ test('memguard report reads a crash bundle: JSON, terminal text and an HTML page
   assert.match(r.diff.after, /heap-2\.heapsnapshot\.gz$/);
   const grown = r.diff.classes.find((c) => c.name === 'ReportSession');
   assert.ok(grown && grown.countAfter > grown.countBefore && grown.retainedDelta > 0, JSON.stringify(grown));
+
+  // The lifetime history: a point per period with a mark-compact, rising.
+  assert.ok(r.lifetime.curve.length >= 2, JSON.stringify(r.lifetime));
+  assert.ok(r.lifetime.curve.at(-1)[1] > r.lifetime.curve[0][1], JSON.stringify(r.lifetime.curve));
 
   // The verdict, with two snapshots: the class, its Map, and what it gained between them.
   const v = r.verdict;
@@ -164,9 +169,9 @@ async function inChromium(t, file) {
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     console.log(`# screenshot: ${SCREENSHOT}`);
     assert.deepEqual(problems, []);
-    assert.deepEqual(state.charts.sort(), ['classes', 'heap', 'pauses']);
-    assert.equal(state.instances, 3);
-    for (const id of ['heap-chart', 'pause-chart', 'classes-chart']) {
+    assert.deepEqual(state.charts.sort(), ['classes', 'heap', 'lifetime', 'pauses']);
+    assert.equal(state.instances, 4);
+    for (const id of ['heap-chart', 'pause-chart', 'classes-chart', 'lifetime-chart']) {
       const c = state.canvases.find((x) => x.id === id);
       assert.ok(c && c.w > 100 && c.h > 100, `${id}: ${JSON.stringify(c)}`);
     }

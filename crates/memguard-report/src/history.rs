@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::report::{GcKindStat, Lifetime};
+use memguard_core::leak::{median, trend, MIN_CONCORDANCE};
+
+use crate::report::{GcKindStat, Lifetime, LifetimeGrowth};
 use crate::timeline::read_records;
 use crate::ReportError;
 
@@ -32,13 +34,49 @@ pub fn read(path: &Path) -> Result<Lifetime, ReportError> {
     }
     life.truncated = cut.is_some();
     life.gc = gc.into_values().collect();
+    life.growth = growth(&life.curve);
+    // Enough for a chart; a month of minutes would be 43,200 points.
+    let step = life.curve.len().div_ceil(MAX_CURVE).max(1);
+    life.curve = life.curve.iter().step_by(step).copied().collect();
     Ok(life)
+}
+
+/// Points the slope is computed over (Theil–Sen is O(n²); a month of
+/// minutes is 43,200 periods).
+const MAX_POINTS: usize = 600;
+const MIN_POINTS: usize = 5;
+const MAX_CURVE: usize = 2_000;
+
+/// The lifetime trend: a leak of 50 MB a day for three weeks is a steady
+/// rise here even where the timeline's ring holds only the last hour.
+fn growth(curve: &[(f64, u64)]) -> Option<LifetimeGrowth> {
+    if curve.len() < MIN_POINTS {
+        return None;
+    }
+    let step = curve.len().div_ceil(MAX_POINTS);
+    let points: Vec<(f64, f64)> = curve.iter().step_by(step).map(|&(t, b)| (t, b as f64)).collect();
+    let t = trend(&points);
+    let span = points.last()?.0 - points.first()?.0;
+    let mut heaps: Vec<f64> = points.iter().map(|p| p.1).collect();
+    let med = median(&mut heaps).unwrap_or(0.0);
+    let change = t.slope_per_ms * span;
+    let steady = |c: f64| c >= MIN_CONCORDANCE;
+    let big = change.abs() >= (0.1 * med).max(1048576.0);
+    let state = if steady(t.concordance) && change > 0.0 && big {
+        "growing"
+    } else if steady(1.0 - t.concordance) && change < 0.0 && big {
+        "shrinking"
+    } else {
+        "flat"
+    };
+    Some(LifetimeGrowth { bytes_per_day: t.slope_per_ms * 86_400_000.0, concordance: t.concordance, state: state.into() })
 }
 
 fn add_period(life: &mut Lifetime, gc: &mut BTreeMap<String, GcKindStat>, r: &Value) {
     life.periods += 1;
     life.span_ms = life.span_ms.max(r.get("t").and_then(Value::as_f64).unwrap_or(0.0));
     if let Some([lo, hi, last]) = r.get("afterMarkCompact").and_then(|v| serde_json::from_value::<[u64; 3]>(v.clone()).ok()) {
+        life.curve.push((r.get("t").and_then(Value::as_f64).unwrap_or(0.0), last));
         life.after_mark_compact = Some(match life.after_mark_compact {
             Some([l, h, _]) => [l.min(lo), h.max(hi), last],
             None => [lo, hi, last],
@@ -72,6 +110,23 @@ mod tests {
     }
 
     #[test]
+    fn three_weeks_of_50_mb_a_day_is_growth_and_a_full_cache_is_not() {
+        let minute = 60_000.0;
+        // 21 days of minutes, +50 MB a day under ±20 MB of GC-to-GC noise.
+        let leak: Vec<(f64, u64)> = (0..21 * 1440)
+            .map(|i| (i as f64 * minute, (200e6 + 50e6 * i as f64 / 1440.0 + ((i * 7919) % 41) as f64 * 1e6 - 20e6) as u64))
+            .collect();
+        let g = growth(&leak).unwrap();
+        assert_eq!(g.state, "growing");
+        assert!((g.bytes_per_day - 50e6).abs() < 5e6, "{g:?}");
+        // A cache that filled in its first hour, then stayed.
+        let cache: Vec<(f64, u64)> =
+            (0..3 * 1440).map(|i| (i as f64 * minute, (100e6 + 400e6 * (i as f64 / 60.0).min(1.0) + ((i * 31) % 9) as f64 * 1e6) as u64)).collect();
+        assert_eq!(growth(&cache).unwrap().state, "flat");
+        assert_eq!(growth(&cache[..4]), None);
+    }
+
+    #[test]
     fn periods_sum_up_to_the_whole_life_and_a_cut_keeps_what_came_before() {
         let dir = Dir::new();
         let path = dir.path().join("history.ndjson.gz");
@@ -87,6 +142,9 @@ mod tests {
         assert_eq!((life.after_mark_compact, life.rss_max, life.heap_limit), (Some([100, 400, 350]), Some(5000), Some(1000)));
         let gc: Vec<(&str, u64, f64)> = life.gc.iter().map(|g| (g.kind.as_str(), g.count, g.total_ms)).collect();
         assert_eq!(gc, [("mark-compact", 2, 10.0), ("scavenge", 150, 70.5)]);
+
+        assert_eq!(life.curve, [(60_000.0, 200), (120_000.0, 350)]);
+        assert_eq!(life.growth, None, "too few periods for a trend");
 
         std::fs::write(&path, &bytes[..bytes.len() - last.len() / 2]).unwrap();
         let life = read(&path).unwrap();

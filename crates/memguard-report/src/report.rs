@@ -271,7 +271,25 @@ pub struct Lifetime {
     pub heap_limit: Option<u64>,
     /// Per GC kind: count and total pause (`max_ms` is not kept per period: 0).
     pub gc: Vec<GcKindStat>,
+    /// The trend of the heap after mark-compacts over the whole life (each
+    /// period's last), when there are enough periods to tell.
+    pub growth: Option<LifetimeGrowth>,
+    /// `(t_ms, heap after the period's last mark-compact)`, one per period
+    /// that saw one: the lifetime curve of the HTML page.
+    pub curve: Vec<(f64, u64)>,
     pub truncated: bool,
+}
+
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LifetimeGrowth {
+    /// Theil–Sen slope, bytes per day.
+    pub bytes_per_day: f64,
+    /// Share of period pairs that rise (0.5: no direction; ≥ 0.8: steady).
+    pub concordance: f64,
+    /// `growing` (steady rise of at least 1 MiB and 10 % over the life),
+    /// `shrinking`, or `flat`.
+    pub state: String,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

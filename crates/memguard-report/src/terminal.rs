@@ -379,6 +379,10 @@ fn lifetime_section(out: &mut String, l: &Lifetime) {
     if let Some(limit) = l.heap_limit {
         let _ = write!(out, " of a {} limit", human(limit as f64));
     }
+    if let Some(g) = &l.growth {
+        let sign = if g.bytes_per_day >= 0.0 { "+" } else { "-" };
+        let _ = write!(out, ", {} ({sign}{}/day)", g.state, human(g.bytes_per_day.abs()));
+    }
     if let Some(rss) = l.rss_max {
         let _ = write!(out, "; RSS up to {}", human(rss as f64));
     }
@@ -682,6 +686,8 @@ mod tests {
                 rss_max: Some(200_000_000),
                 heap_limit: Some(100_700_000),
                 gc: vec![GcKindStat { kind: "scavenge".into(), count: 1500, total_ms: 700.4, max_ms: 0.0 }],
+                growth: Some(LifetimeGrowth { bytes_per_day: 40e6, concordance: 0.93, state: "growing".into() }),
+                curve: vec![],
                 truncated: false,
             }),
             allocations: Some(AllocationSummary {
@@ -751,7 +757,7 @@ mod tests {
             "+34.1 MB",
             "Timeline: heap used 3.7 MB at start, 50.5 MB at peak (V8 heap limit 100.7 MB); 11.0 s recorded",
             "GCs: 330 mark-compact (2202 ms, longest 35.0 ms), 159 scavenge (273 ms, longest 4.0 ms)",
-            "Lifetime: 180.0 s in 3 period(s); heap after mark-compacts 30.0 MB–90.0 MB (last 80.0 MB) of a 100.7 MB limit; RSS up to 200.0 MB; 1,500 GCs, 700 ms paused",
+            "Lifetime: 180.0 s in 3 period(s); heap after mark-compacts 30.0 MB–90.0 MB (last 80.0 MB) of a 100.7 MB limit, growing (+40.0 MB/day); RSS up to 200.0 MB; 1,500 GCs, 700 ms paused",
             "  Rotated: the first 2 segment(s) were removed to stay under MEMGUARD_TIMELINE_MAX; recorded from t=4.0 s (2 segment(s) kept)",
             "    10.2 s  snapshot-start (seq 1, trigger near-heap-limit)",
             "Leak verdict: growing: heap after mark-compacts rose 45.0 MB over 10.0 s (270.0 MB/min; Theil–Sen over 330 mark-compacts, 97 % of pairs rising)",
