@@ -9,6 +9,7 @@ use std::rc::Rc;
 use memguard_core::bundle::Bundle;
 use memguard_core::config::Config;
 use memguard_core::heapprofile::{ProfileNode, ProfileSample};
+use memguard_core::history::Shape;
 use memguard_core::leak::LeakTrend;
 use memguard_core::log;
 use memguard_core::manifest::{HeapLimit, Manifest, TimelineSummary, SUMMARY_FILE};
@@ -87,8 +88,8 @@ impl Guard {
                 "memguard": manifest.memguard,
                 "intervalMs": config.interval_ms,
             });
-            let history_every = std::time::Duration::from_secs(config.history_interval_secs.into());
-            Timeline::open(isolate, &bundle, header, Ring::new(config.timeline_max), history_every)
+            let history = Shape::every(std::time::Duration::from_secs(config.history_interval_secs.into()));
+            Timeline::open(isolate, &bundle, header, Ring::new(config.timeline_max), history)
         } else {
             None
         };

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memguard_core::bundle::Bundle;
+use memguard_core::history;
 use memguard_core::recorder::{now_ms, Event, GcRecord, Marker, Open, Recorder, SampleRecord, Shared};
 use memguard_core::segments::Ring;
 use serde_json::Value;
@@ -35,14 +36,14 @@ pub struct Timeline {
 impl Timeline {
     /// Opens `bundle/timeline.ndjson.gz` on the recorder thread, starting
     /// with `header`. `None` if the recorder thread cannot run.
-    pub fn open(isolate: Isolate, bundle: &Bundle, header: Value, ring: Ring, history_every: Duration) -> Option<Rc<Timeline>> {
+    pub fn open(isolate: Isolate, bundle: &Bundle, header: Value, ring: Ring, history: history::Shape) -> Option<Rc<Timeline>> {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let recorder = Recorder::global()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared::default());
         memguard_core::metrics::opened(id, &header, &shared);
         // Same channel as every later record, so it is handled first.
-        let open = Open { bundle: bundle.clone(), t0_ms: now_ms(), header, shared: shared.clone(), ring, history_every };
+        let open = Open { bundle: bundle.clone(), t0_ms: now_ms(), header, shared: shared.clone(), ring, history };
         if !recorder.try_send(Event::Open { id, open: Box::new(open) }) {
             memguard_core::metrics::forget(id);
             return None;

@@ -76,6 +76,17 @@ impl Dir {
         Ok(file)
     }
 
+    /// Opens the regular file `name` for writing at its end (a link there
+    /// fails: ELOOP); nothing is created.
+    pub fn open_to_append(&self, name: &str) -> io::Result<File> {
+        let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let file = File::from(rustix::fs::openat(&self.0, one_name(name)?, flags, Mode::empty())?);
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a regular file")));
+        }
+        Ok(file)
+    }
+
     /// Renames `from` to `to`, both in this directory (replacing `to`).
     pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         Ok(rustix::fs::renameat(&self.0, one_name(from)?, &self.0, one_name(to)?)?)

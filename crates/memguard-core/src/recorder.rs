@@ -18,13 +18,14 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use parking_lot::Mutex;
@@ -103,8 +104,8 @@ pub struct Open {
     pub header: Value,
     pub shared: Arc<Shared>,
     pub ring: Ring,
-    /// Period of the lifetime history (`history.rs`).
-    pub history_every: Duration,
+    /// How the lifetime history is kept (`history.rs`).
+    pub history: history::Shape,
 }
 
 pub struct Marker {
@@ -257,8 +258,10 @@ struct Timeline {
     /// and when it began (epoch ms).
     history: Option<File>,
     period: Period,
-    history_every: Duration,
+    history_shape: history::Shape,
     period_t0: f64,
+    /// When (ms since the start) the history is next downsampled.
+    next_compaction: f64,
 }
 
 /// gzip level 3, as for snapshots: measured at ~3,000 GC records/s, the
@@ -305,7 +308,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
     crate::metrics::observe(&event);
     match event {
         Event::Open { id, open } => {
-            let Open { bundle, t0_ms, header, shared, ring, history_every } = *open;
+            let Open { bundle, t0_ms, header, shared, ring, history } = *open;
             let mut tl = Timeline {
                 file: None,
                 plain: Vec::with_capacity(16 << 10),
@@ -325,7 +328,8 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
                 member_t0: t0_ms,
                 history: None,
                 period: Period::default(),
-                history_every,
+                history_shape: history,
+                next_compaction: (history.full_detail + history.compact_every).as_secs_f64() * 1e3,
                 period_t0: t0_ms,
             };
             match tl.bundle.ensure().and_then(|dir| dir.create_file(TIMELINE_FILE)) {
@@ -626,15 +630,43 @@ impl Timeline {
     fn write_period(&mut self, last: bool) {
         let now = now_ms();
         let period_ms = now - self.period_t0;
-        if !last && period_ms < self.history_every.as_secs_f64() * 1e3 {
+        if !last && period_ms < self.history_shape.every.as_secs_f64() * 1e3 {
             return;
         }
         self.period_t0 = now;
-        let Some(record) = self.period.take(self.rel(now), period_ms) else { return };
+        let t = self.rel(now);
+        let Some(record) = self.period.take(t, period_ms) else { return };
         let Some(file) = self.history.as_mut() else { return };
         if let Err(e) = append(file, &member_of(&record)) {
             // A lost period is a gap in a coarse record, not worth a backlog.
             log::warn_once(&format!("writing {HISTORY_FILE} failed ({e}); a period of the lifetime history is missing"));
+        }
+        if t >= self.next_compaction {
+            self.next_compaction = t + self.history_shape.compact_every.as_secs_f64() * 1e3;
+            self.compact_history(t);
+        }
+    }
+
+    /// Rewrites the history (atomically) with the periods older than its
+    /// full-detail horizon merged (`history::downsample`): without it, a
+    /// process that runs for a year writes 90 MB of minutes.
+    fn compact_history(&mut self, t: f64) {
+        let shape = self.history_shape;
+        let result = self.bundle.ensure().and_then(|dir| {
+            let mut text = String::new();
+            MultiGzDecoder::new(dir.open_file(HISTORY_FILE)?).read_to_string(&mut text)?;
+            let records = text.lines().map(serde_json::from_str).collect::<Result<Vec<Value>, _>>()?;
+            let before_t = t - shape.full_detail.as_secs_f64() * 1e3;
+            let kept = history::downsample(records, before_t, shape.coarse.as_secs_f64() * 1e3);
+            dir.write_atomic(HISTORY_FILE, &kept.iter().flat_map(member_of).collect::<Vec<u8>>())?;
+            dir.open_to_append(HISTORY_FILE)
+        });
+        match result {
+            Ok(file) => self.history = Some(file),
+            Err(e) => log::warn_once(&format!(
+                "cannot downsample {HISTORY_FILE} in {} ({e}); it keeps every period",
+                self.bundle.path().display()
+            )),
         }
     }
 
@@ -697,6 +729,42 @@ mod tests {
     }
 
     #[test]
+    fn the_history_is_downsampled_beyond_its_horizon_while_it_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = Bundle::new(tmp.path(), "h");
+        let rec = Recorder::global().unwrap();
+        let id = 9101;
+        let t0_ms = now_ms();
+        let second = Duration::from_secs(1);
+        // A period a second (the recorder's own tick); older than 2 s merged by 2 s, checked every second.
+        let history = history::Shape { every: second, full_detail: 2 * second, coarse: 2 * second, compact_every: second };
+        let ring = Ring::new(crate::segments::DEFAULT_BUDGET);
+        let open = Open { bundle: bundle.clone(), t0_ms, header: json!({"pid": 3}), shared: Arc::new(Shared::default()), ring, history };
+        assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed() < Duration::from_millis(6500) {
+            let gc = GcRecord { t_ms: now_ms(), kind: 4, flags: 0, pause_ns: 1_000_000, used_before: 2048, used_after: 1024 + sent };
+            assert!(rec.try_send(Event::Gc { id, rec: gc }));
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(rec.send_and_wait(|done| Event::Close { id, done }, Duration::from_secs(5)));
+        let records = read_lines(&bundle.path().join(HISTORY_FILE));
+        assert_eq!(records[0]["type"], "start");
+        let periods = &records[1..];
+        let merged: Vec<&Value> = periods.iter().filter(|r| r["merged"].as_u64().is_some_and(|n| n > 1)).collect();
+        assert!(!merged.is_empty(), "some periods were merged: {periods:?}");
+        assert!(periods.last().unwrap().get("merged").is_none(), "the newest period stays as written");
+        let ts: Vec<f64> = periods.iter().map(|r| r["t"].as_f64().unwrap()).collect();
+        assert!(ts.windows(2).all(|w| w[0] < w[1]), "in order: {ts:?}");
+        // Nothing is lost by merging: every GC is counted once.
+        let gcs: u64 = periods.iter().map(|r| r["gc"]["mark-compact"][0].as_u64().unwrap_or(0)).sum();
+        assert_eq!(gcs, sent);
+        assert_eq!(periods.last().unwrap()["afterMarkCompact"][2], 1024 + sent - 1);
+    }
+
+    #[test]
     fn records_become_gzip_members_readable_after_each_flush() {
         let tmp = tempfile::tempdir().unwrap();
         let bundle = Bundle::new(tmp.path(), "b");
@@ -706,7 +774,7 @@ mod tests {
         let header = json!({"pid": 1});
         let t0_ms = 1_700_000_000_000.0;
         let ring = Ring::new(crate::segments::DEFAULT_BUDGET);
-        let open = Open { bundle: bundle.clone(), t0_ms, header, shared: shared.clone(), ring, history_every: Duration::from_secs(60) };
+        let open = Open { bundle: bundle.clone(), t0_ms, header, shared: shared.clone(), ring, history: history::Shape::every(Duration::from_secs(60)) };
         assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
         for i in 0..100 {
             let gc = GcRecord {
@@ -768,7 +836,7 @@ mod tests {
         let shared = Arc::new(Shared::default());
         let (id, t0_ms) = (9002, 1_700_000_000_000.0);
         let ring = Ring::new(crate::segments::MIN_BUDGET);
-        let open = Open { bundle: bundle.clone(), t0_ms, header: json!({"pid": 2}), shared: shared.clone(), ring, history_every: Duration::from_secs(60) };
+        let open = Open { bundle: bundle.clone(), t0_ms, header: json!({"pid": 2}), shared: shared.clone(), ring, history: history::Shape::every(Duration::from_secs(60)) };
         assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
         // Varied sizes so members compress like a real run's (~10 KB per 2,000 GCs).
         let mut x: u64 = 12345;

@@ -73,7 +73,8 @@ fn growth(curve: &[(f64, u64)]) -> Option<LifetimeGrowth> {
 }
 
 fn add_period(life: &mut Lifetime, gc: &mut BTreeMap<String, GcKindStat>, r: &Value) {
-    life.periods += 1;
+    // Periods beyond the history's horizon were merged (`merged`: how many).
+    life.periods += r.get("merged").and_then(Value::as_u64).unwrap_or(1);
     life.span_ms = life.span_ms.max(r.get("t").and_then(Value::as_f64).unwrap_or(0.0));
     if let Some([lo, hi, last]) = r.get("afterMarkCompact").and_then(|v| serde_json::from_value::<[u64; 3]>(v.clone()).ok()) {
         life.curve.push((r.get("t").and_then(Value::as_f64).unwrap_or(0.0), last));

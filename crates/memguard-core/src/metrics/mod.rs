@@ -381,7 +381,7 @@ mod tests {
             header: json!({ "threadId": thread }),
             shared: shared.clone(),
             ring: crate::segments::Ring::new(crate::segments::DEFAULT_BUDGET),
-            history_every: std::time::Duration::from_secs(60),
+            history: crate::history::Shape::every(std::time::Duration::from_secs(60)),
         };
         let id = 77_001;
         observe(&Event::Open { id, open: Box::new(open(4242)) });
