@@ -67,20 +67,19 @@ impl Dir {
 
     /// Opens the regular file `name` for reading (a link there fails: ELOOP).
     pub fn open_file(&self, name: &str) -> io::Result<File> {
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-        let file = File::from(rustix::fs::openat(&self.0, one_name(name)?, flags, Mode::empty())?);
-        // NONBLOCK above and this check: a fifo put there must not hang the reader.
-        if !file.metadata()?.is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a regular file")));
-        }
-        Ok(file)
+        self.open_regular(name, OFlags::RDONLY)
     }
 
-    /// Opens the regular file `name` for writing at its end (a link there
-    /// fails: ELOOP); nothing is created.
+    /// Opens the regular file `name` for writing (the caller writes at its
+    /// end); nothing is created, a link there fails (ELOOP).
     pub fn open_to_append(&self, name: &str) -> io::Result<File> {
-        let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        self.open_regular(name, OFlags::WRONLY)
+    }
+
+    fn open_regular(&self, name: &str, access: OFlags) -> io::Result<File> {
+        let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
         let file = File::from(rustix::fs::openat(&self.0, one_name(name)?, flags, Mode::empty())?);
+        // NONBLOCK above and this check: a fifo put there must not hang the reader.
         if !file.metadata()?.is_file() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a regular file")));
         }
