@@ -9,7 +9,7 @@
 
 const { EventEmitter } = require('node:events');
 const { threadId, isMainThread } = require('node:worker_threads');
-const { findAddon, missingAddonMessage } = require('./lib/platform');
+const { findAddon, findReport, missingAddonMessage } = require('./lib/platform');
 const { createMetrics } = require('./lib/metrics');
 
 // One instance per thread even if two copies of the package get loaded.
@@ -73,6 +73,8 @@ function create() {
         argv: process.argv,
         execArgv: process.execArgv,
         nodeNearLimitFlag: nodeNearLimitFlag(),
+        // The binary that uploads bundles (MEMGUARD_UPLOAD) in a process of its own.
+        uploader: process.env.MEMGUARD_UPLOAD ? findReport() || '' : '',
       },
       cwd(),
     );

@@ -33,6 +33,12 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_LEAK_SNAPSHOT",
     "MEMGUARD_MAX_DISK",
     "MEMGUARD_METRICS",
+    "MEMGUARD_UPLOAD",
+    "MEMGUARD_UPLOAD_KEEP",
+    "MEMGUARD_UPLOAD_TIMEOUT",
+    "MEMGUARD_UPLOAD_RATE",
+    "MEMGUARD_UPLOAD_SSE",
+    "MEMGUARD_SERVICE",
 ];
 
 /// Where bundles go when `MEMGUARD_DIR` is not set, relative to the working
@@ -134,6 +140,8 @@ pub struct Config {
     pub keep_all: bool,
     /// Where the Prometheus endpoint listens (`MEMGUARD_METRICS`); `None` = off.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Shipping bundles to object storage (`MEMGUARD_UPLOAD*`, see `upload`).
+    pub upload: crate::upload::Settings,
 }
 
 /// `MEMGUARD_MAX_DISK`: what all bundles under the root may take together.
@@ -184,6 +192,7 @@ impl Config {
             max_disk: DiskBudget::Auto,
             keep_all: false,
             metrics: None,
+            upload: crate::upload::Settings::default(),
         }
     }
 
@@ -361,6 +370,7 @@ impl Config {
                     }
                     Err(problem) => warnings.push(bad(name, raw, problem, "off")),
                 },
+                n if crate::upload::VARS.contains(&n) => crate::upload::apply(&mut config.upload, n, raw, &mut warnings),
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
                     KNOWN_VARS.join(", ")
@@ -402,7 +412,7 @@ fn whole_or_warn(
     n
 }
 
-fn parse_switch(value: &str) -> Option<bool> {
+pub(crate) fn parse_switch(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "" | "1" | "on" | "true" | "yes" => Some(true),
         "0" | "off" | "false" | "no" => Some(false),
@@ -480,7 +490,7 @@ fn parse_signal(value: &str) -> Result<Option<(i32, String)>, &'static str> {
     }
 }
 
-fn bad(name: &str, raw: &str, problem: &str, default: &str) -> String {
+pub(crate) fn bad(name: &str, raw: &str, problem: &str, default: &str) -> String {
     // A value can be anything: escaped and cut like a name.
     let raw = crate::printable::name(raw);
     format!("{name}=\"{raw}\" {problem}; using the default {default}")

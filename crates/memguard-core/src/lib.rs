@@ -19,5 +19,6 @@ pub mod procmem;
 pub mod recorder;
 pub mod segments;
 pub mod sourcemaps;
+pub mod upload;
 pub mod watchdog;
 pub mod writer;

@@ -39,6 +39,8 @@ enum Job {
         done: Sender<io::Result<FileRecord>>,
     },
     Atomic { bundle: Bundle, name: String, bytes: Vec<u8>, done: Sender<io::Result<()>> },
+    /// Anything else that must stay off the JS thread (starting the uploader).
+    Run(Box<dyn FnOnce() + Send>),
 }
 
 enum Chunk {
@@ -118,6 +120,12 @@ impl Writer {
                     .map(|_| Writer { jobs })
             })
             .as_ref()
+    }
+
+    /// Runs `task` on the writer thread, after the files queued before it;
+    /// `false` (and not run) if the queue is full.
+    pub fn run_later(&self, task: impl FnOnce() + Send + 'static) -> bool {
+        self.jobs.try_send(Job::Run(Box::new(task))).is_ok()
     }
 
     /// Starts `bundle/name`, a gzip file fed chunk by chunk through the sink.
@@ -208,6 +216,7 @@ fn run(job: Job, ours: &mut Ours) {
             // After answering: the JS thread waits for the answer, not for this.
             ours.trim(&bundle);
         }
+        Job::Run(task) => task(),
     }
 }
 
