@@ -58,7 +58,7 @@ async function startS3(t) {
   const args = [
     'mini', `-dir=${path.join(dir, 'data')}`, '-ip=127.0.0.1', '-ip.bind=127.0.0.1',
     `-master.port=${base}`, `-volume.port=${base + 1}`, `-filer.port=${base + 2}`, `-s3.port=${base + 3}`,
-    '-admin.ui=false', '-webdav=false', '-s3.port.iceberg=0', '-s3.port.lance=0', `-s3.config=${config}`, `-bucket=${BUCKET}`,
+    '-admin.ui=false', '-webdav=false', '-s3.autoCreateBucket=false', '-s3.port.iceberg=0', '-s3.port.lance=0', `-s3.config=${config}`, `-bucket=${BUCKET}`,
   ];
   const child = spawn(weedBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let log = '';

@@ -95,7 +95,15 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { target: None, keep: true, service: None, host: None, timeout_secs: DEFAULT_TIMEOUT_SECS, rate: None, sse: Sse::Default }
+        Settings {
+            target: None,
+            keep: true,
+            service: None,
+            host: None,
+            timeout_secs: DEFAULT_TIMEOUT_SECS,
+            rate: None,
+            sse: Sse::Default,
+        }
     }
 }
 
@@ -120,7 +128,11 @@ pub fn apply(settings: &mut Settings, name: &str, raw: &str, warnings: &mut Vec<
                 name,
                 raw,
                 "is not a name of 1 to 64 letters, digits, '.', '_' or '-'",
-                if name == "MEMGUARD_SERVICE" { "the script's name" } else { "the host name" },
+                if name == "MEMGUARD_SERVICE" {
+                    "the script's name"
+                } else {
+                    "the host name"
+                },
             )),
         },
         "MEMGUARD_UPLOAD_TIMEOUT" => match value.parse::<u32>() {
@@ -128,7 +140,11 @@ pub fn apply(settings: &mut Settings, name: &str, raw: &str, warnings: &mut Vec<
             _ => warnings.push(bad(
                 name,
                 raw,
-                &format!("is not a whole number of seconds from {} to {}", TIMEOUT_RANGE.start(), TIMEOUT_RANGE.end()),
+                &format!(
+                    "is not a whole number of seconds from {} to {}",
+                    TIMEOUT_RANGE.start(),
+                    TIMEOUT_RANGE.end()
+                ),
                 &DEFAULT_TIMEOUT_SECS.to_string(),
             )),
         },
@@ -136,12 +152,22 @@ pub fn apply(settings: &mut Settings, name: &str, raw: &str, warnings: &mut Vec<
             "" | "off" | "none" => settings.rate = None,
             _ => match crate::config::parse_size(value.trim_end_matches("/s")) {
                 Some(bytes) if bytes >= 64 << 10 => settings.rate = Some(bytes),
-                _ => warnings.push(bad(name, raw, "is not off or a size per second of at least 64KiB (e.g. 20MB)", "off")),
+                _ => warnings.push(bad(
+                    name,
+                    raw,
+                    "is not off or a size per second of at least 64KiB (e.g. 20MB)",
+                    "off",
+                )),
             },
         },
         "MEMGUARD_UPLOAD_SSE" => match parse_sse(value) {
             Some(sse) => settings.sse = sse,
-            None => warnings.push(bad(name, raw, "is not off, AES256, aws:kms or aws:kms:<key id>", "off")),
+            None => warnings.push(bad(
+                name,
+                raw,
+                "is not off, AES256, aws:kms or aws:kms:<key id>",
+                "off",
+            )),
         },
         _ => unreachable!("{name} is not an upload variable"),
     }
@@ -152,7 +178,9 @@ pub fn parse_target(value: &str) -> Result<Option<Target>, &'static str> {
     if value.is_empty() || value.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    let Some(rest) = value.strip_prefix("s3://") else { return Err("is not s3://bucket/prefix") };
+    let Some(rest) = value.strip_prefix("s3://") else {
+        return Err("is not s3://bucket/prefix");
+    };
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     // Credentials only ever come from the AWS environment: one in the URL
     // would end up in summary.json and in log lines.
@@ -160,24 +188,36 @@ pub fn parse_target(value: &str) -> Result<Option<Target>, &'static str> {
         return Err("has credentials or a port in it (they come from the AWS environment only)");
     }
     let bucket_ok = (3..=63).contains(&bucket.len())
-        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
     if !bucket_ok {
         return Err("has no valid bucket name (3 to 63 lowercase letters, digits, '.', '-')");
     }
     let prefix = prefix.trim_matches('/');
     if !prefix.is_empty() && !prefix.split('/').all(valid_segment) {
-        return Err("has a prefix that is not '/'-separated names of letters, digits, '.', '_' or '-'");
+        return Err(
+            "has a prefix that is not '/'-separated names of letters, digits, '.', '_' or '-'",
+        );
     }
-    Ok(Some(Target { bucket: bucket.to_string(), prefix: prefix.to_string() }))
+    Ok(Some(Target {
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+    }))
 }
 
 fn parse_sse(value: &str) -> Option<Sse> {
     match value {
         "" => Some(Sse::Default),
-        v if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("default") => Some(Sse::Default),
+        v if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("default") => {
+            Some(Sse::Default)
+        }
         v if v.eq_ignore_ascii_case("AES256") => Some(Sse::Aes256),
         "aws:kms" => Some(Sse::Kms(None)),
-        v => v.strip_prefix("aws:kms:").filter(|k| !k.is_empty() && !k.contains(char::is_whitespace)).map(|k| Sse::Kms(Some(k.into()))),
+        v => v
+            .strip_prefix("aws:kms:")
+            .filter(|k| !k.is_empty() && !k.contains(char::is_whitespace))
+            .map(|k| Sse::Kms(Some(k.into()))),
     }
 }
 
@@ -186,14 +226,28 @@ fn valid_segment(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s != "."
         && s != ".."
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 /// `s` made into a key segment: other characters become `_`.
 pub fn segment(s: &str) -> String {
-    let cleaned: String =
-        s.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
-    if valid_segment(&cleaned) { cleaned } else { "_".into() }
+    let cleaned: String = s
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if valid_segment(&cleaned) {
+        cleaned
+    } else {
+        "_".into()
+    }
 }
 
 /// The service a bundle belongs to: `MEMGUARD_SERVICE`, else the script's
@@ -203,8 +257,15 @@ pub fn service_of(settings: &Settings, summary: &Value) -> String {
         return service.clone();
     }
     let script = summary["argv"].get(1).and_then(Value::as_str).unwrap_or("");
-    let stem = Path::new(script).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    if stem.is_empty() { "node".into() } else { segment(&stem) }
+    let stem = Path::new(script)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if stem.is_empty() {
+        "node".into()
+    } else {
+        segment(&stem)
+    }
 }
 
 /// `MEMGUARD_UPLOAD_HOST`, else this machine's name (a pod's name in
@@ -219,25 +280,35 @@ pub fn host_of(settings: &Settings) -> String {
 /// Whether a bundle is worth shipping: something was captured, or the
 /// process did not end in order (crash, kill).
 pub fn worth_uploading(summary: &Value) -> bool {
-    let captured = summary["captures"].as_array().is_some_and(|c| !c.is_empty());
+    let captured = summary["captures"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty());
     captured || summary.get("ended").is_none()
 }
 
 /// Bundles under `root` not uploaded yet whose process is gone and that are
 /// worth shipping, oldest first (at most `MAX_LEFTOVERS`).
 pub fn leftovers(root: &Path, own_pid: u32) -> Vec<PathBuf> {
-    let Ok(dir) = Dir::open(root) else { return Vec::new() };
-    let Ok(entries) = dir.entries() else { return Vec::new() };
+    let Ok(dir) = Dir::open(root) else {
+        return Vec::new();
+    };
+    let Ok(entries) = dir.entries() else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = entries
         .into_iter()
-        .filter(|(name, kind)| *kind == Kind::Dir && is_bundle_name(name) && bundle_pid(name) != Some(own_pid))
+        .filter(|(name, kind)| {
+            *kind == Kind::Dir && is_bundle_name(name) && bundle_pid(name) != Some(own_pid)
+        })
         .map(|(name, _)| name)
         .collect();
     names.sort();
     names
         .into_iter()
         .filter(|name| {
-            let Ok(bundle) = dir.open_dir(name) else { return false };
+            let Ok(bundle) = dir.open_dir(name) else {
+                return false;
+            };
             bundle.stat_at(UPLOADED_FILE).is_err()
                 && !owner_alive(name)
                 && read_summary(&bundle).is_some_and(|s| worth_uploading(&s))
@@ -278,13 +349,20 @@ pub fn spawn(bundles: &[PathBuf]) {
         log::warn_once("MEMGUARD_UPLOAD is set but no memguard-report binary was found to upload with; bundles stay local");
         return;
     };
+    use std::os::fd::AsFd;
     use std::os::unix::process::CommandExt;
+    // Node marks its stdio close-on-exec: Stdio::inherit() would hand the
+    // uploader a closed fd 2. A duplicate, dup2'ed into place, stays open.
+    let stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_or_else(|_| Stdio::null(), Stdio::from);
     let child = Command::new(binary)
         .arg("upload")
         .args(bundles)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .process_group(0)
         .spawn();
     match child {
@@ -307,7 +385,9 @@ pub fn leftovers_in_background(root: PathBuf, own_pid: u32) {
     if ONCE.set(()).is_err() {
         return;
     }
-    let _ = std::thread::Builder::new().name("memguard-leftovers".into()).spawn(move || spawn(&leftovers(&root, own_pid)));
+    let _ = std::thread::Builder::new()
+        .name("memguard-leftovers".into())
+        .spawn(move || spawn(&leftovers(&root, own_pid)));
 }
 
 #[cfg(test)]
@@ -327,12 +407,26 @@ mod tests {
     #[test]
     fn targets() {
         let t = parse_target("s3://crash-bundles/prod/eu").unwrap().unwrap();
-        assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("crash-bundles", "prod/eu"));
+        assert_eq!(
+            (t.bucket.as_str(), t.prefix.as_str()),
+            ("crash-bundles", "prod/eu")
+        );
         assert_eq!(t.to_string(), "s3://crash-bundles/prod/eu");
-        assert_eq!(parse_target("s3://bkt/").unwrap().unwrap().to_string(), "s3://bkt");
+        assert_eq!(
+            parse_target("s3://bkt/").unwrap().unwrap().to_string(),
+            "s3://bkt"
+        );
         assert_eq!(parse_target("off"), Ok(None));
         assert_eq!(parse_target(""), Ok(None));
-        for bad in ["bkt/x", "https://bkt", "s3://", "s3://B", "s3://key:secret@bkt/x", "s3://bkt/a b", "s3://bkt/../x"] {
+        for bad in [
+            "bkt/x",
+            "https://bkt",
+            "s3://",
+            "s3://B",
+            "s3://key:secret@bkt/x",
+            "s3://bkt/a b",
+            "s3://bkt/../x",
+        ] {
             assert!(parse_target(bad).is_err(), "{bad:?}");
         }
     }
@@ -356,8 +450,14 @@ mod tests {
         assert_eq!(s.service.as_deref(), Some("checkout-api"));
         assert_eq!((s.timeout_secs, s.rate), (60, Some(20_000_000)));
         assert_eq!(s.sse, Sse::Kms(Some("alias/crashes".into())));
-        assert_eq!(parse(&[("MEMGUARD_UPLOAD_SSE", "AES256")]).0.sse, Sse::Aes256);
-        assert_eq!(parse(&[("MEMGUARD_UPLOAD_SSE", "aws:kms")]).0.sse, Sse::Kms(None));
+        assert_eq!(
+            parse(&[("MEMGUARD_UPLOAD_SSE", "AES256")]).0.sse,
+            Sse::Aes256
+        );
+        assert_eq!(
+            parse(&[("MEMGUARD_UPLOAD_SSE", "aws:kms")]).0.sse,
+            Sse::Kms(None)
+        );
         for (name, value) in [
             ("MEMGUARD_UPLOAD", "s3://a:b@bkt"),
             ("MEMGUARD_UPLOAD_KEEP", "maybe"),
@@ -370,7 +470,11 @@ mod tests {
             let (s, w) = parse(&[(name, value)]);
             assert_eq!(s, Settings::default(), "{name}={value}: defaults stay");
             assert_eq!(w.len(), 1, "{name}={value}");
-            assert!(w[0].starts_with(&format!("{name}=")) && w[0].contains("using the default"), "{}", w[0]);
+            assert!(
+                w[0].starts_with(&format!("{name}=")) && w[0].contains("using the default"),
+                "{}",
+                w[0]
+            );
         }
         // A bad URL names neither the secret nor lets it through.
         let (_, w) = parse(&[("MEMGUARD_UPLOAD", "s3://AKIA:s3cr3t@bkt")]);
@@ -380,13 +484,34 @@ mod tests {
     #[test]
     fn service_host_and_segments() {
         let s = Settings::default();
-        assert_eq!(service_of(&s, &json!({ "argv": ["/usr/bin/node", "/srv/app/server.js"] })), "server");
-        assert_eq!(service_of(&s, &json!({ "argv": ["/usr/bin/node"] })), "node");
-        assert_eq!(service_of(&s, &json!({ "argv": ["node", "/srv/my app.mjs"] })), "my_app");
-        let named = Settings { service: Some("api".into()), ..Settings::default() };
+        assert_eq!(
+            service_of(
+                &s,
+                &json!({ "argv": ["/usr/bin/node", "/srv/app/server.js"] })
+            ),
+            "server"
+        );
+        assert_eq!(
+            service_of(&s, &json!({ "argv": ["/usr/bin/node"] })),
+            "node"
+        );
+        assert_eq!(
+            service_of(&s, &json!({ "argv": ["node", "/srv/my app.mjs"] })),
+            "my_app"
+        );
+        let named = Settings {
+            service: Some("api".into()),
+            ..Settings::default()
+        };
         assert_eq!(service_of(&named, &json!({})), "api");
         assert!(valid_segment(&host_of(&s)));
-        assert_eq!(host_of(&Settings { host: Some("pod-7".into()), ..Settings::default() }), "pod-7");
+        assert_eq!(
+            host_of(&Settings {
+                host: Some("pod-7".into()),
+                ..Settings::default()
+            }),
+            "pod-7"
+        );
         assert_eq!(segment(".."), "_");
         assert_eq!(segment("a/b"), "a_b");
     }
@@ -400,14 +525,32 @@ mod tests {
             std::fs::write(root.join(name).join("summary.json"), summary.to_string()).unwrap();
         };
         // pids above 2^22 cannot exist: these processes are gone.
-        bundle("20260102-030405-4000001", json!({ "captures": [{ "trigger": "near-heap-limit" }] }));
-        bundle("20260102-030406-4000002", json!({ "captures": [], "ended": { "reason": "exit", "code": 0 } }));
+        bundle(
+            "20260102-030405-4000001",
+            json!({ "captures": [{ "trigger": "near-heap-limit" }] }),
+        );
+        bundle(
+            "20260102-030406-4000002",
+            json!({ "captures": [], "ended": { "reason": "exit", "code": 0 } }),
+        );
         bundle("20260102-030407-4000003-t1", json!({ "captures": [] }));
-        bundle("20260102-030408-4000004", json!({ "captures": [{ "trigger": "api" }], "ended": { "reason": "exit" } }));
+        bundle(
+            "20260102-030408-4000004",
+            json!({ "captures": [{ "trigger": "api" }], "ended": { "reason": "exit" } }),
+        );
         bundle("20260102-030409-4000005", json!({ "captures": [] }));
-        std::fs::write(root.join("20260102-030409-4000005").join(UPLOADED_FILE), "{}").unwrap();
-        let names: Vec<String> =
-            leftovers(root, 4000004).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, vec!["20260102-030405-4000001", "20260102-030407-4000003-t1"]);
+        std::fs::write(
+            root.join("20260102-030409-4000005").join(UPLOADED_FILE),
+            "{}",
+        )
+        .unwrap();
+        let names: Vec<String> = leftovers(root, 4000004)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["20260102-030405-4000001", "20260102-030407-4000003-t1"]
+        );
     }
 }

@@ -42,7 +42,12 @@ const OWNER_WAIT: Duration = Duration::from_secs(60);
 const TOP_CLASSES: usize = 10;
 
 pub enum Outcome {
-    Uploaded { url: String, files: usize, bytes: u64, secs: f64 },
+    Uploaded {
+        url: String,
+        files: usize,
+        bytes: u64,
+        secs: f64,
+    },
     AlreadyUploaded,
     Busy,
     StillRunning,
@@ -57,7 +62,9 @@ pub fn run(bundles: &[PathBuf]) -> Result<(), ReportError> {
     let (config, _) = memguard_core::config::Config::from_vars(std::env::vars(), &cwd);
     let settings = config.upload;
     let Some(target) = settings.target.clone() else {
-        return Err(ReportError::Usage("MEMGUARD_UPLOAD is not set (e.g. MEMGUARD_UPLOAD=s3://bucket/prefix)".into()));
+        return Err(ReportError::Usage(
+            "MEMGUARD_UPLOAD is not set (e.g. MEMGUARD_UPLOAD=s3://bucket/prefix)".into(),
+        ));
     };
     let bucket = store::open(&target, &settings.sse)?;
     let rt = super::runtime()?;
@@ -69,26 +76,29 @@ pub fn run(bundles: &[PathBuf]) -> Result<(), ReportError> {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, upload_one(&bucket, &settings, bundle)).await {
                 Ok(r) => r,
-                Err(_) => Err(format!("not done within MEMGUARD_UPLOAD_TIMEOUT={}s", settings.timeout_secs)),
+                Err(_) => Err(format!(
+                    "not done within MEMGUARD_UPLOAD_TIMEOUT={}s",
+                    settings.timeout_secs
+                )),
             }
         });
         match result {
-            Ok(Outcome::Uploaded { url, files, bytes, secs }) => eprintln!(
+            Ok(Outcome::Uploaded { url, files, bytes, secs }) => say(format!(
                 "memguard upload: {shown} → {url} ({files} files, {:.1} MB in {secs:.1} s)",
                 bytes as f64 / 1e6
-            ),
-            Ok(Outcome::AlreadyUploaded) => eprintln!("memguard upload: {shown} was uploaded before; nothing to do"),
-            Ok(Outcome::Busy) => eprintln!("memguard upload: {shown} is being uploaded by another uploader"),
-            Ok(Outcome::StillRunning) => eprintln!(
+            )),
+            Ok(Outcome::AlreadyUploaded) => say(format!("memguard upload: {shown} was uploaded before; nothing to do")),
+            Ok(Outcome::Busy) => say(format!("memguard upload: {shown} is being uploaded by another uploader")),
+            Ok(Outcome::StillRunning) => say(format!(
                 "memguard upload: {shown}: its process still runs after {} s; it is uploaded at the next start",
                 OWNER_WAIT.as_secs()
-            ),
+            )),
             Err(e) => {
                 failed += 1;
-                eprintln!(
+                say(format!(
                     "memguard upload: error: {shown} not uploaded to {target}: {}; kept locally, retried at the next start",
                     memguard_core::printable::printable(&e, 600)
-                );
+                ));
             }
         }
     }
@@ -96,6 +106,14 @@ pub fn run(bundles: &[PathBuf]) -> Result<(), ReportError> {
         return Err(ReportError::Reported);
     }
     Ok(())
+}
+
+/// One line on stderr in one write: it shares the app's log with the app.
+fn say(line: String) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("{line}\n").as_bytes());
 }
 
 async fn upload_one(bucket: &Bucket, settings: &Settings, path: &Path) -> Result<Outcome, String> {
@@ -110,7 +128,9 @@ async fn upload_one(bucket: &Bucket, settings: &Settings, path: &Path) -> Result
     if dir.stat_at(UPLOADED_FILE).is_ok() {
         return Ok(Outcome::AlreadyUploaded);
     }
-    let lock = dir.open_or_create_file(LOCK_FILE).map_err(|e| format!("{LOCK_FILE}: {e}"))?;
+    let lock = dir
+        .open_or_create_file(LOCK_FILE)
+        .map_err(|e| format!("{LOCK_FILE}: {e}"))?;
     match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(rustix::io::Errno::WOULDBLOCK) => return Ok(Outcome::Busy),
@@ -136,7 +156,9 @@ async fn upload_one(bucket: &Bucket, settings: &Settings, path: &Path) -> Result
         .entries()
         .map_err(|e| e.to_string())?
         .into_iter()
-        .filter(|(n, kind)| *kind == Kind::File && !n.starts_with('.') && n != SUMMARY_FILE && n != REPORT_FILE)
+        .filter(|(n, kind)| {
+            *kind == Kind::File && !n.starts_with('.') && n != SUMMARY_FILE && n != REPORT_FILE
+        })
         .map(|(n, _)| n)
         .collect();
     files.sort();
@@ -145,13 +167,28 @@ async fn upload_one(bucket: &Bucket, settings: &Settings, path: &Path) -> Result
     for file in &files {
         let key = bucket.key(&format!("{base}/{file}"));
         let handle = dir.open_file(file).map_err(|e| format!("{file}: {e}"))?;
-        bytes += put_file(bucket, &key, handle, &mut pace).await.map_err(|e| format!("{file}: {e}"))?;
+        bytes += put_file(bucket, &key, handle, &mut pace)
+            .await
+            .map_err(|e| format!("{file}: {e}"))?;
     }
     let record = fleet_record(&summary, &service, &host, name, &report_of(path).await);
     let record = serde_json::to_vec_pretty(&record).expect("a JSON value serializes");
-    bytes += put_small(bucket, &bucket.key(&format!("{base}/{REPORT_FILE}")), record).await?;
-    let handle = dir.open_file(SUMMARY_FILE).map_err(|e| format!("{SUMMARY_FILE}: {e}"))?;
-    bytes += put_file(bucket, &bucket.key(&format!("{base}/{SUMMARY_FILE}")), handle, &mut pace).await?;
+    bytes += put_small(
+        bucket,
+        &bucket.key(&format!("{base}/{REPORT_FILE}")),
+        record,
+    )
+    .await?;
+    let handle = dir
+        .open_file(SUMMARY_FILE)
+        .map_err(|e| format!("{SUMMARY_FILE}: {e}"))?;
+    bytes += put_file(
+        bucket,
+        &bucket.key(&format!("{base}/{SUMMARY_FILE}")),
+        handle,
+        &mut pace,
+    )
+    .await?;
 
     let url = bucket.url(&format!("{base}/"));
     let marker = json!({ "url": url, "uploadedAt": chrono::Utc::now().to_rfc3339(), "files": files.len() + 2, "bytes": bytes });
@@ -162,13 +199,24 @@ async fn upload_one(bucket: &Bucket, settings: &Settings, path: &Path) -> Result
     if !settings.keep {
         // Safely in the bucket: the local copy goes (MEMGUARD_UPLOAD_KEEP=off).
         drop(lock);
-        remove_bundle(&root, name).map_err(|e| format!("uploaded, but not removed locally: {e}"))?;
+        remove_bundle(&root, name)
+            .map_err(|e| format!("uploaded, but not removed locally: {e}"))?;
     }
-    Ok(Outcome::Uploaded { url, files: files.len() + 2, bytes, secs: started.elapsed().as_secs_f64() })
+    Ok(Outcome::Uploaded {
+        url,
+        files: files.len() + 2,
+        bytes,
+        secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Puts one file under `key` unless an earlier run already did; the bytes sent.
-async fn put_file(bucket: &Bucket, key: &Key, mut file: File, pace: &mut Pace) -> Result<u64, String> {
+async fn put_file(
+    bucket: &Bucket,
+    key: &Key,
+    mut file: File,
+    pace: &mut Pace,
+) -> Result<u64, String> {
     let size = file.metadata().map_err(|e| e.to_string())?.len();
     if let Some(done) = existing(bucket, key, size).await? {
         return Ok(done);
@@ -179,7 +227,11 @@ async fn put_file(bucket: &Bucket, key: &Key, mut file: File, pace: &mut Pace) -
         pace.sent(bytes.len()).await;
         return put_small(bucket, key, bytes).await;
     }
-    let upload = bucket.store.put_multipart(key).await.map_err(|e| store::explain(&e, &bucket.target.bucket))?;
+    let upload = bucket
+        .store
+        .put_multipart(key)
+        .await
+        .map_err(|e| store::explain(&e, &bucket.target.bucket))?;
     let mut parts = WriteMultipart::new_with_chunk_size(upload, PART);
     let mut buf = vec![0u8; READ];
     let mut sent = 0u64;
@@ -189,7 +241,10 @@ async fn put_file(bucket: &Bucket, key: &Key, mut file: File, pace: &mut Pace) -
             if n == 0 {
                 return Ok(());
             }
-            parts.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| store::explain(&e, &bucket.target.bucket))?;
+            parts
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(|e| store::explain(&e, &bucket.target.bucket))?;
             parts.write(&buf[..n]);
             sent += n as u64;
             pace.sent(n).await;
@@ -198,7 +253,10 @@ async fn put_file(bucket: &Bucket, key: &Key, mut file: File, pace: &mut Pace) -
     .await;
     match result {
         Ok(()) => {
-            parts.finish().await.map_err(|e| store::explain(&e, &bucket.target.bucket))?;
+            parts
+                .finish()
+                .await
+                .map_err(|e| store::explain(&e, &bucket.target.bucket))?;
             Ok(sent)
         }
         Err(e) => {
@@ -216,13 +274,18 @@ async fn put_small(bucket: &Bucket, key: &Key, bytes: Vec<u8>) -> Result<u64, St
         return Ok(done);
     }
     let payload = PutPayload::from(Bytes::from(bytes));
-    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
     match bucket.store.put_opts(key, payload, opts).await {
         Ok(_) => Ok(len),
         // Someone else's object, or ours from a run that died after the put.
-        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-            existing(bucket, key, len).await?.ok_or_else(|| format!("{key} exists with other content; not overwritten"))
-        }
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => existing(bucket, key, len)
+            .await?
+            .ok_or_else(|| format!("{key} exists with other content; not overwritten")),
         Err(e) => Err(store::explain(&e, &bucket.target.bucket)),
     }
 }
@@ -232,7 +295,10 @@ async fn put_small(bucket: &Bucket, key: &Key, bytes: Vec<u8>) -> Result<u64, St
 async fn existing(bucket: &Bucket, key: &Key, size: u64) -> Result<Option<u64>, String> {
     match bucket.store.head(key).await {
         Ok(meta) if meta.size == size => Ok(Some(0)),
-        Ok(meta) => Err(format!("{key} exists with {} bytes, not {size}; not overwritten", meta.size)),
+        Ok(meta) => Err(format!(
+            "{key} exists with {} bytes, not {size}; not overwritten",
+            meta.size
+        )),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(store::explain(&e, &bucket.target.bucket)),
     }
@@ -253,14 +319,25 @@ async fn report_of(bundle: &Path) -> Result<Value, String> {
         .map_err(|e| e.to_string())?;
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
-        return Err(err.lines().last().unwrap_or("memguard report failed").trim_start_matches("memguard report: error: ").to_string());
+        return Err(err
+            .lines()
+            .last()
+            .unwrap_or("memguard report failed")
+            .trim_start_matches("memguard report: error: ")
+            .to_string());
     }
     serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
 }
 
 /// `report.json`: what the fleet view shows of a bundle without downloading
 /// it — the process, its captures, the verdict and the top classes.
-pub fn fleet_record(summary: &Value, service: &str, host: &str, bundle: &str, report: &Result<Value, String>) -> Value {
+pub fn fleet_record(
+    summary: &Value,
+    service: &str,
+    host: &str,
+    bundle: &str,
+    report: &Result<Value, String>,
+) -> Value {
     let captures: Vec<Value> = summary["captures"]
         .as_array()
         .map(Vec::as_slice)
@@ -274,14 +351,29 @@ pub fn fleet_record(summary: &Value, service: &str, host: &str, bundle: &str, re
         })
         .collect();
     let script = summary["argv"].get(1).and_then(Value::as_str).map(|s| {
-        Path::new(s).file_name().map_or(s.to_string(), |n| n.to_string_lossy().into_owned())
+        Path::new(s)
+            .file_name()
+            .map_or(s.to_string(), |n| n.to_string_lossy().into_owned())
     });
     let (verdict, classes, leak, error) = match report {
         Ok(r) => {
-            let classes: Vec<Value> = r["snapshot"]["classes"].as_array().map(|c| c.iter().take(TOP_CLASSES).cloned().collect()).unwrap_or_default();
-            (r["verdict"].clone(), Value::from(classes), r["timeline"]["leak"].clone(), Value::Null)
+            let classes: Vec<Value> = r["snapshot"]["classes"]
+                .as_array()
+                .map(|c| c.iter().take(TOP_CLASSES).cloned().collect())
+                .unwrap_or_default();
+            (
+                r["verdict"].clone(),
+                Value::from(classes),
+                r["timeline"]["leak"].clone(),
+                Value::Null,
+            )
         }
-        Err(e) => (Value::Null, Value::Null, Value::Null, Value::from(e.as_str())),
+        Err(e) => (
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::from(e.as_str()),
+        ),
     };
     json!({
         "schema": super::REPORT_SCHEMA,
@@ -312,7 +404,11 @@ struct Pace {
 
 impl Pace {
     fn new(rate: Option<u64>) -> Pace {
-        Pace { rate, start: Instant::now(), sent: 0 }
+        Pace {
+            rate,
+            start: Instant::now(),
+            sent: 0,
+        }
     }
 
     async fn sent(&mut self, n: usize) {
@@ -337,7 +433,9 @@ mod tests {
             "captures": [{ "seq": 1, "trigger": "near-heap-limit", "time": "t", "outcome": "written",
                            "heap": { "usedHeapSize": 100, "heapSizeLimit": 200 } }],
         });
-        let report = Ok(json!({ "verdict": { "headline": "Leak suspect: 3 Foo" }, "snapshot": { "classes": [{"name": "Foo"}] } }));
+        let report = Ok(
+            json!({ "verdict": { "headline": "Leak suspect: 3 Foo" }, "snapshot": { "classes": [{"name": "Foo"}] } }),
+        );
         let r = fleet_record(&summary, "server", "host-1", "20260102-030405-42", &report);
         assert_eq!(r["verdict"]["headline"], "Leak suspect: 3 Foo");
         assert_eq!(r["script"], "server.js");
@@ -345,6 +443,9 @@ mod tests {
         assert_eq!(r["topClasses"][0]["name"], "Foo");
         assert!(r.get("config").is_none());
         let failed = fleet_record(&summary, "s", "h", "b", &Err("truncated".into()));
-        assert_eq!((failed["verdict"].clone(), failed["reportError"].clone()), (Value::Null, json!("truncated")));
+        assert_eq!(
+            (failed["verdict"].clone(), failed["reportError"].clone()),
+            (Value::Null, json!("truncated"))
+        );
     }
 }

@@ -39,7 +39,9 @@ impl Bucket {
 /// `Err` with the one line to print when the endpoint is plain HTTP without
 /// `AWS_ALLOW_HTTP=true`: a heap snapshot holds every secret of the process.
 pub fn check_http(vars: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
-    let Some((name, url)) = ENDPOINT_VARS.iter().find_map(|n| vars(n).map(|v| (*n, v))) else { return Ok(()) };
+    let Some((name, url)) = ENDPOINT_VARS.iter().find_map(|n| vars(n).map(|v| (*n, v))) else {
+        return Ok(());
+    };
     let allowed = vars("AWS_ALLOW_HTTP").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     if url.trim().to_ascii_lowercase().starts_with("http://") && !allowed {
         return Err(format!(
@@ -58,13 +60,18 @@ pub fn open(target: &Target, sse: &Sse) -> Result<Bucket, ReportError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     check_http(&|name| std::env::var(name).ok()).map_err(ReportError::Remote)?;
     let retry = RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(10), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            base: 2.0,
+        },
         max_retries: 4,
         retry_timeout: Duration::from_secs(60),
     };
     // These options replace those from_env() read: AWS_ALLOW_HTTP goes again
     // (checked above).
-    let allow_http = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let allow_http =
+        std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let client = ClientOptions::new()
         .with_allow_http(allow_http)
         .with_connect_timeout(Duration::from_secs(5))
@@ -77,7 +84,10 @@ pub fn open(target: &Target, sse: &Sse) -> Result<Bucket, ReportError> {
         builder = builder.with_region("us-east-1");
     }
     // The encryption keys are not exported as a type; by name they are.
-    let key = |name: &str| name.parse::<AmazonS3ConfigKey>().expect("object_store knows its own key names");
+    let key = |name: &str| {
+        name.parse::<AmazonS3ConfigKey>()
+            .expect("object_store knows its own key names")
+    };
     match sse {
         Sse::Default => {}
         Sse::Aes256 => builder = builder.with_config(key("aws_server_side_encryption"), "AES256"),
@@ -88,8 +98,13 @@ pub fn open(target: &Target, sse: &Sse) -> Result<Bucket, ReportError> {
             }
         }
     }
-    let store = builder.build().map_err(|e| ReportError::Remote(explain(&e, &target.bucket)))?;
-    Ok(Bucket { store: Arc::new(store), target: target.clone() })
+    let store = builder
+        .build()
+        .map_err(|e| ReportError::Remote(explain(&e, &target.bucket)))?;
+    Ok(Bucket {
+        store: Arc::new(store),
+        target: target.clone(),
+    })
 }
 
 /// An object_store error in one line that says what to do: the store's own
@@ -106,16 +121,34 @@ pub fn explain(e: &object_store::Error, bucket: &str) -> String {
     if has("NoSuchBucket") || (matches!(e, object_store::Error::NotFound { .. }) && has("bucket")) {
         return format!("bucket {bucket} does not exist (create it, or fix MEMGUARD_UPLOAD)");
     }
-    if has("InvalidAccessKeyId") || has("SignatureDoesNotMatch") || has("403") || has("AccessDenied")
-        || matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
+    if has("InvalidAccessKeyId")
+        || has("SignatureDoesNotMatch")
+        || has("403")
+        || has("AccessDenied")
+        || matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        )
     {
         return format!(
             "access denied (HTTP 403) to bucket {bucket}: the credentials from the AWS environment are wrong, expired or may not write there"
         );
     }
-    if has("error sending request") || has("Connection refused") || has("dns error") || has("timed out") || has("connect") {
-        let endpoint = ENDPOINT_VARS.iter().find_map(|n| std::env::var(n).ok()).unwrap_or_else(|| "the S3 endpoint".into());
-        return format!("cannot reach {} (retried; connection refused, timed out or no such host)", memguard_core::printable::name(&endpoint));
+    if has("error sending request")
+        || has("Connection refused")
+        || has("dns error")
+        || has("timed out")
+        || has("connect")
+    {
+        let endpoint = ENDPOINT_VARS
+            .iter()
+            .find_map(|n| std::env::var(n).ok())
+            .unwrap_or_else(|| "the S3 endpoint".into());
+        return format!(
+            "cannot reach {} (retried; connection refused, timed out or no such host)",
+            memguard_core::printable::name(&endpoint)
+        );
     }
     // The store's own message already includes its sources.
     let line = e.to_string();
@@ -127,7 +160,12 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -135,9 +173,21 @@ mod tests {
         assert!(check_http(&env(&[])).is_ok());
         assert!(check_http(&env(&[("AWS_ENDPOINT_URL", "https://s3.example.com")])).is_ok());
         let err = check_http(&env(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:8333")])).unwrap_err();
-        assert!(err.starts_with("AWS_ENDPOINT_URL=\"http://127.0.0.1:8333\" is plain HTTP") || err.starts_with("AWS_ENDPOINT_URL=http://127.0.0.1:8333 is plain HTTP"), "{err}");
+        assert!(
+            err.starts_with("AWS_ENDPOINT_URL=\"http://127.0.0.1:8333\" is plain HTTP")
+                || err.starts_with("AWS_ENDPOINT_URL=http://127.0.0.1:8333 is plain HTTP"),
+            "{err}"
+        );
         assert!(err.contains("AWS_ALLOW_HTTP=true"), "{err}");
-        assert!(check_http(&env(&[("AWS_ENDPOINT_URL", "http://h"), ("AWS_ALLOW_HTTP", "true")])).is_ok());
-        assert!(check_http(&env(&[("AWS_ENDPOINT", "HTTP://h"), ("AWS_ALLOW_HTTP", "1")])).is_err());
+        assert!(check_http(&env(&[
+            ("AWS_ENDPOINT_URL", "http://h"),
+            ("AWS_ALLOW_HTTP", "true")
+        ]))
+        .is_ok());
+        assert!(check_http(&env(&[
+            ("AWS_ENDPOINT", "HTTP://h"),
+            ("AWS_ALLOW_HTTP", "1")
+        ]))
+        .is_err());
     }
 }
