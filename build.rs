@@ -15,11 +15,7 @@ use std::process::Command;
 
 fn main() {
     napi_build::setup();
-    for var in [
-        "MEMGUARD_NODE",
-        "MEMGUARD_NODE_HEADERS",
-        "npm_node_execpath",
-    ] {
+    for var in ["MEMGUARD_NODE", "MEMGUARD_NODE_HEADERS", "npm_node_execpath"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=src/v8/shim.cc");
@@ -37,16 +33,9 @@ fn main() {
     let version_h = read(&headers.join("node_version.h"));
     let abi = define(&version_h, "NODE_MODULE_VERSION")
         .unwrap_or_else(|| fail("node_version.h defines no NODE_MODULE_VERSION"));
-    let version = [
-        "NODE_MAJOR_VERSION",
-        "NODE_MINOR_VERSION",
-        "NODE_PATCH_VERSION",
-    ]
-    .map(|name| {
-        define(&version_h, name)
-            .unwrap_or_else(|| fail(&format!("node_version.h defines no {name}")))
-    })
-    .join(".");
+    let version = ["NODE_MAJOR_VERSION", "NODE_MINOR_VERSION", "NODE_PATCH_VERSION"]
+        .map(|name| define(&version_h, name).unwrap_or_else(|| fail(&format!("node_version.h defines no {name}"))))
+        .join(".");
     let config = read(&headers.join("config.gypi"));
 
     let mut build = cc::Build::new();
@@ -85,15 +74,11 @@ fn headers_dir() -> PathBuf {
         )),
     };
     let real = std::fs::canonicalize(&exec_path).unwrap_or(exec_path);
-    real.parent()
-        .and_then(Path::parent)
-        .map(|p| p.join("include/node"))
-        .unwrap_or_default()
+    real.parent().and_then(Path::parent).map(|p| p.join("include/node")).unwrap_or_default()
 }
 
 fn read(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())))
 }
 
 /// The number a `#define NAME <digits>` line gives (the first such line: in
@@ -142,10 +127,7 @@ fn v8_defines(on: impl Fn(&str) -> bool) -> Vec<&'static str> {
         ("v8_enable_sandbox", "V8_ENABLE_SANDBOX"),
         ("v8_enable_external_code_space", "V8_EXTERNAL_CODE_SPACE"),
         ("v8_enable_map_packing", "V8_MAP_PACKING"),
-        (
-            "v8_enable_conservative_stack_scanning",
-            "V8_ENABLE_CONSERVATIVE_STACK_SCANNING",
-        ),
+        ("v8_enable_conservative_stack_scanning", "V8_ENABLE_CONSERVATIVE_STACK_SCANNING"),
         ("v8_enable_direct_local", "V8_ENABLE_DIRECT_LOCAL"),
         ("tsan", "V8_IS_TSAN"),
     ] {

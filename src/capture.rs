@@ -7,17 +7,17 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
+use memguard_core::upload;
+use memguard_core::log;
 use memguard_core::afford::{self, Skip};
 use memguard_core::config::RssLimit;
-use memguard_core::disk;
 use memguard_core::heapprofile;
-use memguard_core::leak::Leak;
-use memguard_core::log;
-use memguard_core::manifest::{Capture, FileRecord, Folded, HeapLimit};
-use memguard_core::procmem::{self, Cgroup};
 use memguard_core::sourcemaps;
-use memguard_core::upload;
+use memguard_core::leak::Leak;
 use memguard_core::watchdog::RssCrossing;
+use memguard_core::procmem::{self, Cgroup};
+use memguard_core::manifest::{Capture, FileRecord, Folded, HeapLimit};
+use memguard_core::disk;
 use memguard_core::writer::Writer;
 
 use crate::guard::{thread_note, Guard};
@@ -32,10 +32,7 @@ pub enum Trigger {
     NearHeapLimit(HeapLimit),
     /// Heap used after a mark-compact (`used`, a fraction of the initial
     /// limit) reached the threshold `fraction`.
-    HeapThreshold {
-        fraction: f64,
-        used: f64,
-    },
+    HeapThreshold { fraction: f64, used: f64 },
     /// The RSS watchdog saw the process cross its threshold.
     Rss(RssCrossing),
     /// `MEMGUARD_SIGNAL` arrived (its name).
@@ -106,68 +103,42 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     }
 
     let Some(writer) = Writer::global() else {
-        return fail(
-            guard,
-            index,
-            started,
-            "could not start memguard's writer thread".into(),
-        );
+        return fail(guard, index, started, "could not start memguard's writer thread".into());
     };
     // First write: the bundle exists and says a snapshot is under way.
     if let Err(e) = guard.save_manifest() {
-        return fail(
-            guard,
-            index,
-            started,
-            format!("cannot write to {}: {e}", guard.bundle.path().display()),
-        );
+        return fail(guard, index, started, format!("cannot write to {}: {e}", guard.bundle.path().display()));
     }
     // The cheap artifacts first: the snapshot may be the last thing this
     // process does (or more than its memory allows).
     write_allocation_profile(guard, writer, index, seq);
     copy_source_maps(guard, index, seq);
     // The timeline up to this moment goes to disk first too.
-    guard.mark(
-        "snapshot-start",
-        serde_json::json!({ "seq": seq, "trigger": trigger_name }),
-    );
+    guard.mark("snapshot-start", serde_json::json!({ "seq": seq, "trigger": trigger_name }));
     guard.flush();
     if let Err(skip) = affordable(guard, index) {
         return skipped(guard, index, started, skip);
     }
     // Under MEMGUARD_MAX_DISK the writer makes room for about this much.
-    let expected =
-        disk::snapshot_estimate(guard.manifest.borrow().captures[index].heap.used_heap_size);
+    let expected = disk::snapshot_estimate(guard.manifest.borrow().captures[index].heap.used_heap_size);
     let sink = match writer.start_file_sized(&guard.bundle, &file_name, expected) {
         Ok(sink) => sink,
         Err(e) => return fail(guard, index, started, e.to_string()),
     };
-    let streamed = guard
-        .isolate
-        .write_heap_snapshot(&mut |chunk| sink.write(chunk));
+    let streamed = guard.isolate.write_heap_snapshot(&mut |chunk| sink.write(chunk));
     let record = match streamed {
         Ok(()) => sink.finish(),
         Err(SnapshotError::Stopped) => sink.finish(), // the writer's own error explains why
         Err(SnapshotError::NotTaken) => {
             sink.abort();
-            return fail(
-                guard,
-                index,
-                started,
-                "V8 could not take a heap snapshot".into(),
-            );
+            return fail(guard, index, started, "V8 could not take a heap snapshot".into());
         }
     };
     let record = match record {
         Ok(record) => record,
         Err(e) => {
             let dir = guard.bundle.path();
-            return fail(
-                guard,
-                index,
-                started,
-                format!("writing {} failed: {e}", dir.join(&file_name).display()),
-            );
+            return fail(guard, index, started, format!("writing {} failed: {e}", dir.join(&file_name).display()));
         }
     };
 
@@ -187,16 +158,10 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
         entry.outcome = "written".into();
         entry.millis = started.elapsed().as_millis() as u64;
     }
-    guard.mark(
-        "snapshot-end",
-        serde_json::json!({ "seq": seq, "file": file_name, "ok": true }),
-    );
+    guard.mark("snapshot-end", serde_json::json!({ "seq": seq, "file": file_name, "ok": true }));
     guard.flush();
     if let Err(e) = guard.save_manifest() {
-        log::warn(&format!(
-            "could not update summary.json in {}: {e}",
-            guard.bundle.path().display()
-        ));
+        log::warn(&format!("could not update summary.json in {}: {e}", guard.bundle.path().display()));
     }
     if guard.config.upload.target.is_some() {
         // The process is usually about to die: the uploader, a process of its
@@ -215,9 +180,7 @@ fn describe(trigger: &Trigger) -> (&'static str, Option<String>) {
         Trigger::NearHeapLimit(_) => ("near-heap-limit", None),
         Trigger::HeapThreshold { fraction, used } => (
             "heap-threshold",
-            Some(format!(
-                "heap used after a mark-compact reached {fraction} of the heap limit ({used:.3})"
-            )),
+            Some(format!("heap used after a mark-compact reached {fraction} of the heap limit ({used:.3})")),
         ),
         Trigger::Rss(crossing) => (
             "rss",
@@ -260,54 +223,26 @@ pub fn capture_current(trigger: Trigger) {
 /// into it — noted in its summary entry (`folded`) — instead of pausing the
 /// process again for a second snapshot.
 pub fn capture_requested(trigger: Trigger, after: u32) {
-    let Some(guard) = crate::guard::current() else {
-        return;
-    };
+    let Some(guard) = crate::guard::current() else { return };
     let near_limit = guard.last_near_limit_seq.get();
     if near_limit <= after {
         let _ = capture(&guard, trigger);
         return;
     }
     let (name, reason) = describe(&trigger);
-    log::debug(&format!(
-        "a {name} capture requested before near-limit capture {near_limit} was folded into it"
-    ));
-    if let Some(entry) = guard
-        .manifest
-        .borrow_mut()
-        .captures
-        .iter_mut()
-        .find(|c| c.seq == near_limit)
-    {
-        entry.folded.push(Folded {
-            trigger: name.into(),
-            reason,
-        });
+    log::debug(&format!("a {name} capture requested before near-limit capture {near_limit} was folded into it"));
+    if let Some(entry) = guard.manifest.borrow_mut().captures.iter_mut().find(|c| c.seq == near_limit) {
+        entry.folded.push(Folded { trigger: name.into(), reason });
     }
-    guard.mark(
-        "capture-folded",
-        serde_json::json!({ "trigger": name, "into": near_limit }),
-    );
+    guard.mark("capture-folded", serde_json::json!({ "trigger": name, "into": near_limit }));
     if let Err(e) = guard.save_manifest() {
-        log::warn(&format!(
-            "could not update summary.json in {}: {e}",
-            guard.bundle.path().display()
-        ));
+        log::warn(&format!("could not update summary.json in {}: {e}", guard.bundle.path().display()));
     }
 }
 
 fn fail(guard: &Guard, index: usize, started: Instant, error: String) -> Result<PathBuf, String> {
-    log::warn(&format!(
-        "heap snapshot not written: {error}; the application continues"
-    ));
-    end_without_snapshot(
-        guard,
-        index,
-        started,
-        "failed",
-        ("error", &error),
-        |entry| entry.error = Some(error.clone()),
-    );
+    log::warn(&format!("heap snapshot not written: {error}; the application continues"));
+    end_without_snapshot(guard, index, started, "failed", ("error", &error), |entry| entry.error = Some(error.clone()));
     Err(error)
 }
 
@@ -341,9 +276,7 @@ fn end_without_snapshot(
 /// the top allocation sites, when the sampling heap profiler runs.
 fn write_allocation_profile(guard: &Guard, writer: &Writer, index: usize, seq: u32) {
     let started = Instant::now();
-    let Some((nodes, samples)) = guard.allocation_profile() else {
-        return;
-    };
+    let Some((nodes, samples)) = guard.allocation_profile() else { return };
     let name = format!("allocations-{seq}.heapprofile");
     let bytes = serde_json::to_vec(&heapprofile::to_cdp(&nodes, &samples)).unwrap_or_default();
     let size = bytes.len() as u64;
@@ -370,11 +303,7 @@ fn copy_source_maps(guard: &Guard, index: usize, seq: u32) {
         let manifest = guard.manifest.borrow();
         let entry = &manifest.captures[index];
         let stack = entry.stack.iter().flatten().map(|f| f.url.clone());
-        let sites = entry
-            .top_allocation_sites
-            .iter()
-            .flatten()
-            .map(|s| s.url.clone());
+        let sites = entry.top_allocation_sites.iter().flatten().map(|s| s.url.clone());
         stack.chain(sites).collect()
     };
     if let Ok(dir) = guard.bundle.ensure() {
@@ -390,9 +319,7 @@ fn copy_source_maps(guard: &Guard, index: usize, seq: u32) {
 /// check after the capture — the same code, a few instructions later, at a
 /// point where V8 can describe every frame.
 fn stack_when_js_resumes(index: usize) {
-    let Some(guard) = crate::guard::current() else {
-        return;
-    };
+    let Some(guard) = crate::guard::current() else { return };
     guard.isolate.request_interrupt(move |isolate| {
         let stack = isolate.current_stack(STACK_FRAMES);
         {
@@ -414,11 +341,7 @@ fn affordable(guard: &Guard, index: usize) -> Result<(), Skip> {
         _ => None,
     };
     let headroom = afford::headroom(
-        guard
-            .config
-            .memory_limit
-            .map(|bytes| (bytes, "MEMGUARD_MEMORY_LIMIT"))
-            .or(rss_limit),
+        guard.config.memory_limit.map(|bytes| (bytes, "MEMGUARD_MEMORY_LIMIT")).or(rss_limit),
         procmem::rss_bytes(),
         guard.cgroup.as_ref().and_then(Cgroup::read),
         procmem::mem_available(),
@@ -434,13 +357,8 @@ fn skipped(guard: &Guard, index: usize, started: Instant, skip: Skip) -> Result<
         skip.reason
     ));
     let reason = skip.reason.clone();
-    end_without_snapshot(
-        guard,
-        index,
-        started,
-        "skipped",
-        ("skipped", &reason),
-        |entry| entry.snapshot_skipped = Some(skip),
-    );
+    end_without_snapshot(guard, index, started, "skipped", ("skipped", &reason), |entry| {
+        entry.snapshot_skipped = Some(skip)
+    });
     Err(format!("heap snapshot skipped: {reason}"))
 }

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 
 use crate::capture::{self, Trigger};
 use crate::timeline::Timeline;
-use crate::v8::{GcHandler, GcHook, GcPhase, Isolate, NearHeapLimitHandler, NearHeapLimitHook};
 use memguard_core::segments::Ring;
+use crate::v8::{GcHandler, GcHook, GcPhase, Isolate, NearHeapLimitHandler, NearHeapLimitHook};
 
 /// Below this, extra heap for the snapshot is too small to be useful (it is
 /// what Node grants a worker).
@@ -88,13 +88,7 @@ impl Guard {
                 "intervalMs": config.interval_ms,
             });
             let history_every = std::time::Duration::from_secs(config.history_interval_secs.into());
-            Timeline::open(
-                isolate,
-                &bundle,
-                header,
-                Ring::new(config.timeline_max),
-                history_every,
-            )
+            Timeline::open(isolate, &bundle, header, Ring::new(config.timeline_max), history_every)
         } else {
             None
         };
@@ -105,11 +99,7 @@ impl Guard {
             cgroup: Cgroup::discover(),
             thresholds_armed: RefCell::new(vec![true; config.heap_thresholds.len()]),
             initial_heap_limit: isolate.heap_stats().heap_size_limit,
-            leak_trend: RefCell::new(
-                config
-                    .leak
-                    .then(|| LeakTrend::new(config.leak_window, config.leak_min_growth)),
-            ),
+            leak_trend: RefCell::new(config.leak.then(|| LeakTrend::new(config.leak_window, config.leak_min_growth))),
             leak_reported: Cell::new(false),
             events: RefCell::new(Vec::new()),
             isolate,
@@ -169,9 +159,7 @@ impl Guard {
             if self.isolate.start_sampling_heap_profiler(interval) {
                 self.sampling.set(true);
             } else {
-                log::info_once(
-                    "V8's sampling heap profiler is already running; memguard reads its profile",
-                );
+                log::info_once("V8's sampling heap profiler is already running; memguard reads its profile");
             }
         }
     }
@@ -193,10 +181,7 @@ impl Guard {
         if let Some(timeline) = &self.timeline {
             timeline.sample(0);
             if let Err(e) = self.save_manifest() {
-                log::warn_once(&format!(
-                    "cannot write summary.json in {}: {e}",
-                    self.bundle.path().display()
-                ));
+                log::warn_once(&format!("cannot write summary.json in {}: {e}", self.bundle.path().display()));
             }
         }
     }
@@ -216,13 +201,10 @@ impl Guard {
 
     /// Rewrites `summary.json` (atomically) with the latest timeline digest.
     pub fn save_manifest(&self) -> std::io::Result<()> {
-        let writer = Writer::global()
-            .ok_or_else(|| std::io::Error::other("memguard's writer thread is not running"))?;
+        let writer = Writer::global().ok_or_else(|| std::io::Error::other("memguard's writer thread is not running"))?;
         if let Some(timeline) = &self.timeline {
-            self.manifest.borrow_mut().timeline = Some(TimelineSummary {
-                file: TIMELINE_FILE.into(),
-                digest: timeline.shared.digest(),
-            });
+            self.manifest.borrow_mut().timeline =
+                Some(TimelineSummary { file: TIMELINE_FILE.into(), digest: timeline.shared.digest() });
         }
         let json = self.manifest.borrow().to_json();
         writer.write_atomic(&self.bundle, SUMMARY_FILE, json)
@@ -269,10 +251,7 @@ impl Guard {
         !self.config.keep_all
             && orderly
             && self.manifest.borrow().captures.is_empty()
-            && self
-                .timeline
-                .as_ref()
-                .is_some_and(|t| t.shared.digest().dropped == 0)
+            && self.timeline.as_ref().is_some_and(|t| t.shared.digest().dropped == 0)
     }
 
     /// What headroom is added to: V8 may call with the heap already past the
@@ -311,9 +290,7 @@ impl Guard {
         }
         if let Some(fraction) = crossed {
             let after = self.seq();
-            self.isolate.request_interrupt(move |_| {
-                capture::capture_requested(Trigger::HeapThreshold { fraction, used }, after)
-            });
+            self.isolate.request_interrupt(move |_| capture::capture_requested(Trigger::HeapThreshold { fraction, used }, after));
         }
     }
 
@@ -321,19 +298,12 @@ impl Guard {
     /// goes to the timeline (`leak` marker), to JS listeners, to stderr, and
     /// — with `MEMGUARD_LEAK_SNAPSHOT` — to a capture at the next interrupt.
     fn check_leak(&self, used: u64) {
-        let Some(leak) = self
-            .leak_trend
-            .borrow_mut()
-            .as_mut()
-            .and_then(|t| t.observe(now_ms(), used))
-        else {
+        let Some(leak) = self.leak_trend.borrow_mut().as_mut().and_then(|t| t.observe(now_ms(), used)) else {
             return;
         };
         let info = serde_json::to_value(&leak).unwrap_or_default();
         self.mark("leak", info.clone());
-        self.events
-            .borrow_mut()
-            .push(json!({ "type": "leak", "info": info }));
+        self.events.borrow_mut().push(json!({ "type": "leak", "info": info }));
         // A leak that goes on gives a verdict every window: each one is a
         // marker and an event, but only the first a line on stderr.
         let line = format!(
@@ -351,8 +321,7 @@ impl Guard {
         // One leak capture per thread: the first verdict's.
         if self.config.leak_snapshot {
             let after = self.seq();
-            self.isolate
-                .request_interrupt(move |_| capture::capture_requested(Trigger::Leak(leak), after));
+            self.isolate.request_interrupt(move |_| capture::capture_requested(Trigger::Leak(leak), after));
         }
     }
 }
@@ -412,11 +381,7 @@ impl NearHeapLimitHandler for Guard {
         // Failures are already reported (warning + manifest); the host's fate
         // is V8's to decide, exactly as without memguard.
         let _ = capture::capture(self, Trigger::NearHeapLimit(limit));
-        let granted = self
-            .limit_now
-            .get()
-            .max(self.floor(current))
-            .saturating_add(headroom);
+        let granted = self.limit_now.get().max(self.floor(current)).saturating_add(headroom);
 
         if taken >= self.config.near_limit_snapshots {
             // Last one: later near-limit events go to V8 (or Node's worker

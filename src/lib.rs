@@ -20,10 +20,10 @@ use serde_json::{json, Value};
 use memguard_core::bundle::{bundle_name, choose_root, Bundle};
 use memguard_core::config::{Config, DiskBudget};
 use memguard_core::crashes;
-use memguard_core::log;
-use memguard_core::manifest::{Manifest, ProcessInfo};
 use memguard_core::upload;
 use memguard_core::writer;
+use memguard_core::log;
+use memguard_core::manifest::{Manifest, ProcessInfo};
 
 use crate::capture::Trigger;
 use crate::guard::Guard;
@@ -52,8 +52,7 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
         log::debug("disabled by MEMGUARD");
         return Ok(describe(false, None, &config));
     }
-    let info: ProcessInfo =
-        serde_json::from_value(info).map_err(|e| Error::from_reason(e.to_string()))?;
+    let info: ProcessInfo = serde_json::from_value(info).map_err(|e| Error::from_reason(e.to_string()))?;
     let Some(isolate) = v8::Isolate::current() else {
         log::warn_once("no V8 isolate on this thread; memguard is inactive here");
         return Ok(describe(false, None, &config));
@@ -76,11 +75,7 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
         DiskBudget::Off => {}
     }
     let bundle = Bundle::new(root, bundle_name(started, info.pid, info.thread_id));
-    let manifest = Manifest::new(
-        &info,
-        &config,
-        started.to_rfc3339_opts(SecondsFormat::Secs, true),
-    );
+    let manifest = Manifest::new(&info, &config, started.to_rfc3339_opts(SecondsFormat::Secs, true));
     let guard = Guard::new(isolate, config, bundle, manifest);
     let node_flag = &info.node_near_limit_flag;
     if !node_flag.is_empty() {
@@ -101,16 +96,10 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
     guard.start_allocation_sampling();
     guard.start_recording();
     // A worker's isolate goes away with the worker: drop our callbacks first.
-    env.add_env_cleanup_hook((), |()| {
-        guard::release_current(json!({ "reason": "environment-cleanup" }))
-    })?;
+    env.add_env_cleanup_hook((), |()| guard::release_current(json!({ "reason": "environment-cleanup" })))?;
     log::debug(&format!(
         "guarding {} (bundle {})",
-        if info.thread_id == 0 {
-            "the main thread".to_string()
-        } else {
-            format!("worker {}", info.thread_id)
-        },
+        if info.thread_id == 0 { "the main thread".to_string() } else { format!("worker {}", info.thread_id) },
         guard.bundle.path().display()
     ));
     Ok(describe(true, Some(&guard.bundle.path()), &guard.config))
@@ -145,9 +134,7 @@ fn process_start() -> DateTime<Utc> {
 /// memguard is not active on this thread.
 #[napi]
 pub fn snapshot(reason: Option<String>) -> Result<Option<String>> {
-    let Some(guard) = guard::current() else {
-        return Ok(None);
-    };
+    let Some(guard) = guard::current() else { return Ok(None) };
     capture::capture(&guard, Trigger::Api(reason))
         .map(|path| Some(path.display().to_string()))
         .map_err(Error::from_reason)
@@ -163,8 +150,7 @@ pub fn previous_crashes() -> Value {
 /// Heap statistics and per-space statistics of this thread's isolate.
 #[napi]
 pub fn stats() -> Result<Value> {
-    let isolate =
-        v8::Isolate::current().ok_or_else(|| Error::from_reason("no V8 isolate on this thread"))?;
+    let isolate = v8::Isolate::current().ok_or_else(|| Error::from_reason("no V8 isolate on this thread"))?;
     Ok(json!({ "heap": isolate.heap_stats(), "spaces": isolate.space_stats() }))
 }
 
@@ -211,9 +197,7 @@ pub fn timeline(last: u32) -> Vec<String> {
 /// Events for JS listeners since the last call (`[{type, info}]`), oldest first.
 #[napi]
 pub fn take_events() -> Vec<Value> {
-    guard::current()
-        .map(|g| std::mem::take(&mut *g.events.borrow_mut()))
-        .unwrap_or_default()
+    guard::current().map(|g| std::mem::take(&mut *g.events.borrow_mut())).unwrap_or_default()
 }
 
 /// The current sampling heap profile in DevTools' `SamplingHeapProfile`

@@ -28,10 +28,7 @@ pub fn unregister(thread_id: u32) {
 /// the application's own code runs. `false` if no isolate is guarded.
 pub fn request_main(task: impl FnOnce(Isolate) + Send + 'static) -> bool {
     let isolates = ISOLATES.lock();
-    let target = isolates
-        .iter()
-        .find(|(id, _)| *id == 0)
-        .or_else(|| isolates.first());
+    let target = isolates.iter().find(|(id, _)| *id == 0).or_else(|| isolates.first());
     match target {
         Some((_, isolate)) => {
             // SAFETY: the lock is held; an isolate's thread unregisters it

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memguard_core::bundle::Bundle;
-use memguard_core::recorder::{
-    now_ms, Event, GcRecord, Marker, Open, Recorder, SampleRecord, Shared,
-};
+use memguard_core::recorder::{now_ms, Event, GcRecord, Marker, Open, Recorder, SampleRecord, Shared};
 use memguard_core::segments::Ring;
 use serde_json::Value;
 
@@ -37,30 +35,14 @@ pub struct Timeline {
 impl Timeline {
     /// Opens `bundle/timeline.ndjson.gz` on the recorder thread, starting
     /// with `header`. `None` if the recorder thread cannot run.
-    pub fn open(
-        isolate: Isolate,
-        bundle: &Bundle,
-        header: Value,
-        ring: Ring,
-        history_every: Duration,
-    ) -> Option<Rc<Timeline>> {
+    pub fn open(isolate: Isolate, bundle: &Bundle, header: Value, ring: Ring, history_every: Duration) -> Option<Rc<Timeline>> {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let recorder = Recorder::global()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared::default());
         // Same channel as every later record, so it is handled first.
-        let open = Open {
-            bundle: bundle.clone(),
-            t0_ms: now_ms(),
-            header,
-            shared: shared.clone(),
-            ring,
-            history_every,
-        };
-        if !recorder.try_send(Event::Open {
-            id,
-            open: Box::new(open),
-        }) {
+        let open = Open { bundle: bundle.clone(), t0_ms: now_ms(), header, shared: shared.clone(), ring, history_every };
+        if !recorder.try_send(Event::Open { id, open: Box::new(open) }) {
             return None;
         }
         Some(Rc::new(Timeline {
@@ -82,22 +64,12 @@ impl Timeline {
             spaces: self.isolate.space_stats(),
             array_buffers,
         };
-        self.send(Event::Sample {
-            id: self.id,
-            rec: Box::new(rec),
-        });
+        self.send(Event::Sample { id: self.id, rec: Box::new(rec) });
     }
 
     pub fn marker(&self, name: &str, detail: Value) {
-        let marker = Marker {
-            t_ms: now_ms(),
-            name: name.into(),
-            detail,
-        };
-        self.send(Event::Marker {
-            id: self.id,
-            marker: Box::new(marker),
-        });
+        let marker = Marker { t_ms: now_ms(), name: name.into(), detail };
+        self.send(Event::Marker { id: self.id, marker: Box::new(marker) });
     }
 
     /// Never blocks the isolate's thread: a record that finds the queue full
@@ -110,15 +82,13 @@ impl Timeline {
 
     /// Waits (briefly) until everything sent so far is on disk.
     pub fn flush(&self) -> bool {
-        self.recorder
-            .send_and_wait(|done| Event::Flush { done }, WAIT)
+        self.recorder.send_and_wait(|done| Event::Flush { done }, WAIT)
     }
 
     /// Writes out the rest and closes the file.
     pub fn close(&self) {
         let id = self.id;
-        self.recorder
-            .send_and_wait(|done| Event::Close { id, done }, WAIT);
+        self.recorder.send_and_wait(|done| Event::Close { id, done }, WAIT);
     }
 }
 
@@ -135,9 +105,7 @@ impl GcHandler for Timeline {
                 self.depth.set(depth + 1);
             }
             GcPhase::End => {
-                let Some(depth) = depth.checked_sub(1) else {
-                    return;
-                };
+                let Some(depth) = depth.checked_sub(1) else { return };
                 self.depth.set(depth);
                 if depth >= NESTING {
                     return;

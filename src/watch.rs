@@ -24,15 +24,11 @@ pub fn start_once(config: &Config, cgroup: Option<&Cgroup>) {
 }
 
 fn start_rss_watchdog(config: &Config, cgroup: Option<&Cgroup>) {
-    let Some(limit) = config.rss_limit else {
-        return;
-    };
+    let Some(limit) = config.rss_limit else { return };
     let (limit, source) = match watchdog::resolve_limit(limit, cgroup) {
         Ok(found) => found,
         // By default the watchdog runs only in a container with a limit; elsewhere it has nothing to say.
-        Err(_) if limit == RssLimit::Container => {
-            return log::debug("no memory cgroup limit; RSS is not watched")
-        }
+        Err(_) if limit == RssLimit::Container => return log::debug("no memory cgroup limit; RSS is not watched"),
         Err(problem) => return log::warn_once(&format!("{problem}; the RSS watchdog is off")),
     };
     let threshold = config.rss_threshold;
@@ -47,10 +43,7 @@ fn start_rss_watchdog(config: &Config, cgroup: Option<&Cgroup>) {
         remote::request_main(move |_| capture_current(Trigger::Rss(crossing)));
     });
     if started {
-        log::debug(&format!(
-            "RSS watchdog: capture at {threshold} of {} MB ({source})",
-            limit >> 20
-        ));
+        log::debug(&format!("RSS watchdog: capture at {threshold} of {} MB ({source})", limit >> 20));
     } else {
         log::warn_once("could not start the RSS watchdog thread; RSS is not watched");
     }
@@ -60,9 +53,7 @@ fn start_signal(config: &Config) {
     // One capture at a time: a burst of signals (a script in a loop) while
     // one is pending or running adds nothing but pauses.
     static PENDING: AtomicBool = AtomicBool::new(false);
-    let Some((signum, name)) = config.signal.clone() else {
-        return;
-    };
+    let Some((signum, name)) = config.signal.clone() else { return };
     let on_signal = {
         let name = name.clone();
         move || {
@@ -79,8 +70,6 @@ fn start_signal(config: &Config) {
         }
     };
     if !v8::watch_signal(signum, Box::new(on_signal)) {
-        log::warn_once(&format!(
-            "MEMGUARD_SIGNAL: cannot listen for {name}; captures by signal are off"
-        ));
+        log::warn_once(&format!("MEMGUARD_SIGNAL: cannot listen for {name}; captures by signal are off"));
     }
 }

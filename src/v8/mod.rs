@@ -42,19 +42,8 @@ struct RawSpaceStats {
 type NearLimitFn = extern "C" fn(*mut c_void, usize, usize) -> usize;
 type ChunkFn = extern "C" fn(*mut c_void, *const c_char, usize) -> c_int;
 type GcFn = extern "C" fn(*mut c_void, c_int, c_int, c_int);
-type ProfileNodeFn = extern "C" fn(
-    *mut c_void,
-    u32,
-    u32,
-    *const c_char,
-    usize,
-    *const c_char,
-    usize,
-    c_int,
-    c_int,
-    c_int,
-    u64,
-);
+type ProfileNodeFn =
+    extern "C" fn(*mut c_void, u32, u32, *const c_char, usize, *const c_char, usize, c_int, c_int, c_int, u64);
 type ProfileSampleFn = extern "C" fn(*mut c_void, u32, u64, u32, u64);
 type InterruptFn = extern "C" fn(*mut c_void);
 type FrameFn = extern "C" fn(*mut c_void, *const c_char, usize, *const c_char, usize, c_int, c_int);
@@ -71,11 +60,7 @@ extern "C" {
     fn mg_add_gc_callbacks(isolate: *mut c_void, cb: GcFn, data: *mut c_void) -> *mut c_void;
     fn mg_remove_gc_callbacks(isolate: *mut c_void, cookie: *mut c_void);
     fn mg_used_heap_size(isolate: *mut c_void) -> u64;
-    fn mg_start_sampling_heap_profiler(
-        isolate: *mut c_void,
-        interval: u64,
-        stack_depth: c_int,
-    ) -> c_int;
+    fn mg_start_sampling_heap_profiler(isolate: *mut c_void, interval: u64, stack_depth: c_int) -> c_int;
     fn mg_stop_sampling_heap_profiler(isolate: *mut c_void);
     fn mg_allocation_profile(
         isolate: *mut c_void,
@@ -83,12 +68,7 @@ extern "C" {
         sample_fn: ProfileSampleFn,
         data: *mut c_void,
     ) -> c_int;
-    fn mg_current_stack(
-        isolate: *mut c_void,
-        max_frames: c_int,
-        fn_: FrameFn,
-        data: *mut c_void,
-    ) -> c_int;
+    fn mg_current_stack(isolate: *mut c_void, max_frames: c_int, fn_: FrameFn, data: *mut c_void) -> c_int;
     fn mg_request_interrupt(isolate: *mut c_void, fn_: InterruptFn, data: *mut c_void);
     fn mg_watch_signal(signum: c_int, fn_: SignalFn, data: *mut c_void) -> c_int;
 }
@@ -116,10 +96,7 @@ impl Isolate {
     /// always is one).
     pub fn current() -> Option<Isolate> {
         // SAFETY: Isolate::TryGetCurrent only reads a thread-local.
-        NonNull::new(unsafe { mg_current_isolate() }).map(|ptr| Isolate {
-            ptr,
-            _not_send: PhantomData,
-        })
+        NonNull::new(unsafe { mg_current_isolate() }).map(|ptr| Isolate { ptr, _not_send: PhantomData })
     }
 
     pub fn heap_stats(self) -> HeapStats {
@@ -159,9 +136,7 @@ impl Isolate {
                     return None;
                 }
                 // SAFETY: the shim NUL-terminates `name` within its 48 bytes.
-                let name = unsafe { CStr::from_ptr(raw.name.as_ptr()) }
-                    .to_string_lossy()
-                    .into_owned();
+                let name = unsafe { CStr::from_ptr(raw.name.as_ptr()) }.to_string_lossy().into_owned();
                 Some(SpaceStats {
                     space_name: name,
                     space_size: raw.space_size,
@@ -188,10 +163,7 @@ impl Isolate {
 
     /// Takes a heap snapshot and streams its JSON to `sink`, chunk by chunk;
     /// `sink` returns `false` to stop. Synchronous, on this thread.
-    pub fn write_heap_snapshot(
-        self,
-        sink: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<(), SnapshotError> {
+    pub fn write_heap_snapshot(self, sink: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), SnapshotError> {
         extern "C" fn trampoline(data: *mut c_void, bytes: *const c_char, len: usize) -> c_int {
             // SAFETY: `data` is the `&mut &mut dyn FnMut` below, alive for the
             // whole mg_write_heap_snapshot call; V8 gives `len` valid bytes.
@@ -256,10 +228,7 @@ impl<H: NearHeapLimitHandler> NearHeapLimitHook<H> {
         // SAFETY: `data` is the hook's Lent, alive until the callback is removed.
         let handler = unsafe { Lent::<H>::get(data) };
         // A panic here would unwind into V8; answer as if memguard were absent.
-        catch_unwind(AssertUnwindSafe(|| {
-            handler.near_heap_limit(current, initial)
-        }))
-        .unwrap_or(current)
+        catch_unwind(AssertUnwindSafe(|| handler.near_heap_limit(current, initial))).unwrap_or(current)
     }
 
     /// Adds `handler` as the isolate's near-heap-limit callback. V8 runs only
@@ -267,13 +236,8 @@ impl<H: NearHeapLimitHandler> NearHeapLimitHook<H> {
     pub fn install(isolate: Isolate, handler: &Rc<H>) -> Self {
         let handler = Lent::new(handler);
         // SAFETY: live isolate of this thread; `handler` outlives the registration.
-        unsafe {
-            mg_add_near_heap_limit_callback(isolate.ptr.as_ptr(), Self::trampoline, handler.data())
-        };
-        NearHeapLimitHook {
-            isolate,
-            _handler: handler,
-        }
+        unsafe { mg_add_near_heap_limit_callback(isolate.ptr.as_ptr(), Self::trampoline, handler.data()) };
+        NearHeapLimitHook { isolate, _handler: handler }
     }
 }
 
@@ -308,26 +272,15 @@ impl<H: GcHandler> GcHook<H> {
     extern "C" fn trampoline(data: *mut c_void, phase: c_int, kind: c_int, flags: c_int) {
         // SAFETY: `data` is the hook's Lent, alive until the callbacks are removed.
         let handler = unsafe { Lent::<H>::get(data) };
-        let phase = if phase == 0 {
-            GcPhase::Start
-        } else {
-            GcPhase::End
-        };
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            handler.gc(phase, kind as u32, flags as u32)
-        }));
+        let phase = if phase == 0 { GcPhase::Start } else { GcPhase::End };
+        let _ = catch_unwind(AssertUnwindSafe(|| handler.gc(phase, kind as u32, flags as u32)));
     }
 
     pub fn install(isolate: Isolate, handler: &Rc<H>) -> Self {
         let handler = Lent::new(handler);
         // SAFETY: live isolate of this thread; `handler` outlives the registration.
-        let cookie =
-            unsafe { mg_add_gc_callbacks(isolate.ptr.as_ptr(), Self::trampoline, handler.data()) };
-        GcHook {
-            isolate,
-            cookie,
-            _handler: handler,
-        }
+        let cookie = unsafe { mg_add_gc_callbacks(isolate.ptr.as_ptr(), Self::trampoline, handler.data()) };
+        GcHook { isolate, cookie, _handler: handler }
     }
 }
 
@@ -340,8 +293,7 @@ impl<H: GcHandler> Drop for GcHook<H> {
 
 fn lossy(ptr: *const c_char, len: usize) -> String {
     // SAFETY: the shim passes `len` valid bytes (UTF-8 from V8) at `ptr`.
-    String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(ptr as *const u8, len) })
-        .into_owned()
+    String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(ptr as *const u8, len) }).into_owned()
 }
 
 impl Isolate {
@@ -389,33 +341,15 @@ impl Isolate {
             };
             let _ = catch_unwind(AssertUnwindSafe(|| out.0.push(node)));
         }
-        extern "C" fn on_sample(
-            data: *mut c_void,
-            node_id: u32,
-            size: u64,
-            count: u32,
-            sample_id: u64,
-        ) {
+        extern "C" fn on_sample(data: *mut c_void, node_id: u32, size: u64, count: u32, sample_id: u64) {
             // SAFETY: as above.
             let out = unsafe { &mut *(data as *mut Out) };
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                out.1.push(ProfileSample {
-                    node_id,
-                    size,
-                    count,
-                    sample_id,
-                })
-            }));
+            let _ = catch_unwind(AssertUnwindSafe(|| out.1.push(ProfileSample { node_id, size, count, sample_id })));
         }
         let mut out: Out = (Vec::new(), Vec::new());
         // SAFETY: live isolate; `out` outlives the call.
         let ok = unsafe {
-            mg_allocation_profile(
-                self.ptr.as_ptr(),
-                on_node,
-                on_sample,
-                &mut out as *mut Out as *mut c_void,
-            )
+            mg_allocation_profile(self.ptr.as_ptr(), on_node, on_sample, &mut out as *mut Out as *mut c_void)
         };
         (ok != 0).then_some(out)
     }
@@ -433,23 +367,13 @@ impl Isolate {
         ) {
             // SAFETY: `data` is the Vec below, alive for the whole call.
             let frames = unsafe { &mut *(data as *mut Vec<StackFrame>) };
-            let frame = StackFrame {
-                function_name: lossy(name, name_len),
-                url: lossy(url, url_len),
-                line,
-                column,
-            };
+            let frame = StackFrame { function_name: lossy(name, name_len), url: lossy(url, url_len), line, column };
             let _ = catch_unwind(AssertUnwindSafe(|| frames.push(frame)));
         }
         let mut frames = Vec::new();
         // SAFETY: live isolate; `frames` outlives the call.
         unsafe {
-            mg_current_stack(
-                self.ptr.as_ptr(),
-                max as c_int,
-                on_frame,
-                &mut frames as *mut Vec<StackFrame> as *mut c_void,
-            )
+            mg_current_stack(self.ptr.as_ptr(), max as c_int, on_frame, &mut frames as *mut Vec<StackFrame> as *mut c_void)
         };
         frames
     }
@@ -479,13 +403,7 @@ impl Isolate {
     pub fn request_interrupt(self, task: impl FnOnce(Isolate) + 'static) {
         let task: Box<InterruptTask> = Box::new(Box::new(task));
         // SAFETY: live isolate of this thread; the task is freed by run_interrupt.
-        unsafe {
-            mg_request_interrupt(
-                self.ptr.as_ptr(),
-                run_interrupt,
-                Box::into_raw(task) as *mut c_void,
-            )
-        };
+        unsafe { mg_request_interrupt(self.ptr.as_ptr(), run_interrupt, Box::into_raw(task) as *mut c_void) };
     }
 }
 
@@ -510,11 +428,7 @@ impl RemoteIsolate {
     /// under which the isolate's thread removes this handle before teardown.
     pub unsafe fn request_interrupt(&self, task: impl FnOnce(Isolate) + Send + 'static) {
         let task: Box<InterruptTask> = Box::new(Box::new(task));
-        mg_request_interrupt(
-            self.ptr.as_ptr(),
-            run_interrupt,
-            Box::into_raw(task) as *mut c_void,
-        );
+        mg_request_interrupt(self.ptr.as_ptr(), run_interrupt, Box::into_raw(task) as *mut c_void);
     }
 }
 

@@ -36,25 +36,13 @@ pub fn headroom(
 ) -> Option<Headroom> {
     if let Some((limit, source)) = memory_limit {
         let available_bytes = limit.saturating_sub(rss.unwrap_or(0));
-        return Some(Headroom {
-            available_bytes,
-            source,
-        });
+        return Some(Headroom { available_bytes, source });
     }
     let container = cgroup.and_then(|c| c.limit.map(|limit| limit.saturating_sub(c.usage)));
     match (container, mem_available) {
-        (Some(c), Some(m)) if m < c => Some(Headroom {
-            available_bytes: m,
-            source: "MemAvailable",
-        }),
-        (Some(c), _) => Some(Headroom {
-            available_bytes: c,
-            source: "cgroup",
-        }),
-        (None, Some(m)) => Some(Headroom {
-            available_bytes: m,
-            source: "MemAvailable",
-        }),
+        (Some(c), Some(m)) if m < c => Some(Headroom { available_bytes: m, source: "MemAvailable" }),
+        (Some(c), _) => Some(Headroom { available_bytes: c, source: "cgroup" }),
+        (None, Some(m)) => Some(Headroom { available_bytes: m, source: "MemAvailable" }),
         (None, None) => None,
     }
 }
@@ -109,75 +97,29 @@ mod tests {
 
     #[test]
     fn explicit_limit_wins_and_counts_rss() {
-        let h = headroom(
-            Some((1000 * MB, "MEMGUARD_MEMORY_LIMIT")),
-            Some(300 * MB),
-            None,
-            Some(20_000 * MB),
-        )
-        .unwrap();
-        assert_eq!(
-            h,
-            Headroom {
-                available_bytes: 700 * MB,
-                source: "MEMGUARD_MEMORY_LIMIT"
-            }
-        );
+        let h = headroom(Some((1000 * MB, "MEMGUARD_MEMORY_LIMIT")), Some(300 * MB), None, Some(20_000 * MB)).unwrap();
+        assert_eq!(h, Headroom { available_bytes: 700 * MB, source: "MEMGUARD_MEMORY_LIMIT" });
     }
 
     #[test]
     fn container_limit_then_mem_available() {
-        let cg = CgroupMemory {
-            usage: 600 * MB,
-            limit: Some(700 * MB),
-        };
-        assert_eq!(
-            headroom(None, None, Some(cg), Some(20_000 * MB))
-                .unwrap()
-                .source,
-            "cgroup"
-        );
-        assert_eq!(
-            headroom(None, None, Some(cg), Some(20_000 * MB))
-                .unwrap()
-                .available_bytes,
-            100 * MB
-        );
-        let unlimited = CgroupMemory {
-            usage: 600 * MB,
-            limit: None,
-        };
-        assert_eq!(
-            headroom(None, None, Some(unlimited), Some(50 * MB))
-                .unwrap()
-                .source,
-            "MemAvailable"
-        );
+        let cg = CgroupMemory { usage: 600 * MB, limit: Some(700 * MB) };
+        assert_eq!(headroom(None, None, Some(cg), Some(20_000 * MB)).unwrap().source, "cgroup");
+        assert_eq!(headroom(None, None, Some(cg), Some(20_000 * MB)).unwrap().available_bytes, 100 * MB);
+        let unlimited = CgroupMemory { usage: 600 * MB, limit: None };
+        assert_eq!(headroom(None, None, Some(unlimited), Some(50 * MB)).unwrap().source, "MemAvailable");
         assert_eq!(headroom(None, None, None, None), None);
     }
 
     #[test]
     fn auto_skips_what_cannot_be_afforded() {
-        let h = Some(Headroom {
-            available_bytes: 500 * MB,
-            source: "cgroup",
-        });
+        let h = Some(Headroom { available_bytes: 500 * MB, source: "cgroup" });
         assert_eq!(decide(SnapshotMode::Auto, 30 * MB, h), Ok(()));
         let skip = decide(SnapshotMode::Auto, 64 * MB, h).unwrap_err();
         assert_eq!(skip.needed_bytes, Some(960 * MB));
-        assert_eq!(
-            skip.reason,
-            "a snapshot needs about 960 MB of memory and only 500 MB is available (cgroup)"
-        );
+        assert_eq!(skip.reason, "a snapshot needs about 960 MB of memory and only 500 MB is available (cgroup)");
         assert_eq!(decide(SnapshotMode::Always, 64 * MB, h), Ok(()));
-        assert_eq!(
-            decide(SnapshotMode::Auto, 64 * MB, None),
-            Ok(()),
-            "unknown headroom: take it"
-        );
-        assert_eq!(
-            decide(SnapshotMode::Never, 1, h).unwrap_err().reason,
-            "MEMGUARD_SNAPSHOT=never"
-        );
+        assert_eq!(decide(SnapshotMode::Auto, 64 * MB, None), Ok(()), "unknown headroom: take it");
+        assert_eq!(decide(SnapshotMode::Never, 1, h).unwrap_err().reason, "MEMGUARD_SNAPSHOT=never");
     }
 }

@@ -56,16 +56,11 @@ pub fn distrust(dir: &Path) -> Option<String> {
 
 fn distrust_owner_mode(owner: u32, mode: u32, euid: u32) -> Option<String> {
     if owner != euid && owner != 0 {
-        return Some(format!(
-            "is owned by uid {owner}, not by this process (uid {euid})"
-        ));
+        return Some(format!("is owned by uid {owner}, not by this process (uid {euid})"));
     }
     let sticky = mode & libc::S_ISVTX != 0;
     if mode & 0o022 != 0 && !sticky {
-        return Some(format!(
-            "is writable by other users (mode {:o}) without the sticky bit",
-            mode & 0o7777
-        ));
+        return Some(format!("is writable by other users (mode {:o}) without the sticky bit", mode & 0o7777));
     }
     None
 }
@@ -102,10 +97,7 @@ fn choose_root_in(configured: &Path, tmp: &Path) -> RootChoice {
                      memguard creates in it (give memguard a directory of its own to silence this)"
                 )
             });
-            return RootChoice {
-                root: Some(configured.to_path_buf()),
-                warning,
-            };
+            return RootChoice { root: Some(configured.to_path_buf()), warning };
         }
         Err(problem) => problem,
     };
@@ -113,14 +105,8 @@ fn choose_root_in(configured: &Path, tmp: &Path) -> RootChoice {
     let unsafe_fallback = match check_root(&fallback) {
         Ok(()) => match distrust(&fallback) {
             None => {
-                let warning = format!(
-                    "MEMGUARD_DIR: {problem}; writing bundles to {} instead",
-                    fallback.display()
-                );
-                return RootChoice {
-                    root: Some(fallback),
-                    warning: Some(warning),
-                };
+                let warning = format!("MEMGUARD_DIR: {problem}; writing bundles to {} instead", fallback.display());
+                return RootChoice { root: Some(fallback), warning: Some(warning) };
             }
             Some(why) => why,
         },
@@ -180,10 +166,7 @@ fn private_fallback(tmp: &Path) -> io::Result<PathBuf> {
 
 fn describe(path: &Path, err: &io::Error) -> String {
     match err.raw_os_error() {
-        Some(libc::ELOOP) => format!(
-            "{} is a symbolic link; memguard does not follow links",
-            path.display()
-        ),
+        Some(libc::ELOOP) => format!("{} is a symbolic link; memguard does not follow links", path.display()),
         Some(libc::ENOTDIR) => format!("{} is not a directory", path.display()),
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
             format!("{} is not writable ({err})", path.display())
@@ -196,9 +179,7 @@ fn describe(path: &Path, err: &io::Error) -> String {
 /// must be a real directory (a symlink there is refused with ELOOP).
 pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
     match fs::symlink_metadata(dir) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(io::Error::from_raw_os_error(libc::ELOOP))
-        }
+        Ok(meta) if meta.file_type().is_symlink() => return Err(io::Error::from_raw_os_error(libc::ELOOP)),
         Ok(meta) if meta.is_dir() => return Ok(()),
         Ok(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -230,11 +211,7 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn new(root: impl Into<PathBuf>, name: impl Into<String>) -> Bundle {
-        Bundle {
-            root: root.into(),
-            name: name.into(),
-            dir: Arc::default(),
-        }
+        Bundle { root: root.into(), name: name.into(), dir: Arc::default() }
     }
 
     /// Where the bundle was created (for messages; never written through).
@@ -262,10 +239,7 @@ impl Bundle {
         let st = dir.stat()?;
         // Someone else's directory with our name is not ours to write into.
         if st.st_uid != euid() {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "bundle directory belongs to another user",
-            ));
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "bundle directory belongs to another user"));
         }
         if st.st_mode & 0o077 != 0 {
             dir.chmod(0o700)?;
@@ -302,26 +276,14 @@ mod tests {
         let bundle = Bundle::new(tmp.path().join("a/b"), "x");
         let dir = bundle.ensure().unwrap();
         for d in [tmp.path().join("a"), tmp.path().join("a/b"), bundle.path()] {
-            assert_eq!(
-                fs::metadata(&d).unwrap().permissions().mode() & 0o777,
-                0o700,
-                "{}",
-                d.display()
-            );
+            assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700, "{}", d.display());
         }
         dir.write_atomic("summary.json", b"{}").unwrap();
         dir.write_atomic("summary.json", b"{\"a\":1}").unwrap();
         let meta = fs::metadata(bundle.path().join("summary.json")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        assert_eq!(
-            fs::read(bundle.path().join("summary.json")).unwrap(),
-            b"{\"a\":1}"
-        );
-        assert_eq!(
-            fs::read_dir(bundle.path()).unwrap().count(),
-            1,
-            "no temp files left behind"
-        );
+        assert_eq!(fs::read(bundle.path().join("summary.json")).unwrap(), b"{\"a\":1}");
+        assert_eq!(fs::read_dir(bundle.path()).unwrap().count(), 1, "no temp files left behind");
     }
 
     #[test]
@@ -337,10 +299,7 @@ mod tests {
         let target = tmp.path().join("target");
         fs::write(&target, b"keep me").unwrap();
         std::os::unix::fs::symlink(&target, real.join("heap-1.heapsnapshot.gz")).unwrap();
-        assert!(Dir::open(&real)
-            .unwrap()
-            .create_file("heap-1.heapsnapshot.gz")
-            .is_err());
+        assert!(Dir::open(&real).unwrap().create_file("heap-1.heapsnapshot.gz").is_err());
         assert_eq!(fs::read(&target).unwrap(), b"keep me");
         // A link in place of the bundle directory is not followed either.
         std::os::unix::fs::symlink(tmp.path(), real.join("b")).unwrap();
@@ -352,9 +311,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("f");
         fs::write(&file, b"").unwrap();
-        assert!(check_root(&file)
-            .unwrap_err()
-            .contains("is not a directory"));
+        assert!(check_root(&file).unwrap_err().contains("is not a directory"));
         assert!(check_root(&tmp.path().join("new/dir")).is_ok());
     }
 
@@ -362,27 +319,15 @@ mod tests {
     fn a_swapped_bundle_directory_does_not_redirect_writes() {
         let tmp = tempfile::tempdir().unwrap();
         let bundle = Bundle::new(tmp.path(), "20260102-030405-1");
-        bundle
-            .ensure()
-            .unwrap()
-            .write_atomic("summary.json", b"1")
-            .unwrap();
+        bundle.ensure().unwrap().write_atomic("summary.json", b"1").unwrap();
         let elsewhere = tmp.path().join("elsewhere");
         fs::create_dir(&elsewhere).unwrap();
         fs::rename(bundle.path(), tmp.path().join("moved")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, bundle.path()).unwrap();
         // A clone (the writer thread's) shares the open directory.
-        bundle
-            .clone()
-            .ensure()
-            .unwrap()
-            .write_atomic("summary.json", b"2")
-            .unwrap();
+        bundle.clone().ensure().unwrap().write_atomic("summary.json", b"2").unwrap();
         assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
-        assert_eq!(
-            fs::read(tmp.path().join("moved/summary.json")).unwrap(),
-            b"2"
-        );
+        assert_eq!(fs::read(tmp.path().join("moved/summary.json")).unwrap(), b"2");
     }
 
     #[test]
@@ -400,26 +345,13 @@ mod tests {
     #[test]
     fn directories_other_users_control_are_distrusted() {
         assert_eq!(distrust_owner_mode(1000, 0o40700, 1000), None);
-        assert_eq!(
-            distrust_owner_mode(0, 0o41777, 1000),
-            None,
-            "/tmp: root's, sticky"
-        );
+        assert_eq!(distrust_owner_mode(0, 0o41777, 1000), None, "/tmp: root's, sticky");
         assert_eq!(distrust_owner_mode(0, 0o40755, 1000), None);
         let foreign = distrust_owner_mode(65534, 0o40700, 1000).unwrap();
-        assert_eq!(
-            foreign,
-            "is owned by uid 65534, not by this process (uid 1000)"
-        );
+        assert_eq!(foreign, "is owned by uid 65534, not by this process (uid 1000)");
         let open = distrust_owner_mode(1000, 0o40777, 1000).unwrap();
-        assert_eq!(
-            open,
-            "is writable by other users (mode 777) without the sticky bit"
-        );
-        assert!(
-            distrust_owner_mode(1000, 0o40770, 1000).is_some(),
-            "group-writable"
-        );
+        assert_eq!(open, "is writable by other users (mode 777) without the sticky bit");
+        assert!(distrust_owner_mode(1000, 0o40770, 1000).is_some(), "group-writable");
         assert_eq!(distrust_owner_mode(1000, 0o41777, 1000), None);
     }
 
@@ -428,22 +360,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mine = tmp.path().join("mine");
         let choice = choose_root_in(&mine, tmp.path());
-        assert_eq!(
-            choice,
-            RootChoice {
-                root: Some(mine.clone()),
-                warning: None
-            }
-        );
+        assert_eq!(choice, RootChoice { root: Some(mine.clone()), warning: None });
         // Writable by others: used, with a warning.
         fs::set_permissions(&mine, fs::Permissions::from_mode(0o777)).unwrap();
         let choice = choose_root_in(&mine, tmp.path());
         assert_eq!(choice.root, Some(mine.clone()));
         let warning = choice.warning.unwrap();
-        assert!(
-            warning.contains("without the sticky bit; writing bundles there anyway"),
-            "{warning}"
-        );
+        assert!(warning.contains("without the sticky bit; writing bundles there anyway"), "{warning}");
     }
 
     /// A MEMGUARD_DIR that cannot be used (a file), and a temp dir holding
@@ -464,14 +387,8 @@ mod tests {
         let (tmp, choice) = fallback_choice(|_| {});
         let fallback = fallback_root_in(&tmp.path().join("tmp"));
         assert_eq!(choice.root.as_ref(), Some(&fallback));
-        assert!(choice.warning.unwrap().ends_with(&format!(
-            "writing bundles to {} instead",
-            fallback.display()
-        )));
-        assert_eq!(
-            fs::metadata(&fallback).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
+        assert!(choice.warning.unwrap().ends_with(&format!("writing bundles to {} instead", fallback.display())));
+        assert_eq!(fs::metadata(&fallback).unwrap().permissions().mode() & 0o777, 0o700);
     }
 
     fn assert_private_instead(tmp: &Path, choice: &RootChoice, why: &str) {
@@ -479,21 +396,13 @@ mod tests {
         let root = choice.root.as_ref().expect("a private directory");
         assert_ne!(root, &fallback);
         assert_eq!(root.parent(), Some(tmp.join("tmp").as_path()));
-        assert!(root
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with(fallback.file_name().unwrap().to_str().unwrap()));
+        assert!(root.file_name().unwrap().to_str().unwrap().starts_with(fallback.file_name().unwrap().to_str().unwrap()));
         let meta = fs::symlink_metadata(root).unwrap();
         assert!(meta.is_dir());
         assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
         let warning = choice.warning.as_deref().unwrap();
         assert!(warning.contains(why), "{warning}");
-        assert!(
-            warning.contains(&format!("new private directory {}", root.display())),
-            "{warning}"
-        );
+        assert!(warning.contains(&format!("new private directory {}", root.display())), "{warning}");
     }
 
     #[test]
@@ -502,11 +411,7 @@ mod tests {
             fs::create_dir(fallback).unwrap();
             fs::set_permissions(fallback, fs::Permissions::from_mode(0o777)).unwrap();
         });
-        assert_private_instead(
-            tmp.path(),
-            &choice,
-            "is writable by other users (mode 777) without the sticky bit",
-        );
+        assert_private_instead(tmp.path(), &choice, "is writable by other users (mode 777) without the sticky bit");
         // Asked again (another thread starting): the same private directory.
         let again = choose_root_in(&tmp.path().join("not-a-dir"), &tmp.path().join("tmp"));
         assert_eq!(again, choice);
@@ -530,10 +435,6 @@ mod tests {
             fs::create_dir(fallback).unwrap();
             std::os::unix::fs::chown(fallback, Some(65534), Some(65534)).unwrap();
         });
-        assert_private_instead(
-            tmp.path(),
-            &choice,
-            "is owned by uid 65534, not by this process (uid 0)",
-        );
+        assert_private_instead(tmp.path(), &choice, "is owned by uid 65534, not by this process (uid 0)");
     }
 }

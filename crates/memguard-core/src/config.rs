@@ -387,12 +387,7 @@ impl Config {
 }
 
 /// An on/off value, or a warning that names `default`.
-fn switch_or_warn(
-    name: &str,
-    raw: &str,
-    default: &str,
-    warnings: &mut Vec<String>,
-) -> Option<bool> {
+fn switch_or_warn(name: &str, raw: &str, default: &str, warnings: &mut Vec<String>) -> Option<bool> {
     let on = parse_switch(raw.trim());
     if on.is_none() {
         warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", default));
@@ -411,11 +406,7 @@ fn whole_or_warn(
 ) -> Option<u32> {
     let n = raw.trim().parse::<u32>().ok().filter(|n| range.contains(n));
     if n.is_none() {
-        let problem = format!(
-            "is not a whole number of {unit} from {} to {}",
-            range.start(),
-            range.end()
-        );
+        let problem = format!("is not a whole number of {unit} from {} to {}", range.start(), range.end());
         warnings.push(bad(name, raw, &problem, &default.to_string()));
     }
     n
@@ -434,9 +425,7 @@ pub(crate) fn parse_switch(value: &str) -> Option<bool> {
 /// powers of 1024; `kB`, `MB`, `GB` are powers of 1000.
 pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().ok()?;
     let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -450,8 +439,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     let bytes = number * scale;
-    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64 && bytes.fract() == 0.0)
-        .then_some(bytes as u64)
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64 && bytes.fract() == 0.0).then_some(bytes as u64)
 }
 
 /// `0.7,0.9` → [0.7, 0.9], sorted, de-duplicated; `""`/`off` → [].
@@ -472,10 +460,7 @@ fn parse_fractions(value: &str) -> Option<Vec<f64>> {
     (list.len() <= 8).then_some(list)
 }
 
-fn signal_name<S: serde::Serializer>(
-    signal: &Option<(i32, String)>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn signal_name<S: serde::Serializer>(signal: &Option<(i32, String)>, s: S) -> Result<S::Ok, S::Error> {
     signal.as_ref().map(|(_, name)| name).serialize(s)
 }
 
@@ -494,17 +479,11 @@ fn parse_signal(value: &str) -> Result<Option<(i32, String)>, &'static str> {
     if upper.is_empty() || upper == "OFF" || upper == "NONE" {
         return Ok(None);
     }
-    let full = if upper.starts_with("SIG") || upper.parse::<i32>().is_ok() {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
+    let full = if upper.starts_with("SIG") || upper.parse::<i32>().is_ok() { upper } else { format!("SIG{upper}") };
     if full == "SIGUSR1" || full == libc::SIGUSR1.to_string() {
         return Err("is SIGUSR1, which Node uses to start its inspector; use SIGUSR2");
     }
-    let found = CATCHABLE
-        .iter()
-        .find(|(n, num)| *n == full || num.to_string() == full);
+    let found = CATCHABLE.iter().find(|(n, num)| *n == full || num.to_string() == full);
     match found {
         Some((n, num)) => Ok(Some((*num, n.to_string()))),
         None => Err("is not a signal memguard can listen on (e.g. SIGUSR2)"),
@@ -549,22 +528,13 @@ mod tests {
     fn bad_switch_warns_and_stays_on() {
         let (c, w) = parse(&[("MEMGUARD", "maybe")]);
         assert!(c.enabled);
-        assert_eq!(
-            w,
-            vec![r#"MEMGUARD="maybe" is not on/off (1/0, true/false); using the default on"#]
-        );
+        assert_eq!(w, vec![r#"MEMGUARD="maybe" is not on/off (1/0, true/false); using the default on"#]);
     }
 
     #[test]
     fn dir_is_resolved_against_cwd() {
-        assert_eq!(
-            parse(&[("MEMGUARD_DIR", "out")]).0.dir,
-            PathBuf::from("/srv/app/out")
-        );
-        assert_eq!(
-            parse(&[("MEMGUARD_DIR", "/var/dumps")]).0.dir,
-            PathBuf::from("/var/dumps")
-        );
+        assert_eq!(parse(&[("MEMGUARD_DIR", "out")]).0.dir, PathBuf::from("/srv/app/out"));
+        assert_eq!(parse(&[("MEMGUARD_DIR", "/var/dumps")]).0.dir, PathBuf::from("/var/dumps"));
     }
 
     #[test]
@@ -577,18 +547,8 @@ mod tests {
 
     #[test]
     fn snapshot_count_is_validated() {
-        assert_eq!(
-            parse(&[("MEMGUARD_NEAR_LIMIT_SNAPSHOTS", "3")])
-                .0
-                .near_limit_snapshots,
-            3
-        );
-        assert_eq!(
-            parse(&[("MEMGUARD_NEAR_LIMIT_SNAPSHOTS", "0")])
-                .0
-                .near_limit_snapshots,
-            0
-        );
+        assert_eq!(parse(&[("MEMGUARD_NEAR_LIMIT_SNAPSHOTS", "3")]).0.near_limit_snapshots, 3);
+        assert_eq!(parse(&[("MEMGUARD_NEAR_LIMIT_SNAPSHOTS", "0")]).0.near_limit_snapshots, 0);
         for bad in ["-1", "two", "1.5", "21", ""] {
             let (c, w) = parse(&[("MEMGUARD_NEAR_LIMIT_SNAPSHOTS", bad)]);
             assert_eq!(c.near_limit_snapshots, 1, "{bad:?}");
@@ -604,18 +564,12 @@ mod tests {
         assert_eq!(parse(&[("MEMGUARD_LOG", "Silent")]).0.log, LogLevel::Silent);
         let (c, w) = parse(&[("MEMGUARD_LOG", "verbose")]);
         assert_eq!(c.log, LogLevel::Info);
-        assert_eq!(
-            w,
-            vec![r#"MEMGUARD_LOG="verbose" is not silent, info or debug; using the default info"#]
-        );
+        assert_eq!(w, vec![r#"MEMGUARD_LOG="verbose" is not silent, info or debug; using the default info"#]);
     }
 
     #[test]
     fn timeline_settings() {
-        let (c, w) = parse(&[
-            ("MEMGUARD_TIMELINE", "off"),
-            ("MEMGUARD_INTERVAL_MS", "250"),
-        ]);
+        let (c, w) = parse(&[("MEMGUARD_TIMELINE", "off"), ("MEMGUARD_INTERVAL_MS", "250")]);
         assert!(w.is_empty());
         assert!(!c.timeline);
         assert_eq!(c.interval_ms, 250);
@@ -625,38 +579,20 @@ mod tests {
         for bad in ["0", "5", "1s", "-100", "3600001"] {
             let (c, w) = parse(&[("MEMGUARD_INTERVAL_MS", bad)]);
             assert_eq!(c.interval_ms, 1000, "{bad:?}");
-            assert!(
-                w[0].starts_with(&format!(
-                    "MEMGUARD_INTERVAL_MS={bad:?} is not a whole number of milliseconds"
-                )),
-                "{}",
-                w[0]
-            );
+            assert!(w[0].starts_with(&format!("MEMGUARD_INTERVAL_MS={bad:?} is not a whole number of milliseconds")), "{}", w[0]);
         }
     }
 
     #[test]
     fn timeline_max() {
         assert_eq!(parse(&[]).0.timeline_max, 64 << 20);
-        assert_eq!(
-            parse(&[("MEMGUARD_TIMELINE_MAX", "1GiB")]).0.timeline_max,
-            1 << 30
-        );
-        assert_eq!(
-            parse(&[("MEMGUARD_TIMELINE_MAX", "256KiB")]).0.timeline_max,
-            256 << 10
-        );
+        assert_eq!(parse(&[("MEMGUARD_TIMELINE_MAX", "1GiB")]).0.timeline_max, 1 << 30);
+        assert_eq!(parse(&[("MEMGUARD_TIMELINE_MAX", "256KiB")]).0.timeline_max, 256 << 10);
         for bad in ["255KiB", "0", "off", "-1MiB", "lots"] {
             let (c, w) = parse(&[("MEMGUARD_TIMELINE_MAX", bad)]);
             assert_eq!(c.timeline_max, 64 << 20, "{bad:?}");
             assert_eq!(w.len(), 1, "{bad:?}");
-            assert!(
-                w[0].starts_with(&format!(
-                    "MEMGUARD_TIMELINE_MAX={bad:?} is not a size of at least 256KiB"
-                )),
-                "{}",
-                w[0]
-            );
+            assert!(w[0].starts_with(&format!("MEMGUARD_TIMELINE_MAX={bad:?} is not a size of at least 256KiB")), "{}", w[0]);
             assert!(w[0].ends_with("using the default 64MiB"), "{}", w[0]);
         }
     }
@@ -664,12 +600,7 @@ mod tests {
     #[test]
     fn history_interval() {
         assert_eq!(parse(&[]).0.history_interval_secs, 60);
-        assert_eq!(
-            parse(&[("MEMGUARD_HISTORY_INTERVAL", "1")])
-                .0
-                .history_interval_secs,
-            1
-        );
+        assert_eq!(parse(&[("MEMGUARD_HISTORY_INTERVAL", "1")]).0.history_interval_secs, 1);
         for bad in ["0", "1m", "86401", "-5"] {
             let (c, w) = parse(&[("MEMGUARD_HISTORY_INTERVAL", bad)]);
             assert_eq!(c.history_interval_secs, 60, "{bad:?}");
@@ -694,74 +625,33 @@ mod tests {
     #[test]
     fn alloc_sampling() {
         assert_eq!(parse(&[]).0.alloc_sampling, Some(2 << 20));
-        assert_eq!(
-            parse(&[("MEMGUARD_ALLOC_SAMPLING", "off")])
-                .0
-                .alloc_sampling,
-            None
-        );
-        assert_eq!(
-            parse(&[("MEMGUARD_ALLOC_SAMPLING", "0")]).0.alloc_sampling,
-            None
-        );
-        assert_eq!(
-            parse(&[("MEMGUARD_ALLOC_SAMPLING", "64KiB")])
-                .0
-                .alloc_sampling,
-            Some(65536)
-        );
-        assert_eq!(
-            parse(&[("MEMGUARD_ALLOC_SAMPLING", "on")]).0.alloc_sampling,
-            Some(2 << 20)
-        );
+        assert_eq!(parse(&[("MEMGUARD_ALLOC_SAMPLING", "off")]).0.alloc_sampling, None);
+        assert_eq!(parse(&[("MEMGUARD_ALLOC_SAMPLING", "0")]).0.alloc_sampling, None);
+        assert_eq!(parse(&[("MEMGUARD_ALLOC_SAMPLING", "64KiB")]).0.alloc_sampling, Some(65536));
+        assert_eq!(parse(&[("MEMGUARD_ALLOC_SAMPLING", "on")]).0.alloc_sampling, Some(2 << 20));
         let (c, w) = parse(&[("MEMGUARD_ALLOC_SAMPLING", "10")]);
         assert_eq!(c.alloc_sampling, Some(2 << 20));
-        assert!(
-            w[0].starts_with(r#"MEMGUARD_ALLOC_SAMPLING="10" is not off or a size"#),
-            "{}",
-            w[0]
-        );
+        assert!(w[0].starts_with(r#"MEMGUARD_ALLOC_SAMPLING="10" is not off or a size"#), "{}", w[0]);
     }
 
     #[test]
     fn snapshot_mode_and_memory_limit() {
-        let (c, w) = parse(&[
-            ("MEMGUARD_SNAPSHOT", "Never"),
-            ("MEMGUARD_MEMORY_LIMIT", "512MiB"),
-        ]);
+        let (c, w) = parse(&[("MEMGUARD_SNAPSHOT", "Never"), ("MEMGUARD_MEMORY_LIMIT", "512MiB")]);
         assert!(w.is_empty());
         assert_eq!(c.snapshot, SnapshotMode::Never);
         assert_eq!(c.memory_limit, Some(512 << 20));
-        let (c, w) = parse(&[
-            ("MEMGUARD_SNAPSHOT", "sometimes"),
-            ("MEMGUARD_MEMORY_LIMIT", "12"),
-        ]);
+        let (c, w) = parse(&[("MEMGUARD_SNAPSHOT", "sometimes"), ("MEMGUARD_MEMORY_LIMIT", "12")]);
         assert_eq!((c.snapshot, c.memory_limit), (SnapshotMode::Auto, None));
         assert_eq!(w.len(), 2);
-        assert!(
-            w[0].starts_with(r#"MEMGUARD_MEMORY_LIMIT="12" is not a size"#),
-            "{}",
-            w[0]
-        );
+        assert!(w[0].starts_with(r#"MEMGUARD_MEMORY_LIMIT="12" is not a size"#), "{}", w[0]);
         assert!(w[1].ends_with("using the default auto"), "{}", w[1]);
     }
 
     #[test]
     fn heap_thresholds() {
-        assert_eq!(
-            parse(&[("MEMGUARD_HEAP_THRESHOLDS", "0.9, 0.7,0.9")])
-                .0
-                .heap_thresholds,
-            vec![0.7, 0.9]
-        );
+        assert_eq!(parse(&[("MEMGUARD_HEAP_THRESHOLDS", "0.9, 0.7,0.9")]).0.heap_thresholds, vec![0.7, 0.9]);
         assert!(parse(&[]).0.heap_thresholds.is_empty());
-        for bad in [
-            "1.2",
-            "0",
-            "a,b",
-            "0.5,",
-            "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
-        ] {
+        for bad in ["1.2", "0", "a,b", "0.5,", "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"] {
             let (c, w) = parse(&[("MEMGUARD_HEAP_THRESHOLDS", bad)]);
             assert!(c.heap_thresholds.is_empty(), "{bad:?}");
             assert!(w[0].starts_with("MEMGUARD_HEAP_THRESHOLDS="), "{}", w[0]);
@@ -770,34 +660,18 @@ mod tests {
 
     #[test]
     fn rss_watchdog_settings() {
-        let (c, w) = parse(&[
-            ("MEMGUARD_RSS_LIMIT", "512MB"),
-            ("MEMGUARD_RSS_THRESHOLD", "0.75"),
-        ]);
+        let (c, w) = parse(&[("MEMGUARD_RSS_LIMIT", "512MB"), ("MEMGUARD_RSS_THRESHOLD", "0.75")]);
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.rss_limit, Some(RssLimit::Bytes(512_000_000)));
         assert_eq!(c.rss_threshold, 0.75);
-        assert_eq!(
-            parse(&[("MEMGUARD_RSS_LIMIT", "Auto")]).0.rss_limit,
-            Some(RssLimit::Auto)
-        );
+        assert_eq!(parse(&[("MEMGUARD_RSS_LIMIT", "Auto")]).0.rss_limit, Some(RssLimit::Auto));
         assert_eq!(parse(&[]).0.rss_limit, Some(RssLimit::Container));
         assert_eq!(parse(&[("MEMGUARD_RSS_LIMIT", "off")]).0.rss_limit, None);
         assert_eq!(parse(&[]).0.rss_threshold, 0.8);
         for bad in ["lots", "1MB", "-5"] {
             let (c, w) = parse(&[("MEMGUARD_RSS_LIMIT", bad)]);
-            assert_eq!(
-                c.rss_limit,
-                Some(RssLimit::Container),
-                "{bad:?}: the default stays"
-            );
-            assert!(
-                w[0].starts_with(&format!(
-                    "MEMGUARD_RSS_LIMIT={bad:?} is not auto, off or a size"
-                )),
-                "{}",
-                w[0]
-            );
+            assert_eq!(c.rss_limit, Some(RssLimit::Container), "{bad:?}: the default stays");
+            assert!(w[0].starts_with(&format!("MEMGUARD_RSS_LIMIT={bad:?} is not auto, off or a size")), "{}", w[0]);
         }
         for bad in ["0", "1.5", "high"] {
             let (c, w) = parse(&[("MEMGUARD_RSS_THRESHOLD", bad)]);
@@ -817,14 +691,8 @@ mod tests {
         assert_eq!(parse(&[]).0.signal, None);
         let (c, w) = parse(&[("MEMGUARD_SIGNAL", "SIGUSR1")]);
         assert_eq!(c.signal, None);
-        assert!(
-            w[0].contains("Node uses to start its inspector"),
-            "{}",
-            w[0]
-        );
-        for bad in [
-            "SIGKILL", "SIGSEGV", "SIGTERM", "SIGHUP", "SIGPROF", "bogus", "9",
-        ] {
+        assert!(w[0].contains("Node uses to start its inspector"), "{}", w[0]);
+        for bad in ["SIGKILL", "SIGSEGV", "SIGTERM", "SIGHUP", "SIGPROF", "bogus", "9"] {
             let (c, w) = parse(&[("MEMGUARD_SIGNAL", bad)]);
             assert_eq!(c.signal, None, "{bad:?}");
             assert_eq!(w.len(), 1, "{bad:?}");
@@ -842,10 +710,7 @@ mod tests {
             ("MEMGUARD_LEAK_SNAPSHOT", "on"),
         ]);
         assert!(w.is_empty(), "{w:?}");
-        assert_eq!(
-            (c.leak_window, c.leak_min_growth, c.leak_snapshot),
-            (8, 1 << 20, true)
-        );
+        assert_eq!((c.leak_window, c.leak_min_growth, c.leak_snapshot), (8, 1 << 20, true));
         let (c, w) = parse(&[("MEMGUARD_LEAK_WINDOW", "2"), ("MEMGUARD_LEAK", "nope")]);
         assert_eq!(c.leak_window, 20);
         assert!(c.leak);
@@ -859,75 +724,39 @@ mod tests {
         assert!(!parse(&[("MEMGUARD_KEEP", "useful")]).0.keep_all);
         let (c, w) = parse(&[("MEMGUARD_KEEP", "everything")]);
         assert!(!c.keep_all);
-        assert!(
-            w[0].starts_with(r#"MEMGUARD_KEEP="everything" is not all or useful"#),
-            "{}",
-            w[0]
-        );
+        assert!(w[0].starts_with(r#"MEMGUARD_KEEP="everything" is not all or useful"#), "{}", w[0]);
     }
 
     #[test]
     fn max_disk() {
-        assert_eq!(
-            parse(&[("MEMGUARD_MAX_DISK", "2GiB")]).0.max_disk,
-            DiskBudget::Bytes(2 << 30)
-        );
+        assert_eq!(parse(&[("MEMGUARD_MAX_DISK", "2GiB")]).0.max_disk, DiskBudget::Bytes(2 << 30));
         assert_eq!(parse(&[]).0.max_disk, DiskBudget::Auto);
-        assert_eq!(
-            parse(&[("MEMGUARD_MAX_DISK", "off")]).0.max_disk,
-            DiskBudget::Off
-        );
+        assert_eq!(parse(&[("MEMGUARD_MAX_DISK", "off")]).0.max_disk, DiskBudget::Off);
         let (c, w) = parse(&[("MEMGUARD_MAX_DISK", "10")]);
         assert_eq!(c.max_disk, DiskBudget::Auto);
-        assert!(
-            w[0].starts_with(r#"MEMGUARD_MAX_DISK="10" is not auto, off or a size"#),
-            "{}",
-            w[0]
-        );
+        assert!(w[0].starts_with(r#"MEMGUARD_MAX_DISK="10" is not auto, off or a size"#), "{}", w[0]);
     }
 
     #[test]
     fn metrics_endpoint() {
         assert_eq!(parse(&[]).0.metrics, None);
         let (c, w) = parse(&[("MEMGUARD_METRICS", "9464")]);
-        assert_eq!(
-            (c.metrics.map(|a| a.to_string()), w.len()),
-            (Some("127.0.0.1:9464".into()), 0)
-        );
+        assert_eq!((c.metrics.map(|a| a.to_string()), w.len()), (Some("127.0.0.1:9464".into()), 0));
         let (c, w) = parse(&[("MEMGUARD_METRICS", "0.0.0.0:9100")]);
-        assert_eq!(
-            (c.metrics.map(|a| a.to_string()), w.len()),
-            (Some("0.0.0.0:9100".into()), 0)
-        );
+        assert_eq!((c.metrics.map(|a| a.to_string()), w.len()), (Some("0.0.0.0:9100".into()), 0));
         let (c, w) = parse(&[("MEMGUARD_METRICS", ":9464")]);
-        assert_eq!(
-            c.metrics.map(|a| a.to_string()),
-            Some("127.0.0.1:9464".into())
-        );
+        assert_eq!(c.metrics.map(|a| a.to_string()), Some("127.0.0.1:9464".into()));
         assert_eq!(w.len(), 1);
         let (c, w) = parse(&[("MEMGUARD_METRICS", "lots\n")]);
         assert_eq!(c.metrics, None);
-        assert!(
-            w[0].starts_with(r#"MEMGUARD_METRICS="lots\"#) && !w[0].contains('\n'),
-            "{w:?}"
-        );
-        assert!(
-            w[0].contains("is not off") && w[0].ends_with("using the default off"),
-            "{w:?}"
-        );
+        assert!(w[0].starts_with(r#"MEMGUARD_METRICS="lots\"#) && !w[0].contains('\n'), "{w:?}");
+        assert!(w[0].contains("is not off") && w[0].ends_with("using the default off"), "{w:?}");
         let (c, w) = parse(&[("MEMGUARD_METRICS", "db.example.com:9464")]);
         assert_eq!(c.metrics, None);
         assert!(w[0].contains("does not resolve"), "{w:?}");
         let (_, w) = parse(&[("MEMGUARD_METRICS", "9464"), ("MEMGUARD_TIMELINE", "off")]);
-        assert!(
-            w.len() == 1 && w[0].contains("process metrics only"),
-            "{w:?}"
-        );
-        assert_eq!(
-            serde_json::to_value(parse(&[("MEMGUARD_METRICS", "[::1]:9464")]).0).unwrap()
-                ["metrics"],
-            "[::1]:9464"
-        );
+        assert!(w.len() == 1 && w[0].contains("process metrics only"), "{w:?}");
+        assert_eq!(serde_json::to_value(parse(&[("MEMGUARD_METRICS", "[::1]:9464")]).0).unwrap()["metrics"], "[::1]:9464");
     }
 
     #[test]

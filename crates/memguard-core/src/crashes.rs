@@ -20,9 +20,9 @@ use serde_json::Value;
 
 use crate::dirfd::{Dir, Kind};
 use crate::disk::{bundle_pid, is_bundle_name, owner_alive};
+use crate::{log, printable};
 use crate::recorder::TIMELINE_FILE;
 use crate::segments::{segment_name, segment_number};
-use crate::{log, printable};
 
 /// Made in a bundle once it has been announced.
 pub const ANNOUNCED_FILE: &str = ".announced";
@@ -64,19 +64,12 @@ pub struct LastSample {
 /// processes that are gone, other than `own_pid`'s), marks them announced,
 /// and returns them oldest first.
 pub fn scan(root: &Path, own_pid: u32) -> Vec<PreviousCrash> {
-    let Ok(dir) = Dir::open(root) else {
-        return Vec::new();
-    };
-    let Ok(entries) = dir.entries() else {
-        return Vec::new();
-    };
+    let Ok(dir) = Dir::open(root) else { return Vec::new() };
+    let Ok(entries) = dir.entries() else { return Vec::new() };
     let mut names: Vec<String> = entries
         .into_iter()
         .filter(|(name, kind)| {
-            *kind == Kind::Dir
-                && is_bundle_name(name)
-                && !name.contains("-t")
-                && bundle_pid(name) != Some(own_pid)
+            *kind == Kind::Dir && is_bundle_name(name) && !name.contains("-t") && bundle_pid(name) != Some(own_pid)
         })
         .map(|(name, _)| name)
         .collect();
@@ -86,15 +79,11 @@ pub fn scan(root: &Path, own_pid: u32) -> Vec<PreviousCrash> {
         if found.len() == MAX_ANNOUNCED {
             break;
         }
-        let Ok(bundle) = dir.open_dir(&name) else {
-            continue;
-        };
+        let Ok(bundle) = dir.open_dir(&name) else { continue };
         if bundle.stat_at(ANNOUNCED_FILE).is_ok() || owner_alive(&name) {
             continue;
         }
-        let Some(summary) = read_summary(&bundle) else {
-            continue;
-        };
+        let Some(summary) = read_summary(&bundle) else { continue };
         if summary.get("ended").is_some() {
             continue; // it ended in order: nothing to announce
         }
@@ -106,11 +95,7 @@ pub fn scan(root: &Path, own_pid: u32) -> Vec<PreviousCrash> {
         let (cause, detail) = guess(&summary, last);
         found.push(PreviousCrash {
             bundle: root.join(&name),
-            pid: summary["pid"]
-                .as_u64()
-                .map(|p| p as u32)
-                .or_else(|| bundle_pid(&name))
-                .unwrap_or(0),
+            pid: summary["pid"].as_u64().map(|p| p as u32).or_else(|| bundle_pid(&name)).unwrap_or(0),
             script: script_of(&summary),
             started_at: summary["startedAt"].as_str().map(str::to_owned),
             cause,
@@ -122,26 +107,16 @@ pub fn scan(root: &Path, own_pid: u32) -> Vec<PreviousCrash> {
 
 /// How the process most likely died, from its summary and last sample.
 pub fn guess(summary: &Value, last: LastSample) -> (&'static str, String) {
-    let captures = summary["captures"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let captures = summary["captures"].as_array().map(Vec::as_slice).unwrap_or_default();
     if captures.iter().any(|c| c["trigger"] == "near-heap-limit") {
-        return (
-            "heap-oom",
-            "V8 heap out of memory (a near-heap-limit capture, then no end)".into(),
-        );
+        return ("heap-oom", "V8 heap out of memory (a near-heap-limit capture, then no end)".into());
     }
     let mb = |b: u64| b >> 20;
     if let (Some(limit), Some(used)) = (last.cgroup_limit, last.cgroup_usage.or(last.rss)) {
         if used as f64 >= NEAR_LIMIT * limit as f64 {
             return (
                 "memory-limit",
-                format!(
-                    "killed near the container's memory limit ({} of {} MB in the last sample)",
-                    mb(used),
-                    mb(limit)
-                ),
+                format!("killed near the container's memory limit ({} of {} MB in the last sample)", mb(used), mb(limit)),
             );
         }
     }
@@ -157,10 +132,7 @@ pub fn guess(summary: &Value, last: LastSample) -> (&'static str, String) {
             ("rss-limit", format!("killed after RSS neared its {limit} MB limit (RSS {at} MB at a capture, then no end)"))
         };
     }
-    (
-        "unknown",
-        "no end recorded: killed (SIGKILL, the OOM killer) or the machine stopped".into(),
-    )
+    ("unknown", "no end recorded: killed (SIGKILL, the OOM killer) or the machine stopped".into())
 }
 
 fn read_summary(bundle: &Dir) -> Option<Value> {
@@ -173,11 +145,7 @@ fn read_summary(bundle: &Dir) -> Option<Value> {
 /// The script the process ran: argv[1] by file name, as the report shows it.
 fn script_of(summary: &Value) -> Option<String> {
     let script = summary["argv"].get(1)?.as_str()?;
-    Some(
-        Path::new(script)
-            .file_name()
-            .map_or(script.into(), |n| n.to_string_lossy().into_owned()),
-    )
+    Some(Path::new(script).file_name().map_or(script.into(), |n| n.to_string_lossy().into_owned()))
 }
 
 /// The last `sample` record of the timeline, read to its end (a timeline cut
@@ -185,21 +153,12 @@ fn script_of(summary: &Value) -> Option<String> {
 fn last_sample(bundle: &Dir) -> LastSample {
     // Just after a rotation the segment being written may hold no sample
     // yet: the newest full one does.
-    let newest_full = bundle
-        .entries()
-        .ok()
+    let newest_full = bundle.entries().ok().into_iter().flatten().filter_map(|(n, _)| segment_number(&n)).max();
+    [Some(TIMELINE_FILE.to_string()), newest_full.map(segment_name)]
         .into_iter()
         .flatten()
-        .filter_map(|(n, _)| segment_number(&n))
-        .max();
-    [
-        Some(TIMELINE_FILE.to_string()),
-        newest_full.map(segment_name),
-    ]
-    .into_iter()
-    .flatten()
-    .find_map(|name| last_sample_in(bundle, &name))
-    .unwrap_or_default()
+        .find_map(|name| last_sample_in(bundle, &name))
+        .unwrap_or_default()
 }
 
 fn last_sample_in(bundle: &Dir, name: &str) -> Option<LastSample> {
@@ -239,15 +198,13 @@ pub fn scan_in_background(root: PathBuf, own_pid: u32) {
         *slot.lock() = Some(found);
         ready.notify_all();
     };
-    let spawned = std::thread::Builder::new()
-        .name("memguard-crashes".into())
-        .spawn(move || {
-            let found = scan(&root, own_pid);
-            for crash in &found {
-                log::info(&announcement(crash));
-            }
-            publish(found);
-        });
+    let spawned = std::thread::Builder::new().name("memguard-crashes".into()).spawn(move || {
+        let found = scan(&root, own_pid);
+        for crash in &found {
+            log::info(&announcement(crash));
+        }
+        publish(found);
+    });
     if spawned.is_err() {
         publish(Vec::new());
     }
@@ -256,9 +213,7 @@ pub fn scan_in_background(root: PathBuf, own_pid: u32) {
 /// The crashes announced at this process's start (waits for the scan, a few
 /// ms at most in practice; empty if there was none).
 pub fn previous() -> Vec<PreviousCrash> {
-    let Some((slot, ready)) = PREVIOUS.get() else {
-        return Vec::new();
-    };
+    let Some((slot, ready)) = PREVIOUS.get() else { return Vec::new() };
     let mut found = slot.lock();
     if found.is_none() {
         ready.wait_for(&mut found, WAIT);
@@ -291,41 +246,24 @@ mod tests {
         assert_eq!(guess(&oom, LastSample::default()).0, "heap-oom");
 
         let none = json!({ "captures": [] });
-        let near = LastSample {
-            rss: Some(570 << 20),
-            cgroup_usage: Some(590 << 20),
-            cgroup_limit: Some(600 << 20),
-        };
+        let near = LastSample { rss: Some(570 << 20), cgroup_usage: Some(590 << 20), cgroup_limit: Some(600 << 20) };
         let (cause, detail) = guess(&none, near);
         assert_eq!(cause, "memory-limit");
         assert!(detail.contains("590 of 600 MB"), "{detail}");
-        let far = LastSample {
-            cgroup_usage: Some(300 << 20),
-            ..near
-        };
+        let far = LastSample { cgroup_usage: Some(300 << 20), ..near };
         assert_eq!(guess(&none, far).0, "unknown");
         // v1 cgroups without a usage figure: RSS stands in.
-        let rss_only = LastSample {
-            rss: Some(580 << 20),
-            cgroup_usage: None,
-            cgroup_limit: Some(600 << 20),
-        };
+        let rss_only = LastSample { rss: Some(580 << 20), cgroup_usage: None, cgroup_limit: Some(600 << 20) };
         assert_eq!(guess(&none, rss_only).0, "memory-limit");
 
         let rss = json!({ "captures": [{ "trigger": "rss", "rssBytes": 330u64 << 20, "detail": { "limitBytes": 400u64 << 20, "source": "MEMGUARD_RSS_LIMIT" } }] });
         let (cause, detail) = guess(&rss, LastSample::default());
         assert_eq!(cause, "rss-limit");
-        assert!(
-            detail.contains("330 MB") && detail.contains("400 MB"),
-            "{detail}"
-        );
+        assert!(detail.contains("330 MB") && detail.contains("400 MB"), "{detail}");
         let container = json!({ "captures": [{ "trigger": "rss", "rssBytes": 250u64 << 20, "detail": { "limitBytes": 300u64 << 20, "source": "cgroup" } }] });
         let (cause, detail) = guess(&container, far);
         assert_eq!(cause, "memory-limit");
-        assert!(
-            detail.contains("RSS 250 of 300 MB at a capture"),
-            "{detail}"
-        );
+        assert!(detail.contains("RSS 250 of 300 MB at a capture"), "{detail}");
         assert_eq!(guess(&none, LastSample::default()).0, "unknown");
     }
 
@@ -342,21 +280,9 @@ mod tests {
         // pid 4000000 cannot exist (pid_max is at most 2^22): these processes are gone.
         let crashed = json!({ "pid": 4000001, "argv": ["/usr/bin/node", "/srv/app/server.js"], "startedAt": "2026-01-02T03:04:05Z", "captures": [{ "trigger": "near-heap-limit" }] });
         bundle(root, "20260102-030405-4000001", crashed);
-        bundle(
-            root,
-            "20260102-030406-4000002",
-            json!({ "pid": 4000002, "captures": [], "ended": { "reason": "exit", "code": 3 } }),
-        );
-        bundle(
-            root,
-            "20260102-030407-4000003-t1",
-            json!({ "pid": 4000003, "captures": [] }),
-        );
-        bundle(
-            root,
-            "20260102-030408-4000004",
-            json!({ "pid": 4000004, "captures": [] }),
-        );
+        bundle(root, "20260102-030406-4000002", json!({ "pid": 4000002, "captures": [], "ended": { "reason": "exit", "code": 3 } }));
+        bundle(root, "20260102-030407-4000003-t1", json!({ "pid": 4000003, "captures": [] }));
+        bundle(root, "20260102-030408-4000004", json!({ "pid": 4000004, "captures": [] }));
         std::fs::create_dir(root.join("not-a-bundle")).unwrap();
 
         let found = scan(root, 4000004);
@@ -367,10 +293,7 @@ mod tests {
         assert!(announcement(&found[0]).contains("npx memguard report"));
         assert!(scan(root, 4000004).is_empty(), "announced once");
         // Another process sees the one it was not allowed to claim.
-        assert_eq!(
-            scan(root, 1).iter().map(|c| c.pid).collect::<Vec<_>>(),
-            vec![4000004]
-        );
+        assert_eq!(scan(root, 1).iter().map(|c| c.pid).collect::<Vec<_>>(), vec![4000004]);
     }
 
     #[test]
@@ -386,11 +309,7 @@ mod tests {
         let sample = |rss: u64| format!("{{\"type\":\"sample\",\"t\":1,\"rss\":{rss}}}\n");
         std::fs::write(tmp.path().join("timeline-2.ndjson.gz"), gz(&sample(10))).unwrap();
         std::fs::write(tmp.path().join("timeline-3.ndjson.gz"), gz(&sample(30))).unwrap();
-        std::fs::write(
-            tmp.path().join(TIMELINE_FILE),
-            gz("{\"type\":\"start\",\"t\":5,\"segment\":4}\n"),
-        )
-        .unwrap();
+        std::fs::write(tmp.path().join(TIMELINE_FILE), gz("{\"type\":\"start\",\"t\":5,\"segment\":4}\n")).unwrap();
         let dir = Dir::open(tmp.path()).unwrap();
         assert_eq!(last_sample(&dir).rss, Some(30));
         std::fs::write(tmp.path().join(TIMELINE_FILE), gz(&sample(40))).unwrap();

@@ -24,10 +24,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 /// Bundles are flat; the cap only bounds the work on odd trees.
 const MAX_DEPTH: u32 = 8;
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
+const DIR_FLAGS: OFlags =
+    OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 /// An open directory.
 #[derive(Debug)]
@@ -51,12 +49,7 @@ impl Dir {
 
     /// Opens the directory `name` in this one (a link there fails: ELOOP).
     pub fn open_dir(&self, name: &str) -> io::Result<Dir> {
-        Ok(Dir(rustix::fs::openat(
-            &self.0,
-            one_name(name)?,
-            DIR_FLAGS,
-            Mode::empty(),
-        )?))
+        Ok(Dir(rustix::fs::openat(&self.0, one_name(name)?, DIR_FLAGS, Mode::empty())?))
     }
 
     /// Creates the directory `name`, mode 0700. `AlreadyExists` if anything
@@ -68,77 +61,43 @@ impl Dir {
     /// Creates the file `name`, mode 0600; fails if anything (file or link)
     /// has that name, so nothing is overwritten and no link is followed.
     pub fn create_file(&self, name: &str) -> io::Result<File> {
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        Ok(File::from(rustix::fs::openat(
-            &self.0,
-            one_name(name)?,
-            flags,
-            Mode::RUSR | Mode::WUSR,
-        )?))
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(File::from(rustix::fs::openat(&self.0, one_name(name)?, flags, Mode::RUSR | Mode::WUSR)?))
     }
 
     /// Opens the file `name` for writing, creating it (mode 0600) if absent;
     /// a link there fails (ELOOP). For lock files, which outlive their holder.
     pub fn open_or_create_file(&self, name: &str) -> io::Result<File> {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        Ok(File::from(rustix::fs::openat(
-            &self.0,
-            one_name(name)?,
-            flags,
-            Mode::RUSR | Mode::WUSR,
-        )?))
+        Ok(File::from(rustix::fs::openat(&self.0, one_name(name)?, flags, Mode::RUSR | Mode::WUSR)?))
     }
 
     /// Opens the regular file `name` for reading (a link there fails: ELOOP).
     pub fn open_file(&self, name: &str) -> io::Result<File> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-        let file = File::from(rustix::fs::openat(
-            &self.0,
-            one_name(name)?,
-            flags,
-            Mode::empty(),
-        )?);
+        let file = File::from(rustix::fs::openat(&self.0, one_name(name)?, flags, Mode::empty())?);
         // NONBLOCK above and this check: a fifo put there must not hang the reader.
         if !file.metadata()?.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{name} is not a regular file"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a regular file")));
         }
         Ok(file)
     }
 
     /// Renames `from` to `to`, both in this directory (replacing `to`).
     pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        Ok(rustix::fs::renameat(
-            &self.0,
-            one_name(from)?,
-            &self.0,
-            one_name(to)?,
-        )?)
+        Ok(rustix::fs::renameat(&self.0, one_name(from)?, &self.0, one_name(to)?)?)
     }
 
     /// Renames `from` to `to`, both in this directory; fails if `to` exists
     /// (nothing is overwritten).
     pub fn rename_new(&self, from: &str, to: &str) -> io::Result<()> {
         let (from, to) = (one_name(from)?, one_name(to)?);
-        Ok(rustix::fs::renameat_with(
-            &self.0,
-            from,
-            &self.0,
-            to,
-            rustix::fs::RenameFlags::NOREPLACE,
-        )?)
+        Ok(rustix::fs::renameat_with(&self.0, from, &self.0, to, rustix::fs::RenameFlags::NOREPLACE)?)
     }
 
     /// Removes the file (or link) `name`.
     pub fn remove_file(&self, name: &str) -> io::Result<()> {
-        Ok(rustix::fs::unlinkat(
-            &self.0,
-            one_name(name)?,
-            AtFlags::empty(),
-        )?)
+        Ok(rustix::fs::unlinkat(&self.0, one_name(name)?, AtFlags::empty())?)
     }
 
     /// Writes `bytes` to `name` atomically: a reader sees the old file or the
@@ -170,11 +129,7 @@ impl Dir {
 
     /// The status of `name` here, of a link itself rather than its target.
     pub fn stat_at(&self, name: &str) -> io::Result<Stat> {
-        Ok(rustix::fs::statat(
-            &self.0,
-            one_name(name)?,
-            AtFlags::SYMLINK_NOFOLLOW,
-        )?)
+        Ok(rustix::fs::statat(&self.0, one_name(name)?, AtFlags::SYMLINK_NOFOLLOW)?)
     }
 
     /// The entries' names (`.` and `..` left out; names that are not UTF-8
@@ -184,9 +139,7 @@ impl Dir {
         for entry in rustix::fs::Dir::read_from(&self.0)? {
             let entry = entry?;
             let bytes = entry.file_name().to_bytes();
-            let Ok(name) = std::str::from_utf8(bytes) else {
-                continue;
-            };
+            let Ok(name) = std::str::from_utf8(bytes) else { continue };
             if name == "." || name == ".." {
                 continue;
             }
@@ -210,16 +163,12 @@ impl Dir {
     }
 
     fn bytes_below(&self, depth: u32) -> u64 {
-        let Ok(entries) = self.entries() else {
-            return 0;
-        };
+        let Ok(entries) = self.entries() else { return 0 };
         entries
             .iter()
             .map(|(name, kind)| match kind {
                 Kind::File => self.stat_at(name).map_or(0, |st| st.st_size as u64),
-                Kind::Dir if depth < MAX_DEPTH => {
-                    self.open_dir(name).map_or(0, |d| d.bytes_below(depth + 1))
-                }
+                Kind::Dir if depth < MAX_DEPTH => self.open_dir(name).map_or(0, |d| d.bytes_below(depth + 1)),
                 _ => 0,
             })
             .sum()
@@ -234,9 +183,7 @@ impl Dir {
 
     fn remove_tree_at(&self, name: &str, depth: u32) -> io::Result<()> {
         if depth > MAX_DEPTH {
-            return Err(io::Error::other(format!(
-                "more than {MAX_DEPTH} directories deep; not removed"
-            )));
+            return Err(io::Error::other(format!("more than {MAX_DEPTH} directories deep; not removed")));
         }
         let dir = match self.open_dir(name) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -281,10 +228,7 @@ pub fn modified(st: &Stat) -> SystemTime {
 /// `name` if it is one path component: no `/`, not `.` or `..`, not empty.
 fn one_name(name: &str) -> io::Result<&OsStr> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{name:?} is not a file name"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a file name")));
     }
     Ok(OsStr::from_bytes(name.as_bytes()))
 }
@@ -300,27 +244,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = Dir::open(tmp.path()).unwrap();
         dir.create_dir("d").unwrap();
-        assert_eq!(
-            fs::metadata(tmp.path().join("d"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o700
-        );
-        assert_eq!(
-            dir.create_dir("d").unwrap_err().kind(),
-            io::ErrorKind::AlreadyExists
-        );
+        assert_eq!(fs::metadata(tmp.path().join("d")).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(dir.create_dir("d").unwrap_err().kind(), io::ErrorKind::AlreadyExists);
         dir.create_file("f").unwrap().write_all(b"x").unwrap();
-        assert_eq!(
-            fs::metadata(tmp.path().join("f"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(tmp.path().join("f")).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(dir.create_file("f").is_err(), "never overwrites");
 
         fs::write(tmp.path().join("target"), b"keep me").unwrap();
@@ -331,11 +258,7 @@ mod tests {
         assert!(Dir::open(&tmp.path().join("dirlink")).is_err());
         assert_eq!(fs::read(tmp.path().join("target")).unwrap(), b"keep me");
         for bad in ["", ".", "..", "a/b", "../x"] {
-            assert_eq!(
-                dir.create_file(bad).unwrap_err().kind(),
-                io::ErrorKind::InvalidInput,
-                "{bad}"
-            );
+            assert_eq!(dir.create_file(bad).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{bad}");
         }
     }
 
@@ -359,10 +282,7 @@ mod tests {
         let dir = Dir::open(tmp.path()).unwrap();
         dir.write_atomic("summary.json", b"{}").unwrap();
         dir.write_atomic("summary.json", b"{\"a\":1}").unwrap();
-        assert_eq!(
-            fs::read(tmp.path().join("summary.json")).unwrap(),
-            b"{\"a\":1}"
-        );
+        assert_eq!(fs::read(tmp.path().join("summary.json")).unwrap(), b"{\"a\":1}");
         let names: Vec<_> = dir.entries().unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["summary.json"]);
     }

@@ -48,12 +48,8 @@ const DEFAULT_BUDGET: u64 = 4 << 30;
 /// fills the host's disk.
 pub fn auto_budget(root: &Path, heap_limit: u64) -> u64 {
     let wanted = DEFAULT_BUDGET.max(heap_limit);
-    let Some(free) = free_bytes(root) else {
-        return wanted;
-    };
-    let ours: u64 = Dir::open(root)
-        .and_then(|dir| list_bundles(&dir))
-        .map_or(0, |b| b.iter().map(|b| b.bytes).sum());
+    let Some(free) = free_bytes(root) else { return wanted };
+    let ours: u64 = Dir::open(root).and_then(|dir| list_bundles(&dir)).map_or(0, |b| b.iter().map(|b| b.bytes).sum());
     wanted.min(free.saturating_add(ours) / 2).max(1 << 20)
 }
 
@@ -115,9 +111,7 @@ pub fn bundle_started(name: &str) -> Option<i64> {
     if !is_bundle_name(name) {
         return None;
     }
-    NaiveDateTime::parse_from_str(&name[..15], "%Y%m%d-%H%M%S")
-        .ok()
-        .map(|t| t.and_utc().timestamp())
+    NaiveDateTime::parse_from_str(&name[..15], "%Y%m%d-%H%M%S").ok().map(|t| t.and_utc().timestamp())
 }
 
 /// Sorts oldest first (see the module comment).
@@ -159,19 +153,11 @@ pub fn plan_removals(
 /// Removals that bring the total under `budget` — or as close as removing
 /// every unprotected bundle gets it: the cap is on disk use, so it is honoured
 /// as far as it can be even when live bundles alone exceed it.
-pub fn trim_plan(
-    bundles: &[BundleUsage],
-    budget: u64,
-    protected: impl Fn(&BundleUsage) -> bool,
-) -> Vec<String> {
+pub fn trim_plan(bundles: &[BundleUsage], budget: u64, protected: impl Fn(&BundleUsage) -> bool) -> Vec<String> {
     plan_removals(bundles, budget, 0, &protected).unwrap_or_else(|| {
         let mut sorted = bundles.to_vec();
         sort_oldest_first(&mut sorted);
-        sorted
-            .into_iter()
-            .filter(|b| !protected(b))
-            .map(|b| b.name)
-            .collect()
+        sorted.into_iter().filter(|b| !protected(b)).map(|b| b.name).collect()
     })
 }
 
@@ -185,18 +171,12 @@ pub fn list_bundles(root: &Dir) -> io::Result<Vec<BundleUsage>> {
             continue;
         }
         // Not following links: a link named like a bundle is not one.
-        let Ok(st) = root.stat_at(&name) else {
-            continue;
-        };
+        let Ok(st) = root.stat_at(&name) else { continue };
         if kind_of(&st) != Kind::Dir {
             continue;
         }
         let bytes = root.tree_bytes(&name);
-        bundles.push(BundleUsage {
-            name,
-            bytes,
-            modified: modified(&st),
-        });
+        bundles.push(BundleUsage { name, bytes, modified: modified(&st) });
     }
     Ok(bundles)
 }
@@ -206,19 +186,15 @@ pub fn list_bundles(root: &Dir) -> io::Result<Vec<BundleUsage>> {
 /// never following a link inside.
 pub fn remove_bundle(root: &Dir, name: &str) -> io::Result<()> {
     if !is_bundle_name(name) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{name} is not a memguard bundle"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a memguard bundle")));
     }
     match root.stat_at(name) {
         // Another process trimming the same root got there first.
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
-        Ok(st) if kind_of(&st) != Kind::Dir => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{name} is not a directory"),
-        )),
+        Ok(st) if kind_of(&st) != Kind::Dir => {
+            Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is not a directory")))
+        }
         // A link swapped in since the check fails to open (ELOOP): kept.
         Ok(_) => root.remove_tree(name),
     }
@@ -228,9 +204,7 @@ pub fn remove_bundle(root: &Dir, name: &str) -> io::Result<()> {
 /// exists and started no later than the bundle (a pid reused by a newer
 /// process does not count). Without a readable `/proc` this says `false`.
 pub fn owner_alive(name: &str) -> bool {
-    let (Some(pid), Some(started)) = (bundle_pid(name), bundle_started(name)) else {
-        return false;
-    };
+    let (Some(pid), Some(started)) = (bundle_pid(name), bundle_started(name)) else { return false };
     process_start_secs(pid).is_some_and(|process_start| started + START_SLACK_SECS >= process_start)
 }
 
@@ -249,21 +223,14 @@ fn process_start_secs(pid: u32) -> Option<i64> {
 
 fn boot_time_secs() -> Option<i64> {
     let stat = fs::read_to_string("/proc/stat").ok()?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
+    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
 }
 
 /// Removes the oldest unprotected bundles under `root` so that `need` more
 /// bytes fit in `budget`; if they cannot, trims to the budget as far as it
 /// goes (see [`trim_plan`]). One `memguard:` line per bundle removed. Returns
 /// the bytes of the bundles left.
-pub fn enforce(
-    root: &Path,
-    budget: u64,
-    need: u64,
-    protected: impl Fn(&BundleUsage) -> bool,
-) -> io::Result<u64> {
+pub fn enforce(root: &Path, budget: u64, need: u64, protected: impl Fn(&BundleUsage) -> bool) -> io::Result<u64> {
     let dir = Dir::open(root)?;
     let bundles = list_bundles(&dir)?;
     let remove = match plan_removals(&bundles, budget, need, &protected) {
@@ -272,10 +239,7 @@ pub fn enforce(
     };
     let mut total: u64 = bundles.iter().map(|b| b.bytes).sum();
     for name in remove {
-        let bytes = bundles
-            .iter()
-            .find(|b| b.name == name)
-            .map_or(0, |b| b.bytes);
+        let bytes = bundles.iter().find(|b| b.name == name).map_or(0, |b| b.bytes);
         let path = root.join(&name);
         match remove_bundle(&dir, &name) {
             Ok(()) => {
@@ -287,10 +251,7 @@ pub fn enforce(
                     megabytes(budget)
                 ));
             }
-            Err(e) => log::warn_once(&format!(
-                "could not remove old bundle {}: {e}",
-                path.display()
-            )),
+            Err(e) => log::warn_once(&format!("could not remove old bundle {}: {e}", path.display())),
         }
     }
     Ok(total)
@@ -311,19 +272,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let half_free = free_bytes(dir.path()).unwrap() / 2;
         let near = |a: u64, b: u64| a.abs_diff(b) < 64 << 20; // other writers on this disk meanwhile
-        assert!(near(
-            auto_budget(dir.path(), 1 << 30),
-            (4u64 << 30).min(half_free)
-        ));
-        assert!(near(
-            auto_budget(dir.path(), 16 << 30),
-            (16u64 << 30).min(half_free)
-        ));
-        assert_eq!(
-            auto_budget(&dir.path().join("missing"), 1 << 30),
-            4 << 30,
-            "unknown free space: the fixed part"
-        );
+        assert!(near(auto_budget(dir.path(), 1 << 30), (4u64 << 30).min(half_free)));
+        assert!(near(auto_budget(dir.path(), 16 << 30), (16u64 << 30).min(half_free)));
+        assert_eq!(auto_budget(&dir.path().join("missing"), 1 << 30), 4 << 30, "unknown free space: the fixed part");
     }
 
     fn usage(name: &str, mb: u64, modified_secs: u64) -> BundleUsage {
@@ -338,11 +289,7 @@ mod tests {
 
     #[test]
     fn recognizes_bundle_names_only() {
-        for good in [
-            "20261125-105726-4961",
-            "20261125-105726-4961-t1",
-            "20261125-105726-1-t12",
-        ] {
+        for good in ["20261125-105726-4961", "20261125-105726-4961-t1", "20261125-105726-1-t12"] {
             assert!(is_bundle_name(good), "{good}");
         }
         for bad in [
@@ -392,17 +339,10 @@ mod tests {
 
     #[test]
     fn removes_the_fewest_oldest_bundles_that_make_room() {
-        let b = [
-            usage("20260101-000003-3", 10, 0),
-            usage("20260101-000001-1", 10, 0),
-            usage("20260101-000002-2", 10, 0),
-        ];
+        let b = [usage("20260101-000003-3", 10, 0), usage("20260101-000001-1", 10, 0), usage("20260101-000002-2", 10, 0)];
         let mb = |n: u64| n << 20;
         assert_eq!(plan_removals(&b, mb(30), 0, NOTHING), Some(vec![]));
-        assert_eq!(
-            plan_removals(&b, mb(29), 0, NOTHING),
-            Some(vec!["20260101-000001-1".into()])
-        );
+        assert_eq!(plan_removals(&b, mb(29), 0, NOTHING), Some(vec!["20260101-000001-1".into()]));
         assert_eq!(
             plan_removals(&b, mb(30), mb(15), NOTHING),
             Some(vec!["20260101-000001-1".into(), "20260101-000002-2".into()])
@@ -412,33 +352,16 @@ mod tests {
 
     #[test]
     fn protected_bundles_are_skipped_not_counted_as_freed() {
-        let b = [
-            usage("20260101-000001-1", 10, 0),
-            usage("20260101-000002-2", 10, 0),
-            usage("20260101-000003-3", 10, 0),
-        ];
+        let b = [usage("20260101-000001-1", 10, 0), usage("20260101-000002-2", 10, 0), usage("20260101-000003-3", 10, 0)];
         let mb = |n: u64| n << 20;
         let oldest_live = |u: &BundleUsage| u.name == "20260101-000001-1";
-        assert_eq!(
-            plan_removals(&b, mb(20), 0, oldest_live),
-            Some(vec!["20260101-000002-2".into()])
-        );
+        assert_eq!(plan_removals(&b, mb(20), 0, oldest_live), Some(vec!["20260101-000002-2".into()]));
         // Only the live one and the newest would be left: 20 MB + 5 do not fit in 20.
-        assert_eq!(
-            plan_removals(&b, mb(20), mb(5), |u: &BundleUsage| u.name
-                != "20260101-000002-2"),
-            None
-        );
+        assert_eq!(plan_removals(&b, mb(20), mb(5), |u: &BundleUsage| u.name != "20260101-000002-2"), None);
         // Trimming still removes what it may when live bundles alone exceed the cap.
         let all_but_newest = |u: &BundleUsage| u.name == "20260101-000003-3";
-        assert_eq!(
-            trim_plan(&b, mb(5), all_but_newest),
-            vec!["20260101-000001-1", "20260101-000002-2"]
-        );
-        assert_eq!(
-            trim_plan(&b, mb(5), |_: &BundleUsage| true),
-            Vec::<String>::new()
-        );
+        assert_eq!(trim_plan(&b, mb(5), all_but_newest), vec!["20260101-000001-1", "20260101-000002-2"]);
+        assert_eq!(trim_plan(&b, mb(5), |_: &BundleUsage| true), Vec::<String>::new());
     }
 
     #[test]
@@ -463,20 +386,13 @@ mod tests {
         std::os::unix::fs::symlink(root, a.join("loop")).unwrap();
         // Things that are not bundles.
         fs::create_dir(root.join("my-notes")).unwrap();
-        fs::write(
-            root.join("20260101-000002-2"),
-            b"a file named like a bundle",
-        )
-        .unwrap();
+        fs::write(root.join("20260101-000002-2"), b"a file named like a bundle").unwrap();
         let elsewhere = tmp.path().join("my-notes");
         std::os::unix::fs::symlink(&elsewhere, root.join("20260101-000003-3")).unwrap();
 
         let listed = list_bundles(&Dir::open(root).unwrap()).unwrap();
         assert_eq!(listed.len(), 1, "{listed:?}");
-        assert_eq!(
-            (listed[0].name.as_str(), listed[0].bytes),
-            ("20260101-000001-1", 6000)
-        );
+        assert_eq!((listed[0].name.as_str(), listed[0].bytes), ("20260101-000001-1", 6000));
     }
 
     #[test]
@@ -500,11 +416,7 @@ mod tests {
         std::os::unix::fs::symlink(&keep, bundle.join("link-out")).unwrap();
         remove_bundle(&dir, "20260101-000001-1").unwrap();
         assert!(!bundle.exists());
-        assert_eq!(
-            fs::read(keep.join("precious")).unwrap(),
-            b"mine",
-            "a link inside is removed, not followed"
-        );
+        assert_eq!(fs::read(keep.join("precious")).unwrap(), b"mine", "a link inside is removed, not followed");
         // Gone already (another process removed it): fine.
         remove_bundle(&dir, "20260101-000001-1").unwrap();
     }

@@ -57,9 +57,7 @@ pub fn to_cdp(nodes: &[ProfileNode], samples: &[ProfileSample]) -> Value {
     }
     let head = match root {
         Some(root) => build(root, &children, 0),
-        None => {
-            json!({ "callFrame": call_frame("(root)", "", 0, 0, 0), "selfSize": 0, "id": 0, "children": [] })
-        }
+        None => json!({ "callFrame": call_frame("(root)", "", 0, 0, 0), "selfSize": 0, "id": 0, "children": [] }),
     };
     let samples: Vec<Value> = samples
         .iter()
@@ -72,10 +70,7 @@ pub fn to_cdp(nodes: &[ProfileNode], samples: &[ProfileSample]) -> Value {
 /// profiler's own stack depth limit, and capped here to be safe.
 fn build(node: &ProfileNode, children: &HashMap<u32, Vec<&ProfileNode>>, depth: usize) -> Value {
     let kids: Vec<Value> = if depth < 256 {
-        children
-            .get(&node.id)
-            .map(|c| c.iter().map(|c| build(c, children, depth + 1)).collect())
-            .unwrap_or_default()
+        children.get(&node.id).map(|c| c.iter().map(|c| build(c, children, depth + 1)).collect()).unwrap_or_default()
     } else {
         Vec::new()
     };
@@ -107,40 +102,27 @@ pub fn top_sites(nodes: &[ProfileNode], n: usize) -> Vec<AllocationSite> {
     let mut sites: HashMap<(&str, &str, i32, i32), u64> = HashMap::new();
     for node in nodes.iter().filter(|node| node.self_size > 0) {
         let frame = js_frame(node, &by_id);
-        let bytes = sites
-            .entry((&frame.function_name, &frame.url, frame.line, frame.column))
-            .or_default();
+        let bytes = sites.entry((&frame.function_name, &frame.url, frame.line, frame.column)).or_default();
         // Saturating: a profile read from a bundle may hold any size.
         *bytes = bytes.saturating_add(node.self_size);
     }
     let mut sites: Vec<AllocationSite> = sites
         .into_iter()
         .map(|((f, u, line, column), bytes)| AllocationSite {
-            function_name: if f.is_empty() {
-                "(anonymous)".into()
-            } else {
-                f.into()
-            },
+            function_name: if f.is_empty() { "(anonymous)".into() } else { f.into() },
             url: u.into(),
             line,
             column,
             bytes,
         })
         .collect();
-    sites.sort_by(|a, b| {
-        b.bytes
-            .cmp(&a.bytes)
-            .then_with(|| a.function_name.cmp(&b.function_name))
-    });
+    sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.function_name.cmp(&b.function_name)));
     sites.truncate(n);
     sites
 }
 
 /// The node itself if it is JavaScript, else its nearest JavaScript ancestor.
-fn js_frame<'a>(
-    mut node: &'a ProfileNode,
-    by_id: &HashMap<u32, &'a ProfileNode>,
-) -> &'a ProfileNode {
+fn js_frame<'a>(mut node: &'a ProfileNode, by_id: &HashMap<u32, &'a ProfileNode>) -> &'a ProfileNode {
     let start = node;
     for _ in 0..1024 {
         if !node.url.is_empty() {
@@ -163,11 +145,7 @@ mod tests {
             id,
             parent,
             function_name: name.into(),
-            url: if id == 1 {
-                String::new()
-            } else {
-                "file:///app.js".into()
-            },
+            url: if id == 1 { String::new() } else { "file:///app.js".into() },
             script_id: if id == 1 { 0 } else { 7 },
             line,
             column: 3,
@@ -187,12 +165,7 @@ mod tests {
 
     #[test]
     fn builds_the_cdp_tree_with_zero_based_positions() {
-        let samples = vec![ProfileSample {
-            node_id: 3,
-            size: 64,
-            count: 2,
-            sample_id: 9,
-        }];
+        let samples = vec![ProfileSample { node_id: 3, size: 64, count: 2, sample_id: 9 }];
         let p = to_cdp(&tree(), &samples);
         assert_eq!(p["head"]["callFrame"]["functionName"], "(root)");
         let main = &p["head"]["children"][0];
@@ -202,40 +175,23 @@ mod tests {
         assert_eq!(main["children"].as_array().unwrap().len(), 2);
         assert_eq!(main["children"][0]["selfSize"], 5000);
         assert_eq!(main["children"][1]["children"][0]["id"], 5);
-        assert_eq!(
-            p["samples"],
-            json!([{ "size": 128, "nodeId": 3, "ordinal": 9 }])
-        );
+        assert_eq!(p["samples"], json!([{ "size": 128, "nodeId": 3, "ordinal": 9 }]));
     }
 
     #[test]
     fn top_sites_merge_same_frame_and_sort_by_bytes() {
         let sites = top_sites(&tree(), 2);
         assert_eq!(sites.len(), 2);
-        assert_eq!(
-            (
-                sites[0].function_name.as_str(),
-                sites[0].line,
-                sites[0].bytes
-            ),
-            ("leak", 10, 5700)
-        );
+        assert_eq!((sites[0].function_name.as_str(), sites[0].line, sites[0].bytes), ("leak", 10, 5700));
         assert_eq!(sites[1].function_name, "churn");
     }
 
     #[test]
     fn builtin_frames_count_for_their_js_caller() {
         let mut nodes = tree();
-        nodes.push(ProfileNode {
-            url: String::new(),
-            script_id: 0,
-            ..node(6, 4, "repeat", 0, 10_000)
-        });
+        nodes.push(ProfileNode { url: String::new(), script_id: 0, ..node(6, 4, "repeat", 0, 10_000) });
         let sites = top_sites(&nodes, 1);
-        assert_eq!(
-            (sites[0].function_name.as_str(), sites[0].bytes),
-            ("churn", 10_300)
-        );
+        assert_eq!((sites[0].function_name.as_str(), sites[0].bytes), ("churn", 10_300));
     }
 
     #[test]

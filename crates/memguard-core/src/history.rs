@@ -39,9 +39,7 @@ impl Period {
         g.0 += 1;
         g.1 += pause_ms;
         if kind == "mark-compact" {
-            let (lo, hi, _) = self
-                .after_mark_compacts
-                .unwrap_or((used_after, used_after, used_after));
+            let (lo, hi, _) = self.after_mark_compacts.unwrap_or((used_after, used_after, used_after));
             self.after_mark_compacts = Some((lo.min(used_after), hi.max(used_after), used_after));
         }
     }
@@ -60,11 +58,8 @@ impl Period {
         }
         let round = |ms: f64| (ms * 10.0).round() / 10.0;
         let gc: serde_json::Map<String, Value> =
-            p.gc.iter()
-                .map(|(kind, (n, ms))| (kind.to_string(), json!([n, round(*ms)])))
-                .collect();
-        let mut record =
-            json!({ "type": "period", "t": round(t), "ms": round(period_ms), "gc": gc });
+            p.gc.iter().map(|(kind, (n, ms))| (kind.to_string(), json!([n, round(*ms)]))).collect();
+        let mut record = json!({ "type": "period", "t": round(t), "ms": round(period_ms), "gc": gc });
         if let Some((lo, hi, last)) = p.after_mark_compacts {
             record["afterMarkCompact"] = json!([lo, hi, last]);
         }
@@ -85,30 +80,14 @@ mod tests {
     #[test]
     fn a_period_sums_gcs_and_keeps_the_range_after_mark_compacts() {
         let mut p = Period::default();
-        assert_eq!(
-            p.take(60_000.0, 60_000.0),
-            None,
-            "nothing seen, nothing written"
-        );
+        assert_eq!(p.take(60_000.0, 60_000.0), None, "nothing seen, nothing written");
         p.add_gc("scavenge", 0.5, 10);
         p.add_gc("scavenge", 0.25, 10);
         p.add_gc("mark-compact", 3.0, 300);
         p.add_gc("mark-compact", 4.0, 100);
         p.add_gc("mark-compact", 5.0, 200);
-        p.add_sample(Heap {
-            used: 250,
-            limit: 1000,
-            external: 7,
-            array_buffers: 3,
-            rss: Some(5000),
-        });
-        p.add_sample(Heap {
-            used: 260,
-            limit: 1000,
-            external: 8,
-            array_buffers: 4,
-            rss: Some(4000),
-        });
+        p.add_sample(Heap { used: 250, limit: 1000, external: 7, array_buffers: 3, rss: Some(5000) });
+        p.add_sample(Heap { used: 260, limit: 1000, external: 8, array_buffers: 4, rss: Some(4000) });
         let r = p.take(120_000.04, 60_000.0).unwrap();
         assert_eq!(
             r,
@@ -120,10 +99,6 @@ mod tests {
                 "rssMax": 5000,
             })
         );
-        assert_eq!(
-            p.take(180_000.0, 60_000.0),
-            None,
-            "taking starts a fresh period"
-        );
+        assert_eq!(p.take(180_000.0, 60_000.0), None, "taking starts a fresh period");
     }
 }

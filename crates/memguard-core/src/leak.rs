@@ -53,11 +53,7 @@ pub fn trend(points: &[(f64, f64)]) -> Trend {
     }
     Trend {
         slope_per_ms: median(&mut slopes).unwrap_or(0.0),
-        concordance: if rising + falling == 0 {
-            0.5
-        } else {
-            rising as f64 / (rising + falling) as f64
-        },
+        concordance: if rising + falling == 0 { 0.5 } else { rising as f64 / (rising + falling) as f64 },
     }
 }
 
@@ -100,11 +96,7 @@ pub struct LeakTrend {
 impl LeakTrend {
     pub fn new(window: u32, min_growth: u64) -> LeakTrend {
         let window = window.max(3) as usize;
-        LeakTrend {
-            window,
-            min_growth,
-            points: VecDeque::with_capacity(window),
-        }
+        LeakTrend { window, min_growth, points: VecDeque::with_capacity(window) }
     }
 
     /// One mark-compact ended at `t_ms` with `used` bytes live. Returns the
@@ -124,10 +116,7 @@ impl LeakTrend {
 
     fn judge(&self) -> Option<Leak> {
         let pts: Vec<(f64, f64)> = self.points.iter().map(|&(t, u)| (t, u as f64)).collect();
-        let Trend {
-            slope_per_ms: slope,
-            concordance,
-        } = trend(&pts);
+        let Trend { slope_per_ms: slope, concordance } = trend(&pts);
         let span_ms = pts[pts.len() - 1].0 - pts[0].0;
         let growth = slope * span_ms;
         if concordance < MIN_CONCORDANCE || slope <= 0.0 || growth < self.min_growth as f64 {
@@ -153,35 +142,26 @@ mod tests {
 
     /// A small deterministic noise source (no rand dependency).
     fn jitter(seed: &mut u64) -> f64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((*seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
     }
 
     fn feed(trend: &mut LeakTrend, n: usize, at: impl Fn(usize, &mut u64) -> f64) -> Vec<Leak> {
         let mut seed = 7;
-        (0..n)
-            .filter_map(|i| trend.observe(i as f64 * 500.0, at(i, &mut seed).max(0.0) as u64))
-            .collect()
+        (0..n).filter_map(|i| trend.observe(i as f64 * 500.0, at(i, &mut seed).max(0.0) as u64)).collect()
     }
 
     #[test]
     fn slow_leak_under_heavy_jitter_is_found() {
         // 0.5 MB per GC of leak under ±4 MB of churn jitter.
         let mut trend = LeakTrend::new(20, 8 << 20);
-        let leaks = feed(&mut trend, 40, |i, s| {
-            60.0 * MB + i as f64 * 0.5 * MB + 8.0 * MB * jitter(s)
-        });
+        let leaks = feed(&mut trend, 40, |i, s| 60.0 * MB + i as f64 * 0.5 * MB + 8.0 * MB * jitter(s));
         assert!(!leaks.is_empty());
         let first = &leaks[0];
         assert!(first.bytes_per_minute > 0.0);
         assert!(first.concordance >= 0.8, "{first:?}");
         // 0.5 MB per 500 ms = 60 MB/min; Theil–Sen lands near it despite the jitter.
-        assert!(
-            (first.bytes_per_minute / MB - 60.0).abs() < 20.0,
-            "{first:?}"
-        );
+        assert!((first.bytes_per_minute / MB - 60.0).abs() < 20.0, "{first:?}");
     }
 
     #[test]
@@ -196,9 +176,7 @@ mod tests {
         // A cache that fills for 10 GCs and is then cleared, again and again:
         // a window longer than one fill sees it fall back.
         let mut trend = LeakTrend::new(20, 1 << 20);
-        let leaks = feed(&mut trend, 200, |i, _| {
-            50.0 * MB + (i % 10) as f64 * 2.0 * MB
-        });
+        let leaks = feed(&mut trend, 200, |i, _| 50.0 * MB + (i % 10) as f64 * 2.0 * MB);
         assert!(leaks.is_empty(), "{leaks:?}");
     }
 
@@ -228,13 +206,7 @@ mod tests {
         let t = trend(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0), (3.0, 4.0)]);
         assert_eq!(t.concordance, 5.0 / 6.0);
         assert_eq!(t.slope_per_ms, 1.5); // slopes 2, 2, 1, 2, 0.5, -1 → median (1 + 2) / 2
-        assert_eq!(
-            trend(&[(1.0, 7.0), (1.0, 7.0)]),
-            Trend {
-                slope_per_ms: 0.0,
-                concordance: 0.5
-            }
-        );
+        assert_eq!(trend(&[(1.0, 7.0), (1.0, 7.0)]), Trend { slope_per_ms: 0.0, concordance: 0.5 });
     }
 
     #[test]

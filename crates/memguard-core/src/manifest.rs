@@ -209,16 +209,8 @@ mod tests {
 
     #[test]
     fn manifest_serializes_with_camel_case_fields() {
-        let info = ProcessInfo {
-            pid: 7,
-            node_version: "v20.0.0".into(),
-            ..Default::default()
-        };
-        let mut m = Manifest::new(
-            &info,
-            &Config::defaults(Path::new("/a")),
-            "2026-01-01T00:00:00Z".into(),
-        );
+        let info = ProcessInfo { pid: 7, node_version: "v20.0.0".into(), ..Default::default() };
+        let mut m = Manifest::new(&info, &Config::defaults(Path::new("/a")), "2026-01-01T00:00:00Z".into());
         m.captures.push(Capture {
             seq: 1,
             trigger: "api".into(),
@@ -226,18 +218,10 @@ mod tests {
             time: "t".into(),
             rss_bytes: Some(9),
             detail: None,
-            heap: HeapStats {
-                used_heap_size: 5,
-                ..Default::default()
-            },
+            heap: HeapStats { used_heap_size: 5, ..Default::default() },
             spaces: vec![],
             heap_limit: None,
-            files: vec![FileRecord {
-                name: "heap-1.heapsnapshot.gz".into(),
-                bytes: 1,
-                uncompressed_bytes: 2,
-                millis: 3,
-            }],
+            files: vec![FileRecord { name: "heap-1.heapsnapshot.gz".into(), bytes: 1, uncompressed_bytes: 2, millis: 3 }],
             top_allocation_sites: None,
             stack: None,
             stack_taken: None,
@@ -253,9 +237,6 @@ mod tests {
         assert_eq!(v["captures"][0]["heap"]["usedHeapSize"], 5);
         assert_eq!(v["captures"][0]["files"][0]["uncompressedBytes"], 2);
         assert!(v["captures"][0].get("heapLimit").is_none());
-        assert!(
-            v["captures"][0].get("folded").is_none(),
-            "left out when empty"
-        );
+        assert!(v["captures"][0].get("folded").is_none(), "left out when empty");
     }
 }

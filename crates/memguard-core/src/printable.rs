@@ -68,13 +68,7 @@ pub fn printable_bytes(bytes: &[u8], limit: usize) -> Cow<'_, str> {
     let mut chunks = bytes.utf8_chunks();
     while let Some(chunk) = chunks.next() {
         let invalid = chunk.invalid().iter().map(|&b| Unit::Byte(b));
-        for (i, unit) in chunk
-            .valid()
-            .chars()
-            .map(Unit::Char)
-            .chain(invalid)
-            .enumerate()
-        {
+        for (i, unit) in chunk.valid().chars().map(Unit::Char).chain(invalid).enumerate() {
             piece.clear();
             match unit {
                 Unit::Char(c) if !is_unsafe(c) => piece.push(c),
@@ -90,10 +84,7 @@ pub fn printable_bytes(bytes: &[u8], limit: usize) -> Cow<'_, str> {
             }
             let width = piece.chars().count();
             if shown + width > limit {
-                let left = left_in(chunk, i)
-                    + chunks
-                        .map(|c| chars_in(c.valid(), c.invalid()))
-                        .sum::<usize>();
+                let left = left_in(chunk, i) + chunks.map(|c| chars_in(c.valid(), c.invalid())).sum::<usize>();
                 let _ = write!(out, "…(+{left} chars)");
                 return Cow::Owned(out);
             }
@@ -125,23 +116,13 @@ mod tests {
     /// What no output of memguard may contain: C0 but the newline that ends
     /// a line, DEL, C1.
     pub fn has_raw_control(s: &str) -> bool {
-        s.chars()
-            .any(|c| c != '\n' && matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}'))
+        s.chars().any(|c| c != '\n' && matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}'))
     }
 
     #[test]
     fn plain_text_is_borrowed_unchanged() {
-        for s in [
-            "UserSession",
-            "{host, connection}",
-            "Map 'sessions' → (array)",
-            "naïve 日本語 C:\\path",
-            "",
-        ] {
-            assert!(
-                matches!(printable(s, NAME_LIMIT), Cow::Borrowed(b) if b == s),
-                "{s}"
-            );
+        for s in ["UserSession", "{host, connection}", "Map 'sessions' → (array)", "naïve 日本語 C:\\path", ""] {
+            assert!(matches!(printable(s, NAME_LIMIT), Cow::Borrowed(b) if b == s), "{s}");
         }
     }
 
@@ -150,10 +131,7 @@ mod tests {
         let evil = "\x1b]0;PWNED\x07\x1b[2J\x1b[31mEVIL";
         assert_eq!(name(evil), "\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mEVIL");
         assert_eq!(name("a\tb\nc\rd\0e\x7f"), "a\\x09b\\x0ac\\x0dd\\x00e\\x7f");
-        assert_eq!(
-            name("csi\u{9b}31m\u{80}\u{9f}"),
-            "csi\\u{9b}31m\\u{80}\\u{9f}"
-        );
+        assert_eq!(name("csi\u{9b}31m\u{80}\u{9f}"), "csi\\u{9b}31m\\u{80}\\u{9f}");
         assert_eq!(name("\u{202e}gnp.exe\u{2029}"), "\\u{202e}gnp.exe\\u{2029}");
         // Just outside the ranges: printed as they are.
         assert_eq!(name("\u{a0}\u{ff}~ "), "\u{a0}\u{ff}~ ");
@@ -161,10 +139,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_becomes_escapes_not_a_panic() {
-        assert_eq!(
-            printable_bytes(b"ok\xff\xfe\x1b[0m\xe2\x82", UNLIMITED),
-            "ok\\xff\\xfe\\x1b[0m\\xe2\\x82"
-        );
+        assert_eq!(printable_bytes(b"ok\xff\xfe\x1b[0m\xe2\x82", UNLIMITED), "ok\\xff\\xfe\\x1b[0m\\xe2\\x82");
         assert_eq!(printable_bytes("→ fine".as_bytes(), UNLIMITED), "→ fine");
     }
 
@@ -173,11 +148,7 @@ mod tests {
         let long = "x".repeat(1000);
         let shown = name(&long);
         assert_eq!(shown, format!("{}…(+800 chars)", "x".repeat(200)));
-        assert_eq!(
-            name(&"é".repeat(200)),
-            "é".repeat(200),
-            "the limit counts characters, not bytes"
-        );
+        assert_eq!(name(&"é".repeat(200)), "é".repeat(200), "the limit counts characters, not bytes");
         // Escapes count at their printed width: the output stays bounded.
         let escs = "\x1b".repeat(100);
         let shown = printable(&escs, 20);
@@ -189,17 +160,11 @@ mod tests {
     #[test]
     fn nothing_unsafe_survives_any_input() {
         // Every code point up to U+3000 plus invalid bytes, in one string.
-        let mut bytes: Vec<u8> = (0..0x3000u32)
-            .filter_map(char::from_u32)
-            .collect::<String>()
-            .into_bytes();
+        let mut bytes: Vec<u8> = (0..0x3000u32).filter_map(char::from_u32).collect::<String>().into_bytes();
         bytes.extend_from_slice(b"\xff\xc0\x80\xed\xa0\x80");
         for limit in [UNLIMITED, NAME_LIMIT, 3, 0] {
             let out = printable_bytes(&bytes, limit);
-            assert!(
-                !has_raw_control(&out) && !out.chars().any(is_unsafe),
-                "limit {limit}"
-            );
+            assert!(!has_raw_control(&out) && !out.chars().any(is_unsafe), "limit {limit}");
         }
     }
 }

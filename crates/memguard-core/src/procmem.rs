@@ -76,12 +76,8 @@ impl Cgroup {
         for line in mountinfo.lines() {
             // id parent major:minor root mount-point options ... - fstype source super-options
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let Some(dash) = fields.iter().position(|f| *f == "-") else {
-                continue;
-            };
-            let (Some(root), Some(mount_point), Some(fstype)) =
-                (fields.get(3), fields.get(4), fields.get(dash + 1))
-            else {
+            let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
+            let (Some(root), Some(mount_point), Some(fstype)) = (fields.get(3), fields.get(4), fields.get(dash + 1)) else {
                 continue;
             };
             let super_opts = fields.get(dash + 3).copied().unwrap_or("");
@@ -94,10 +90,7 @@ impl Cgroup {
             }
             // The process's path is relative to the hierarchy root; the mount
             // shows `root` of it at `mount_point`.
-            let rel = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .trim_start_matches('/');
+            let rel = path.strip_prefix(root).unwrap_or(&path).trim_start_matches('/');
             let mount = Path::new(mount_point);
             let mut dirs = Vec::new();
             let mut dir = mount.join(rel);
@@ -113,18 +106,10 @@ impl Cgroup {
     }
 
     pub fn read(&self) -> Option<CgroupMemory> {
-        let (usage_file, limit_file) = if self.version == 2 {
-            ("memory.current", "memory.max")
-        } else {
-            ("memory.usage_in_bytes", "memory.limit_in_bytes")
-        };
+        let (usage_file, limit_file) =
+            if self.version == 2 { ("memory.current", "memory.max") } else { ("memory.usage_in_bytes", "memory.limit_in_bytes") };
         let usage = read_number(&self.dirs.first()?.join(usage_file))?;
-        let limit = self
-            .dirs
-            .iter()
-            .filter_map(|d| read_number(&d.join(limit_file)))
-            .filter(|&l| is_real_limit(l))
-            .min();
+        let limit = self.dirs.iter().filter_map(|d| read_number(&d.join(limit_file))).filter(|&l| is_real_limit(l)).min();
         Some(CgroupMemory { usage, limit })
     }
 }
@@ -162,8 +147,7 @@ mod tests {
     #[test]
     fn finds_v2_cgroup_path_up_to_mount() {
         let own = "0::/system.slice/app.service\n";
-        let mounts =
-            "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        let mounts = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
         let cg = Cgroup::from_proc(own, mounts).unwrap();
         assert_eq!(cg.version, 2);
         assert_eq!(

@@ -57,10 +57,7 @@ pub const RING: usize = 5_000;
 
 /// Wall-clock milliseconds since the epoch (cheap: vDSO, no allocation).
 pub fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1e3)
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
 }
 
 /// One garbage collection, as the epilogue callback saw it. `Copy` and
@@ -87,30 +84,13 @@ pub struct SampleRecord {
 
 pub enum Event {
     /// `header` gets `type`, `epochMs` and `time` (= t0) put first.
-    Open {
-        id: u64,
-        open: Box<Open>,
-    },
-    Gc {
-        id: u64,
-        rec: GcRecord,
-    },
-    Sample {
-        id: u64,
-        rec: Box<SampleRecord>,
-    },
-    Marker {
-        id: u64,
-        marker: Box<Marker>,
-    },
+    Open { id: u64, open: Box<Open> },
+    Gc { id: u64, rec: GcRecord },
+    Sample { id: u64, rec: Box<SampleRecord> },
+    Marker { id: u64, marker: Box<Marker> },
     /// Write out every timeline's pending records now.
-    Flush {
-        done: Sender<()>,
-    },
-    Close {
-        id: u64,
-        done: Sender<()>,
-    },
+    Flush { done: Sender<()> },
+    Close { id: u64, done: Sender<()> },
 }
 
 // The rare, large events are boxed: every slot of the queue is as large as
@@ -144,10 +124,7 @@ impl Shared {
     /// The last `n` records, oldest first, as JSON lines.
     pub fn last(&self, n: usize) -> Vec<String> {
         let ring = self.ring.lock();
-        ring.iter()
-            .skip(ring.len().saturating_sub(n))
-            .map(|s| s.to_string())
-            .collect()
+        ring.iter().skip(ring.len().saturating_sub(n)).map(|s| s.to_string()).collect()
     }
 
     pub fn digest(&self) -> Digest {
@@ -224,10 +201,7 @@ impl Recorder {
                     .name("memguard-recorder".into())
                     .spawn(move || run(rx))
                     .ok()
-                    .map(|handle| Recorder {
-                        tx,
-                        thread: handle.thread().clone(),
-                    })
+                    .map(|handle| Recorder { tx, thread: handle.thread().clone() })
             })
             .as_ref()
     }
@@ -317,14 +291,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
     crate::metrics::observe(&event);
     match event {
         Event::Open { id, open } => {
-            let Open {
-                bundle,
-                t0_ms,
-                header,
-                shared,
-                ring,
-                history_every,
-            } = *open;
+            let Open { bundle, t0_ms, header, shared, ring, history_every } = *open;
             let mut tl = Timeline {
                 file: None,
                 encoder: new_member(),
@@ -347,11 +314,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
                 history_every,
                 period_t0: t0_ms,
             };
-            match tl
-                .bundle
-                .ensure()
-                .and_then(|dir| dir.create_file(TIMELINE_FILE))
-            {
+            match tl.bundle.ensure().and_then(|dir| dir.create_file(TIMELINE_FILE)) {
                 Ok(file) => tl.file = Some(file),
                 Err(e) => log::warn_once(&format!(
                     "cannot create {} in {}: {e}; the timeline is kept in memory only",
@@ -459,10 +422,7 @@ impl Timeline {
         );
         if r.flags != 0 {
             self.line.push_str(r#","flags":["#);
-            let names = GC_FLAGS
-                .iter()
-                .filter(|(bit, _)| r.flags & bit != 0)
-                .map(|(_, name)| format!("\"{name}\""));
+            let names = GC_FLAGS.iter().filter(|(bit, _)| r.flags & bit != 0).map(|(_, name)| format!("\"{name}\""));
             self.line.push_str(&names.collect::<Vec<_>>().join(","));
             self.line.push(']');
         }
@@ -490,12 +450,7 @@ impl Timeline {
             .spaces
             .iter()
             .filter(|sp| sp.space_size > 0)
-            .map(|sp| {
-                (
-                    sp.space_name.clone(),
-                    json!([sp.space_used_size, sp.space_size]),
-                )
-            })
+            .map(|sp| (sp.space_name.clone(), json!([sp.space_used_size, sp.space_size])))
             .collect();
         let mut line = json!({
             "type": "sample",
@@ -526,9 +481,7 @@ impl Timeline {
         let dropped = self.shared.dropped.load(Ordering::Relaxed);
         if dropped > self.dropped_reported {
             self.dropped_reported = dropped;
-            self.push_json(
-                &json!({ "type": "dropped", "t": self.rel(now_ms()), "count": dropped }),
-            );
+            self.push_json(&json!({ "type": "dropped", "t": self.rel(now_ms()), "count": dropped }));
         }
         if self.pending == 0 {
             return;
@@ -540,14 +493,12 @@ impl Timeline {
             return;
         }
         let Ok(bytes) = member.finish() else { return }; // into a Vec: cannot fail
-                                                         // Only between whole appends: a backlog belongs to the segment it was meant for.
+        // Only between whole appends: a backlog belongs to the segment it was meant for.
         if self.backlog.is_empty() && self.ring.rotate_before(self.file_len, bytes.len() as u64) {
             self.rotate(member_t0, bytes.len() as u64);
         }
         self.segment_records += records;
-        let Some(file) = self.file.as_mut() else {
-            return;
-        };
+        let Some(file) = self.file.as_mut() else { return };
         let failing = !self.backlog.is_empty();
         self.backlog.extend_from_slice(&bytes);
         let path = self.bundle.path().join(TIMELINE_FILE);
@@ -557,10 +508,7 @@ impl Timeline {
                 self.file_len = len;
                 self.update_digest();
                 if failing {
-                    log::info(&format!(
-                        "writing {} works again; no timeline record was lost",
-                        path.display()
-                    ));
+                    log::info(&format!("writing {} works again; no timeline record was lost", path.display()));
                 }
             }
             Err(e) if self.backlog.len() > BACKLOG_MAX => {
@@ -609,8 +557,7 @@ impl Timeline {
                 return;
             }
         };
-        self.kept
-            .push_back((self.segment, self.file_len, self.segment_records));
+        self.kept.push_back((self.segment, self.file_len, self.segment_records));
         self.segment += 1;
         self.segment_records = 0;
         let mut start = self.start.clone();
@@ -640,11 +587,7 @@ impl Timeline {
 
     /// Creates `history.ndjson.gz`, starting with the start record.
     fn open_history(&mut self) {
-        match self
-            .bundle
-            .ensure()
-            .and_then(|dir| dir.create_file(HISTORY_FILE))
-        {
+        match self.bundle.ensure().and_then(|dir| dir.create_file(HISTORY_FILE)) {
             Ok(mut file) => {
                 // The history is one file: no segment number.
                 let mut start = self.start.clone();
@@ -671,29 +614,18 @@ impl Timeline {
             return;
         }
         self.period_t0 = now;
-        let Some(record) = self.period.take(self.rel(now), period_ms) else {
-            return;
-        };
-        let Some(file) = self.history.as_mut() else {
-            return;
-        };
+        let Some(record) = self.period.take(self.rel(now), period_ms) else { return };
+        let Some(file) = self.history.as_mut() else { return };
         if let Err(e) = append(file, &member_of(&record)) {
             // A lost period is a gap in a coarse record, not worth a backlog.
-            log::warn_once(&format!(
-                "writing {HISTORY_FILE} failed ({e}); a period of the lifetime history is missing"
-            ));
+            log::warn_once(&format!("writing {HISTORY_FILE} failed ({e}); a period of the lifetime history is missing"));
         }
     }
 
     fn update_digest(&self) {
         let mut d = self.shared.digest.lock();
         d.compressed_bytes = self.kept.iter().map(|k| k.1).sum::<u64>() + self.file_len;
-        d.segments = self
-            .kept
-            .iter()
-            .map(|k| segment_name(k.0))
-            .chain([TIMELINE_FILE.to_string()])
-            .collect();
+        d.segments = self.kept.iter().map(|k| segment_name(k.0)).chain([TIMELINE_FILE.to_string()]).collect();
     }
 }
 
@@ -727,12 +659,8 @@ mod tests {
 
     fn read_lines(path: &std::path::Path) -> Vec<Value> {
         let mut text = String::new();
-        MultiGzDecoder::new(File::open(path).unwrap())
-            .read_to_string(&mut text)
-            .unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        MultiGzDecoder::new(File::open(path).unwrap()).read_to_string(&mut text).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
     #[test]
@@ -740,28 +668,18 @@ mod tests {
         use std::io::{Seek, SeekFrom};
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("t.gz");
-        let mut file = crate::dirfd::Dir::open(tmp.path())
-            .unwrap()
-            .create_file("t.gz")
-            .unwrap();
+        let mut file = crate::dirfd::Dir::open(tmp.path()).unwrap().create_file("t.gz").unwrap();
         assert_eq!(append(&mut file, b"ab").unwrap(), 2);
         file.seek(SeekFrom::Start(100)).unwrap(); // where a cut-off short write leaves the cursor
         assert_eq!(append(&mut file, b"cd").unwrap(), 4);
         assert_eq!(std::fs::read(&path).unwrap(), b"abcd");
         let mut full = File::options().write(true).open("/dev/full").unwrap();
-        assert_eq!(
-            append(&mut full, b"x").unwrap_err().raw_os_error(),
-            Some(libc::ENOSPC)
-        );
+        assert_eq!(append(&mut full, b"x").unwrap_err().raw_os_error(), Some(libc::ENOSPC));
     }
 
     #[test]
     fn queue_slots_stay_small() {
-        assert!(
-            std::mem::size_of::<Event>() <= 64,
-            "{}",
-            std::mem::size_of::<Event>()
-        );
+        assert!(std::mem::size_of::<Event>() <= 64, "{}", std::mem::size_of::<Event>());
     }
 
     #[test]
@@ -774,18 +692,8 @@ mod tests {
         let header = json!({"pid": 1});
         let t0_ms = 1_700_000_000_000.0;
         let ring = Ring::new(crate::segments::DEFAULT_BUDGET);
-        let open = Open {
-            bundle: bundle.clone(),
-            t0_ms,
-            header,
-            shared: shared.clone(),
-            ring,
-            history_every: Duration::from_secs(60),
-        };
-        assert!(rec.try_send(Event::Open {
-            id,
-            open: Box::new(open)
-        }));
+        let open = Open { bundle: bundle.clone(), t0_ms, header, shared: shared.clone(), ring, history_every: Duration::from_secs(60) };
+        assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
         for i in 0..100 {
             let gc = GcRecord {
                 t_ms: t0_ms + 10.0 + i as f64,
@@ -801,15 +709,9 @@ mod tests {
         let path = bundle.path().join(TIMELINE_FILE);
         let lines = read_lines(&path);
         assert_eq!(lines.len(), 101);
-        assert_eq!(
-            lines[0],
-            json!({"type": "start", "t": 0.0, "epochMs": t0_ms, "time": "2023-11-14T22:13:20.000Z", "pid": 1, "segment": 1})
-        );
+        assert_eq!(lines[0], json!({"type": "start", "t": 0.0, "epochMs": t0_ms, "time": "2023-11-14T22:13:20.000Z", "pid": 1, "segment": 1}));
         assert_eq!(lines[1]["t"], 10.0);
-        assert_eq!(
-            (lines[1]["beforeKB"].clone(), lines[1]["afterKB"].clone()),
-            (json!(2), json!(1))
-        );
+        assert_eq!((lines[1]["beforeKB"].clone(), lines[1]["afterKB"].clone()), (json!(2), json!(1)));
         assert_eq!(lines[1]["kind"], "scavenge");
         assert_eq!(lines[1]["flags"], json!(["forced"]));
         assert_eq!(lines[1]["ms"], 0.5);
@@ -817,15 +719,8 @@ mod tests {
 
         // A file cut off mid-member still yields every earlier member.
         let whole = std::fs::metadata(&path).unwrap().len();
-        let marker = Marker {
-            t_ms: t0_ms + 500.0,
-            name: "late".into(),
-            detail: json!({"seq": 1}),
-        };
-        assert!(rec.try_send(Event::Marker {
-            id,
-            marker: Box::new(marker)
-        }));
+        let marker = Marker { t_ms: t0_ms + 500.0, name: "late".into(), detail: json!({"seq": 1}) };
+        assert!(rec.try_send(Event::Marker { id, marker: Box::new(marker) }));
         assert!(rec.send_and_wait(|done| Event::Close { id, done }, Duration::from_secs(5)));
         let bytes = std::fs::read(&path).unwrap();
         let cut = tmp.path().join("cut.gz");
@@ -840,18 +735,9 @@ mod tests {
         // The lifetime history: the start record, then the (only, cut short by the close) period.
         let history = read_lines(&bundle.path().join(HISTORY_FILE));
         assert_eq!(history.len(), 2, "{history:?}");
-        assert_eq!(
-            (history[0]["type"].as_str(), history[0]["pid"].as_u64()),
-            (Some("start"), Some(1))
-        );
+        assert_eq!((history[0]["type"].as_str(), history[0]["pid"].as_u64()), (Some("start"), Some(1)));
         assert!(history[0].get("segment").is_none());
-        assert_eq!(
-            (
-                history[1]["type"].as_str(),
-                history[1]["gc"]["scavenge"].clone()
-            ),
-            (Some("period"), json!([100, 50.0]))
-        );
+        assert_eq!((history[1]["type"].as_str(), history[1]["gc"]["scavenge"].clone()), (Some("period"), json!([100, 50.0])));
 
         let d = shared.digest();
         assert_eq!(d.gc["scavenge"].count, 100);
@@ -868,25 +754,13 @@ mod tests {
         let shared = Arc::new(Shared::default());
         let (id, t0_ms) = (9002, 1_700_000_000_000.0);
         let ring = Ring::new(crate::segments::MIN_BUDGET);
-        let open = Open {
-            bundle: bundle.clone(),
-            t0_ms,
-            header: json!({"pid": 2}),
-            shared: shared.clone(),
-            ring,
-            history_every: Duration::from_secs(60),
-        };
-        assert!(rec.try_send(Event::Open {
-            id,
-            open: Box::new(open)
-        }));
+        let open = Open { bundle: bundle.clone(), t0_ms, header: json!({"pid": 2}), shared: shared.clone(), ring, history_every: Duration::from_secs(60) };
+        assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
         // Varied sizes so members compress like a real run's (~10 KB per 2,000 GCs).
         let mut x: u64 = 12345;
         let total = 60_000u64;
         for i in 0..total {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let gc = GcRecord {
                 t_ms: t0_ms + i as f64 * 0.37,
                 kind: 1,
@@ -906,21 +780,13 @@ mod tests {
 
         let d = shared.digest();
         let dir = bundle.path();
-        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| crate::segments::is_timeline(n))
             .collect();
         on_disk.sort_by_key(|n| crate::segments::segment_number(n).unwrap_or(u64::MAX));
-        assert_eq!(
-            on_disk, d.segments,
-            "the digest names what is on disk, oldest first"
-        );
+        assert_eq!(on_disk, d.segments, "the digest names what is on disk, oldest first");
         assert!(d.rotated_segments > 0 && on_disk.len() >= 4, "{d:?}");
-        let bytes: u64 = on_disk
-            .iter()
-            .map(|n| std::fs::metadata(dir.join(n)).unwrap().len())
-            .sum();
+        let bytes: u64 = on_disk.iter().map(|n| std::fs::metadata(dir.join(n)).unwrap().len()).sum();
         assert!(bytes <= crate::segments::MIN_BUDGET, "{bytes}");
         assert_eq!(bytes, d.compressed_bytes);
 
@@ -932,20 +798,13 @@ mod tests {
             let lines = read_lines(&dir.join(name));
             assert_eq!(lines[0]["type"], "start", "{name}");
             assert_eq!(lines[0]["segment"], first + k as u64, "{name}");
-            assert_eq!(
-                (lines[0]["epochMs"].as_f64(), lines[0]["pid"].as_u64()),
-                (Some(t0_ms), Some(2))
-            );
+            assert_eq!((lines[0]["epochMs"].as_f64(), lines[0]["pid"].as_u64()), (Some(t0_ms), Some(2)));
             // Times run on from the process start, across segments.
             assert!(lines[0]["t"].as_f64().unwrap() >= last_t - 1e3, "{name}");
             last_t = lines.last().unwrap()["t"].as_f64().unwrap();
             gcs += lines.iter().filter(|l| l["type"] == "gc").count() as u64;
         }
-        assert_eq!(
-            last_t,
-            ((total - 1) as f64 * 0.37 * 10.0).round() / 10.0,
-            "the newest record is kept"
-        );
+        assert_eq!(last_t, ((total - 1) as f64 * 0.37 * 10.0).round() / 10.0, "the newest record is kept");
         // Every record is on disk or counted as rotated away (+1: segment 1's start).
         assert_eq!(gcs + d.rotated_records, total + 1);
     }

@@ -48,9 +48,7 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(budget: u64) -> Ring {
-        Ring {
-            budget: budget.max(MIN_BUDGET),
-        }
+        Ring { budget: budget.max(MIN_BUDGET) }
     }
 
     pub fn segment_max(&self) -> u64 {
@@ -89,15 +87,9 @@ mod tests {
     fn names_round_trip_and_strangers_are_refused() {
         assert_eq!(segment_name(12), "timeline-12.ndjson.gz");
         assert_eq!(segment_number("timeline-12.ndjson.gz"), Some(12));
-        for bad in [
-            "timeline-0.ndjson.gz",
-            "timeline-01.ndjson.gz",
-            "timeline-+1.ndjson.gz",
-            "timeline-.ndjson.gz",
-            "timeline-1.ndjson",
-            "timeline-1.ndjson.gz.partial",
-            "timeline-99999999999999999999.ndjson.gz",
-        ] {
+        for bad in ["timeline-0.ndjson.gz", "timeline-01.ndjson.gz", "timeline-+1.ndjson.gz", "timeline-.ndjson.gz",
+            "timeline-1.ndjson", "timeline-1.ndjson.gz.partial", "timeline-99999999999999999999.ndjson.gz"]
+        {
             assert_eq!(segment_number(bad), None, "{bad}");
         }
         assert!(is_timeline("timeline.ndjson.gz") && is_timeline("timeline-3.ndjson.gz"));
@@ -113,10 +105,7 @@ mod tests {
     #[test]
     fn rotates_before_a_member_would_overflow_the_segment() {
         let ring = Ring::new(800 << 10); // 100 KiB segments
-        assert!(
-            !ring.rotate_before(0, 500 << 10),
-            "an empty segment takes any member"
-        );
+        assert!(!ring.rotate_before(0, 500 << 10), "an empty segment takes any member");
         assert!(!ring.rotate_before(90 << 10, 10 << 10));
         assert!(ring.rotate_before(90 << 10, (10 << 10) + 1));
     }
@@ -125,11 +114,7 @@ mod tests {
     fn removes_the_oldest_until_the_rest_fits() {
         let ring = Ring::new(800 << 10);
         let seg = 100 << 10;
-        assert_eq!(
-            ring.excess(&[seg; 7], seg),
-            0,
-            "8 full segments fit exactly"
-        );
+        assert_eq!(ring.excess(&[seg; 7], seg), 0, "8 full segments fit exactly");
         assert_eq!(ring.excess(&[seg; 8], 1), 1);
         assert_eq!(ring.excess(&[seg; 8], seg), 1);
         // A huge old segment (a member larger than a segment) goes at once.

@@ -31,9 +31,7 @@ pub const MAX_TOTAL: u64 = 32 << 20;
 /// `file:` URL); `node:…` and the like → none. (The report reads with it too.)
 pub fn script_path(url: &str) -> Option<PathBuf> {
     match url.strip_prefix("file://") {
-        Some(path) => path
-            .starts_with('/')
-            .then(|| PathBuf::from(std::ffi::OsString::from_vec(percent_decode(path)))),
+        Some(path) => path.starts_with('/').then(|| PathBuf::from(std::ffi::OsString::from_vec(percent_decode(path)))),
         None => url.starts_with('/').then(|| PathBuf::from(url)),
     }
 }
@@ -43,9 +41,7 @@ fn percent_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = (bytes[i] == b'%' && i + 2 < bytes.len())
-            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
-            .flatten();
+        let hex = (bytes[i] == b'%' && i + 2 < bytes.len()).then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok()).flatten();
         match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
             Some(b) => {
                 out.push(b);
@@ -62,18 +58,11 @@ fn percent_decode(s: &str) -> Vec<u8> {
 
 /// Opens a regular file for reading without following a link.
 fn open_file(path: &Path) -> io::Result<(File, u64)> {
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
     let file = File::from(fd);
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
     Ok((file, meta.len()))
 }
@@ -81,12 +70,8 @@ fn open_file(path: &Path) -> io::Result<(File, u64)> {
 /// The map file a script's last `sourceMappingURL` comment names (none for
 /// inline `data:` maps and URLs with a scheme).
 pub fn map_reference(tail: &str) -> Option<&str> {
-    let at = tail
-        .rfind("//# sourceMappingURL=")
-        .or_else(|| tail.rfind("//@ sourceMappingURL="))?;
-    let url = tail[at + "//# sourceMappingURL=".len()..]
-        .split_whitespace()
-        .next()?;
+    let at = tail.rfind("//# sourceMappingURL=").or_else(|| tail.rfind("//@ sourceMappingURL="))?;
+    let url = tail[at + "//# sourceMappingURL=".len()..].split_whitespace().next()?;
     (!url.starts_with("data:") && !url.contains("://") && !url.is_empty()).then_some(url)
 }
 
@@ -101,9 +86,7 @@ fn map_of(script: &Path) -> io::Result<Option<PathBuf>> {
 
 /// A stable name for the copy of `url`'s map (FNV-1a of the URL).
 pub fn copy_name(url: &str) -> String {
-    let hash = url.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    });
+    let hash = url.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
     format!("sourcemap-{hash:016x}.map")
 }
 
@@ -116,15 +99,9 @@ pub fn copy_into(dir: &Dir, seq: u32, urls: &[&str]) -> BTreeMap<String, String>
         if index.contains_key(url) {
             continue;
         }
-        let Some(script) = script_path(url) else {
-            continue;
-        };
-        let Ok(Some(map)) = map_of(&script) else {
-            continue;
-        };
-        let Ok((mut file, len)) = open_file(&map) else {
-            continue;
-        };
+        let Some(script) = script_path(url) else { continue };
+        let Ok(Some(map)) = map_of(&script) else { continue };
+        let Ok((mut file, len)) = open_file(&map) else { continue };
         if len > MAX_MAP || len > budget {
             continue;
         }
@@ -156,11 +133,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn temp() -> PathBuf {
-        let p = std::env::temp_dir().join(format!(
-            "memguard-sourcemaps-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
+        let p = std::env::temp_dir().join(format!("memguard-sourcemaps-{}-{:?}", std::process::id(), std::thread::current().id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         p
@@ -168,32 +141,14 @@ mod tests {
 
     #[test]
     fn the_comment_names_a_file_not_an_inline_map() {
-        assert_eq!(
-            map_reference("x();\n//# sourceMappingURL=app.js.map\n"),
-            Some("app.js.map")
-        );
-        assert_eq!(
-            map_reference("//# sourceMappingURL=a.map\n//# sourceMappingURL=b.map"),
-            Some("b.map")
-        );
-        assert_eq!(
-            map_reference("//# sourceMappingURL=data:application/json;base64,e30="),
-            None
-        );
-        assert_eq!(
-            map_reference("//# sourceMappingURL=https://cdn/x.map"),
-            None
-        );
+        assert_eq!(map_reference("x();\n//# sourceMappingURL=app.js.map\n"), Some("app.js.map"));
+        assert_eq!(map_reference("//# sourceMappingURL=a.map\n//# sourceMappingURL=b.map"), Some("b.map"));
+        assert_eq!(map_reference("//# sourceMappingURL=data:application/json;base64,e30="), None);
+        assert_eq!(map_reference("//# sourceMappingURL=https://cdn/x.map"), None);
         assert_eq!(map_reference("no comment"), None);
-        assert_eq!(
-            script_path("file:///srv/app.js"),
-            Some(PathBuf::from("/srv/app.js"))
-        );
+        assert_eq!(script_path("file:///srv/app.js"), Some(PathBuf::from("/srv/app.js")));
         assert_eq!(script_path("node:internal/x"), None);
-        assert_eq!(
-            script_path("file:///srv/my%20app/a.js"),
-            Some(PathBuf::from("/srv/my app/a.js"))
-        );
+        assert_eq!(script_path("file:///srv/my%20app/a.js"), Some(PathBuf::from("/srv/my app/a.js")));
     }
 
     #[test]
@@ -209,10 +164,7 @@ mod tests {
         std::fs::write(src.join("b.js"), "//# sourceMappingURL=b.js.map").unwrap();
         std::os::unix::fs::symlink(root.join("secret"), src.join("b.js.map")).unwrap();
         std::fs::write(src.join("c.js"), "//# sourceMappingURL=c.js.map").unwrap();
-        std::fs::File::create(src.join("c.js.map"))
-            .unwrap()
-            .set_len(MAX_MAP + 1)
-            .unwrap();
+        std::fs::File::create(src.join("c.js.map")).unwrap().set_len(MAX_MAP + 1).unwrap();
         let a = format!("file://{}", src.join("a.js").display());
         let b = src.join("b.js").display().to_string();
         let c = src.join("c.js").display().to_string();
@@ -221,13 +173,9 @@ mod tests {
         assert_eq!(index.len(), 1, "{index:?}");
         let copy = bundle.join(&index[&a]);
         assert_eq!(std::fs::read_to_string(&copy).unwrap(), r#"{"version":3}"#);
-        assert_eq!(
-            std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777, 0o600);
         let written: BTreeMap<String, String> =
-            serde_json::from_slice(&std::fs::read(bundle.join("sourcemaps-2.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(bundle.join("sourcemaps-2.json")).unwrap()).unwrap();
         assert_eq!(written, index);
         // A second capture finds the copy there and names it again.
         assert_eq!(copy_into(&dir, 3, &[&a]), index);

@@ -38,24 +38,14 @@ pub struct RssPolicy {
 
 impl RssPolicy {
     pub fn new(limit: u64, threshold: f64, source: &'static str) -> RssPolicy {
-        RssPolicy {
-            limit,
-            threshold,
-            source,
-            armed: true,
-        }
+        RssPolicy { limit, threshold, source, armed: true }
     }
 
     pub fn observe(&mut self, rss: u64) -> Option<RssCrossing> {
         let fraction = rss as f64 / self.limit.max(1) as f64;
         if self.armed && fraction >= self.threshold {
             self.armed = false;
-            return Some(RssCrossing {
-                rss_bytes: rss,
-                limit_bytes: self.limit,
-                threshold: self.threshold,
-                source: self.source,
-            });
+            return Some(RssCrossing { rss_bytes: rss, limit_bytes: self.limit, threshold: self.threshold, source: self.source });
         }
         if !self.armed && fraction < self.threshold - REARM_BELOW {
             self.armed = true;
@@ -66,20 +56,13 @@ impl RssPolicy {
 
 /// The limit RSS is watched against: the configured size, or the memory
 /// cgroup's limit (`auto`). `Err` says why there is none.
-pub fn resolve_limit(
-    limit: RssLimit,
-    cgroup: Option<&Cgroup>,
-) -> Result<(u64, &'static str), String> {
+pub fn resolve_limit(limit: RssLimit, cgroup: Option<&Cgroup>) -> Result<(u64, &'static str), String> {
     match limit {
         RssLimit::Bytes(bytes) => Ok((bytes, "MEMGUARD_RSS_LIMIT")),
-        RssLimit::Auto | RssLimit::Container => {
-            match cgroup.and_then(Cgroup::read).and_then(|m| m.limit) {
-                Some(limit) => Ok((limit, "cgroup")),
-                None => Err(
-                    "MEMGUARD_RSS_LIMIT=auto, but this process has no memory cgroup limit".into(),
-                ),
-            }
-        }
+        RssLimit::Auto | RssLimit::Container => match cgroup.and_then(Cgroup::read).and_then(|m| m.limit) {
+            Some(limit) => Ok((limit, "cgroup")),
+            None => Err("MEMGUARD_RSS_LIMIT=auto, but this process has no memory cgroup limit".into()),
+        },
     }
 }
 
@@ -106,10 +89,7 @@ mod tests {
         let mut p = RssPolicy::new(1000, 0.8, "MEMGUARD_RSS_LIMIT");
         assert_eq!(p.observe(500), None);
         let c = p.observe(810).unwrap();
-        assert_eq!(
-            (c.rss_bytes, c.limit_bytes, c.source),
-            (810, 1000, "MEMGUARD_RSS_LIMIT")
-        );
+        assert_eq!((c.rss_bytes, c.limit_bytes, c.source), (810, 1000, "MEMGUARD_RSS_LIMIT"));
         assert_eq!(p.observe(900), None);
         assert_eq!(p.observe(750), None, "not far enough below to re-arm");
         assert_eq!(p.observe(820), None);
@@ -119,10 +99,7 @@ mod tests {
 
     #[test]
     fn auto_needs_a_cgroup_limit() {
-        assert_eq!(
-            resolve_limit(RssLimit::Bytes(5 << 20), None),
-            Ok((5 << 20, "MEMGUARD_RSS_LIMIT"))
-        );
+        assert_eq!(resolve_limit(RssLimit::Bytes(5 << 20), None), Ok((5 << 20, "MEMGUARD_RSS_LIMIT")));
         let err = resolve_limit(RssLimit::Auto, None).unwrap_err();
         assert!(err.contains("no memory cgroup limit"), "{err}");
     }

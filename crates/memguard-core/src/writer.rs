@@ -38,12 +38,7 @@ enum Job {
         chunks: Receiver<Chunk>,
         done: Sender<io::Result<FileRecord>>,
     },
-    Atomic {
-        bundle: Bundle,
-        name: String,
-        bytes: Vec<u8>,
-        done: Sender<io::Result<()>>,
-    },
+    Atomic { bundle: Bundle, name: String, bytes: Vec<u8>, done: Sender<io::Result<()>> },
     /// Anything else that must stay off the JS thread (starting the uploader).
     Run(Box<dyn FnOnce() + Send>),
 }
@@ -75,21 +70,14 @@ struct Cap {
 /// on the writer removes the oldest bundles there to stay under it (see
 /// `disk`). Cheap; called once per guarded thread at start.
 pub fn limit_disk(root: &Path, max_bytes: u64) {
-    with_cap(root, |cap| {
-        cap.bytes = Some(cap.bytes.map_or(max_bytes, |b| b.min(max_bytes)))
-    });
+    with_cap(root, |cap| cap.bytes = Some(cap.bytes.map_or(max_bytes, |b| b.min(max_bytes))));
 }
 
 /// Like [`limit_disk`] with the default budget (`auto`), which depends on the free
 /// space and on what the bundles already take: worked out on the writer
 /// thread when it is enforced, so nothing is scanned on the JS thread.
 pub fn limit_disk_auto(root: &Path, heap_limit: u64) {
-    with_cap(root, |cap| {
-        cap.auto_heap_limit = Some(
-            cap.auto_heap_limit
-                .map_or(heap_limit, |h| h.max(heap_limit)),
-        )
-    });
+    with_cap(root, |cap| cap.auto_heap_limit = Some(cap.auto_heap_limit.map_or(heap_limit, |h| h.max(heap_limit))));
 }
 
 fn with_cap(root: &Path, change: impl FnOnce(&mut Cap)) {
@@ -105,14 +93,8 @@ fn with_cap(root: &Path, change: impl FnOnce(&mut Cap)) {
 }
 
 fn disk_budget(root: &Path) -> Option<u64> {
-    let cap = DISK_BUDGETS
-        .lock()
-        .iter()
-        .find(|(r, _)| r == root)
-        .map(|(_, cap)| *cap)?;
-    let auto = cap
-        .auto_heap_limit
-        .map(|heap_limit| disk::auto_budget(root, heap_limit));
+    let cap = DISK_BUDGETS.lock().iter().find(|(r, _)| r == root).map(|(_, cap)| *cap)?;
+    let auto = cap.auto_heap_limit.map(|heap_limit| disk::auto_budget(root, heap_limit));
     match (cap.bytes, auto) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -156,30 +138,16 @@ impl Writer {
     pub fn start_file_sized(&self, bundle: &Bundle, name: &str, expected: u64) -> io::Result<Sink> {
         let (chunks, chunk_rx) = bounded(CHUNK_QUEUE);
         let (done, done_rx) = bounded(1);
-        let job = Job::Snapshot {
-            bundle: bundle.clone(),
-            name: name.to_string(),
-            expected,
-            chunks: chunk_rx,
-            done,
-        };
+        let job = Job::Snapshot { bundle: bundle.clone(), name: name.to_string(), expected, chunks: chunk_rx, done };
         self.jobs.send(job).map_err(|_| writer_gone())?;
-        Ok(Sink {
-            chunks,
-            done: done_rx,
-        })
+        Ok(Sink { chunks, done: done_rx })
     }
 
     /// Writes `bundle/name` atomically and waits until it is on disk.
     pub fn write_atomic(&self, bundle: &Bundle, name: &str, bytes: Vec<u8>) -> io::Result<()> {
         let (done, done_rx) = bounded(1);
         self.jobs
-            .send(Job::Atomic {
-                bundle: bundle.clone(),
-                name: name.to_string(),
-                bytes,
-                done,
-            })
+            .send(Job::Atomic { bundle: bundle.clone(), name: name.to_string(), bytes, done })
             .map_err(|_| writer_gone())?;
         done_rx.recv().unwrap_or_else(|_| Err(writer_gone()))
     }
@@ -235,31 +203,16 @@ impl Ours {
 
 fn run(job: Job, ours: &mut Ours) {
     match job {
-        Job::Snapshot {
-            bundle,
-            name,
-            expected,
-            chunks,
-            done,
-        } => {
+        Job::Snapshot { bundle, name, expected, chunks, done } => {
             ours.0.insert(bundle.path());
             let result = write_gzip(&bundle, &name, expected, &chunks, ours);
             // Within the budget before the caller hears the file is done.
             ours.trim(&bundle);
             let _ = done.send(result);
         }
-        Job::Atomic {
-            bundle,
-            name,
-            bytes,
-            done,
-        } => {
+        Job::Atomic { bundle, name, bytes, done } => {
             ours.0.insert(bundle.path());
-            let _ = done.send(
-                bundle
-                    .ensure()
-                    .and_then(|dir| dir.write_atomic(&name, &bytes)),
-            );
+            let _ = done.send(bundle.ensure().and_then(|dir| dir.write_atomic(&name, &bytes)));
             // After answering: the JS thread waits for the answer, not for this.
             ours.trim(&bundle);
         }
@@ -289,14 +242,7 @@ impl<'a> Budget<'a> {
     /// Makes room for `expected` bytes before the file starts.
     fn start(bundle: &'a Bundle, ours: &'a Ours, expected: u64) -> Option<Self> {
         let max = disk_budget(&bundle.root)?;
-        let mut budget = Budget {
-            bundle,
-            ours,
-            max,
-            expected,
-            allowance: 0,
-            refused: false,
-        };
+        let mut budget = Budget { bundle, ours, max, expected, allowance: 0, refused: false };
         budget.make_room(0, expected)?;
         Some(budget)
     }
@@ -358,27 +304,14 @@ impl Write for BudgetedFile<'_> {
 /// Writes to `name.partial`, renamed to `name` only when complete: a file with
 /// the final name is always a whole, valid gzip stream. Any failure (disk
 /// full, budget exceeded) removes the partial file.
-fn write_gzip(
-    bundle: &Bundle,
-    name: &str,
-    expected: u64,
-    chunks: &Receiver<Chunk>,
-    ours: &Ours,
-) -> io::Result<FileRecord> {
+fn write_gzip(bundle: &Bundle, name: &str, expected: u64, chunks: &Receiver<Chunk>, ours: &Ours) -> io::Result<FileRecord> {
     let started = Instant::now();
     let dir = bundle.ensure()?;
     let partial = format!("{name}.partial");
     let budget = Budget::start(bundle, ours, expected);
     let result = (|| {
-        let file = BudgetedFile {
-            file: dir.create_file(&partial)?,
-            written: 0,
-            budget,
-        };
-        let mut gz = GzEncoder::new(
-            io::BufWriter::with_capacity(1 << 20, file),
-            Compression::new(LEVEL),
-        );
+        let file = BudgetedFile { file: dir.create_file(&partial)?, written: 0, budget };
+        let mut gz = GzEncoder::new(io::BufWriter::with_capacity(1 << 20, file), Compression::new(LEVEL));
         let mut raw = 0u64;
         loop {
             match chunks.recv() {
@@ -387,23 +320,14 @@ fn write_gzip(
                     gz.write_all(&data)?;
                 }
                 Ok(Chunk::End) => break,
-                Err(_) => {
-                    return Err(io::Error::other(
-                        "the snapshot was abandoned before it ended",
-                    ))
-                }
+                Err(_) => return Err(io::Error::other("the snapshot was abandoned before it ended")),
             }
         }
         let file = gz.finish()?.into_inner().map_err(|e| e.into_error())?.file;
         file.sync_data()?;
         let bytes = file.metadata()?.len();
         dir.rename(&partial, name)?;
-        Ok(FileRecord {
-            name: name.to_string(),
-            bytes,
-            uncompressed_bytes: raw,
-            millis: started.elapsed().as_millis() as u64,
-        })
+        Ok(FileRecord { name: name.to_string(), bytes, uncompressed_bytes: raw, millis: started.elapsed().as_millis() as u64 })
     })();
     result.map_err(|e| {
         // The encoder and its file are closed by now; what is left goes.
@@ -411,10 +335,7 @@ fn write_gzip(
             Ok(()) => io::Error::new(e.kind(), format!("{e}; removed the partial file")),
             Err(gone) if gone.kind() == io::ErrorKind::NotFound => e,
             Err(stuck) => {
-                log::warn_once(&format!(
-                    "could not remove {}: {stuck}",
-                    bundle.path().join(&partial).display()
-                ));
+                log::warn_once(&format!("could not remove {}: {stuck}", bundle.path().join(&partial).display()));
                 e
             }
         }
@@ -433,10 +354,7 @@ mod tests {
     fn streams_chunks_into_a_gzip_file() {
         let tmp = tempfile::tempdir().unwrap();
         let bundle = Bundle::new(tmp.path(), "b");
-        let sink = Writer::global()
-            .unwrap()
-            .start_file(&bundle, "heap-1.heapsnapshot.gz")
-            .unwrap();
+        let sink = Writer::global().unwrap().start_file(&bundle, "heap-1.heapsnapshot.gz").unwrap();
         let mut expected = Vec::new();
         for i in 0..1000 {
             let chunk = format!("{i},0,1,2,3,").repeat(100);
@@ -447,20 +365,10 @@ mod tests {
         let path = bundle.path().join("heap-1.heapsnapshot.gz");
         assert_eq!(rec.bytes, fs::metadata(&path).unwrap().len());
         assert_eq!(rec.uncompressed_bytes, expected.len() as u64);
-        assert!(
-            rec.bytes * 5 < rec.uncompressed_bytes,
-            "compresses: {} -> {}",
-            rec.uncompressed_bytes,
-            rec.bytes
-        );
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert!(rec.bytes * 5 < rec.uncompressed_bytes, "compresses: {} -> {}", rec.uncompressed_bytes, rec.bytes);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let mut out = Vec::new();
-        MultiGzDecoder::new(fs::File::open(&path).unwrap())
-            .read_to_end(&mut out)
-            .unwrap();
+        MultiGzDecoder::new(fs::File::open(&path).unwrap()).read_to_end(&mut out).unwrap();
         assert_eq!(out, expected);
     }
 
@@ -468,10 +376,7 @@ mod tests {
     fn abort_leaves_no_file() {
         let tmp = tempfile::tempdir().unwrap();
         let bundle = Bundle::new(tmp.path(), "b");
-        let sink = Writer::global()
-            .unwrap()
-            .start_file(&bundle, "x.gz")
-            .unwrap();
+        let sink = Writer::global().unwrap().start_file(&bundle, "x.gz").unwrap();
         assert!(sink.write(b"partial"));
         sink.abort();
         assert_eq!(fs::read_dir(bundle.path()).unwrap().count(), 0);
@@ -483,10 +388,7 @@ mod tests {
         let file = tmp.path().join("not-a-dir");
         fs::write(&file, b"").unwrap();
         let bundle = Bundle::new(file, "b");
-        let sink = Writer::global()
-            .unwrap()
-            .start_file(&bundle, "x.gz")
-            .unwrap();
+        let sink = Writer::global().unwrap().start_file(&bundle, "x.gz").unwrap();
         // The writer drops its end once it fails: writes start to fail.
         let mut refused = false;
         for _ in 0..10_000 {
@@ -516,28 +418,18 @@ mod tests {
     fn old_bundle(root: &std::path::Path, second: u32, bytes: usize) -> String {
         let name = format!("20200101-0000{second:02}-4194305");
         fs::create_dir_all(root.join(&name)).unwrap();
-        fs::write(
-            root.join(&name).join("heap-1.heapsnapshot.gz"),
-            vec![0u8; bytes],
-        )
-        .unwrap();
+        fs::write(root.join(&name).join("heap-1.heapsnapshot.gz"), vec![0u8; bytes]).unwrap();
         name
     }
 
     fn names(root: &std::path::Path) -> Vec<String> {
-        let mut n: Vec<_> = fs::read_dir(root)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let mut n: Vec<_> = fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         n.sort();
         n
     }
 
     fn stream(bundle: &Bundle, name: &str, expected: u64, data: &[u8]) -> io::Result<FileRecord> {
-        let sink = Writer::global()
-            .unwrap()
-            .start_file_sized(bundle, name, expected)
-            .unwrap();
+        let sink = Writer::global().unwrap().start_file_sized(bundle, name, expected).unwrap();
         for chunk in data.chunks(64 << 10) {
             if !sink.write(chunk) {
                 break;
@@ -555,33 +447,15 @@ mod tests {
         let c = old_bundle(&root, 3, 3 << 20);
         fs::write(root.join("notes.txt"), vec![0u8; 5 << 20]).unwrap(); // not a bundle: not counted, kept
         limit_disk(&root, 10 << 20);
-        let bundle = Bundle::new(
-            root.clone(),
-            crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0),
-        );
+        let bundle = Bundle::new(root.clone(), crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0));
         // 9 MB of old bundles + ~4 MB expected > 10 MB: the oldest one goes.
-        let rec = stream(
-            &bundle,
-            "heap-1.heapsnapshot.gz",
-            4 << 20,
-            &noise(3 << 20, 1),
-        )
-        .unwrap();
+        let rec = stream(&bundle, "heap-1.heapsnapshot.gz", 4 << 20, &noise(3 << 20, 1)).unwrap();
         assert!(rec.bytes > 3 << 20);
-        let mut want = vec![
-            b.clone(),
-            c.clone(),
-            bundle.name.clone(),
-            "notes.txt".into(),
-        ];
+        let mut want = vec![b.clone(), c.clone(), bundle.name.clone(), "notes.txt".into()];
         want.sort();
         assert_eq!(names(&root), want);
         assert!(!names(&root).contains(&a));
-        let total: u64 = disk::list_bundles(&crate::dirfd::Dir::open(&root).unwrap())
-            .unwrap()
-            .iter()
-            .map(|b| b.bytes)
-            .sum();
+        let total: u64 = disk::list_bundles(&crate::dirfd::Dir::open(&root).unwrap()).unwrap().iter().map(|b| b.bytes).sum();
         assert!(total <= 10 << 20, "{total}");
     }
 
@@ -590,25 +464,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("bundles");
         limit_disk(&root, 2 << 20);
-        let bundle = Bundle::new(
-            root.clone(),
-            crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0),
-        );
-        let err = stream(
-            &bundle,
-            "heap-1.heapsnapshot.gz",
-            1 << 20,
-            &noise(6 << 20, 2),
-        )
-        .unwrap_err()
-        .to_string();
+        let bundle = Bundle::new(root.clone(), crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0));
+        let err = stream(&bundle, "heap-1.heapsnapshot.gz", 1 << 20, &noise(6 << 20, 2)).unwrap_err().to_string();
         assert!(err.contains("MEMGUARD_MAX_DISK (2.1 MB)"), "{err}");
         assert!(err.contains("removed the partial file"), "{err}");
-        assert_eq!(
-            fs::read_dir(bundle.path()).unwrap().count(),
-            0,
-            "no partial file left"
-        );
+        assert_eq!(fs::read_dir(bundle.path()).unwrap().count(), 0, "no partial file left");
         // Our own bundle is never removed, even to make room.
         assert!(bundle.path().is_dir());
     }
@@ -620,18 +480,9 @@ mod tests {
         let a = old_bundle(&root, 1, 2 << 20);
         let b = old_bundle(&root, 2, 2 << 20);
         limit_disk(&root, 5 << 20);
-        let bundle = Bundle::new(
-            root.clone(),
-            crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0),
-        );
+        let bundle = Bundle::new(root.clone(), crate::bundle::bundle_name(chrono::Utc::now(), std::process::id(), 0));
         // Expected 0.5 MB, really 2.5 MB: the oldest goes mid-stream, the other stays.
-        stream(
-            &bundle,
-            "heap-1.heapsnapshot.gz",
-            512 << 10,
-            &noise(5 << 19, 3),
-        )
-        .unwrap();
+        stream(&bundle, "heap-1.heapsnapshot.gz", 512 << 10, &noise(5 << 19, 3)).unwrap();
         let left = names(&root);
         assert!(!left.contains(&a) && left.contains(&b), "{left:?}");
     }

@@ -56,12 +56,7 @@ struct CallFrame {
 }
 
 pub fn read(path: &Path, top: usize) -> Result<AllocationSummary, ReportError> {
-    let bad = |e: &dyn std::fmt::Display| {
-        ReportError::Usage(format!(
-            "{}: not an allocation profile: {e}",
-            path.display()
-        ))
-    };
+    let bad = |e: &dyn std::fmt::Display| ReportError::Usage(format!("{}: not an allocation profile: {e}", path.display()));
     let bytes = bounded::read_file(path, MAX_BYTES, "an allocation profile")?;
     // The profile object, then a node object and its children array per
     // frame, then the leaf's callFrame.
@@ -71,18 +66,13 @@ pub fn read(path: &Path, top: usize) -> Result<AllocationSummary, ReportError> {
         // Call trees of real services nest deeper than serde_json's default
         // limit of 128 (two levels per frame); the depth is bounded above.
         de.disable_recursion_limit();
-        let profile: Profile =
-            serde::Deserialize::deserialize(&mut de).and_then(|p| de.end().map(|()| p))?;
+        let profile: Profile = serde::Deserialize::deserialize(&mut de).and_then(|p| de.end().map(|()| p))?;
         Ok::<_, serde_json::Error>(summarize(path, &profile.head, top))
     };
     std::thread::scope(|s| {
-        let parser = std::thread::Builder::new()
-            .name("memguard-profile".into())
-            .stack_size(PARSE_STACK);
+        let parser = std::thread::Builder::new().name("memguard-profile".into()).stack_size(PARSE_STACK);
         match parser.spawn_scoped(s, parse) {
-            Ok(thread) => thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Ok(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             Err(_) => parse(), // no thread: the main thread's stack suffices for memguard's own profiles
         }
     })
@@ -91,13 +81,8 @@ pub fn read(path: &Path, top: usize) -> Result<AllocationSummary, ReportError> {
 
 fn summarize(path: &Path, head: &Node, top: usize) -> AllocationSummary {
     let nodes = flatten(head);
-    let total_bytes = nodes
-        .iter()
-        .fold(0u64, |sum, n| sum.saturating_add(n.self_size));
-    let script_of: std::collections::HashMap<&str, i32> = nodes
-        .iter()
-        .map(|n| (n.url.as_str(), n.script_id))
-        .collect();
+    let total_bytes = nodes.iter().fold(0u64, |sum, n| sum.saturating_add(n.self_size));
+    let script_of: std::collections::HashMap<&str, i32> = nodes.iter().map(|n| (n.url.as_str(), n.script_id)).collect();
     let sites = top_sites(&nodes, top)
         .into_iter()
         .map(|s| AllocationSite {
@@ -110,12 +95,7 @@ fn summarize(path: &Path, head: &Node, top: usize) -> AllocationSummary {
             original: None,
         })
         .collect();
-    AllocationSummary {
-        file: path.display().to_string(),
-        total_bytes,
-        sites,
-        nodes,
-    }
+    AllocationSummary { file: path.display().to_string(), total_bytes, sites, nodes }
 }
 
 /// The tree as memguard-core's flat node list (parent ids, 1-based positions).
@@ -131,11 +111,7 @@ fn flatten(head: &Node) -> Vec<ProfileNode> {
             parent,
             function_name: f.function_name.clone(),
             url: f.url.clone(),
-            script_id: f
-                .script_id
-                .as_deref()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
+            script_id: f.script_id.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0),
             line: f.line_number.saturating_add(1),
             column: f.column_number.saturating_add(1),
             self_size: node.self_size,
@@ -152,16 +128,7 @@ mod tests {
     use memguard_core::heapprofile::to_cdp;
 
     fn node(id: u32, parent: u32, name: &str, url: &str, line: i32, self_size: u64) -> ProfileNode {
-        ProfileNode {
-            id,
-            parent,
-            function_name: name.into(),
-            url: url.into(),
-            script_id: 1,
-            line,
-            column: 5,
-            self_size,
-        }
+        ProfileNode { id, parent, function_name: name.into(), url: url.into(), script_id: 1, line, column: 5, self_size }
     }
 
     /// Written exactly as memguard writes it (memguard-core's `to_cdp`), read back here.
@@ -179,19 +146,8 @@ mod tests {
         std::fs::write(&path, to_cdp(&nodes, &[]).to_string()).unwrap();
         let a = read(&path, 10).unwrap();
         assert_eq!(a.total_bytes, 6100);
-        let sites: Vec<(&str, u32, u32, u64)> = a
-            .sites
-            .iter()
-            .map(|s| (s.function.as_str(), s.line, s.column, s.bytes))
-            .collect();
-        assert_eq!(
-            sites,
-            [
-                ("leak", 10, 5, 5000),
-                ("churn", 20, 5, 1000),
-                ("main", 1, 5, 100)
-            ]
-        );
+        let sites: Vec<(&str, u32, u32, u64)> = a.sites.iter().map(|s| (s.function.as_str(), s.line, s.column, s.bytes)).collect();
+        assert_eq!(sites, [("leak", 10, 5, 5000), ("churn", 20, 5, 1000), ("main", 1, 5, 100)]);
         assert_eq!(read(&path, 1).unwrap().sites.len(), 1);
     }
 
@@ -211,11 +167,7 @@ mod tests {
     /// A profile `frames` calls deep, written by hand (to_cdp caps depth).
     fn deep_profile(frames: usize) -> String {
         let node = r#"{"callFrame":{"functionName":"f","url":"file:///r.js","lineNumber":1},"selfSize":1,"children":["#;
-        format!(
-            r#"{{"head":{}{}}}"#,
-            node.repeat(frames),
-            "]}".repeat(frames)
-        )
+        format!(r#"{{"head":{}{}}}"#, node.repeat(frames), "]}".repeat(frames))
     }
 
     #[test]
@@ -224,16 +176,10 @@ mod tests {
         let path = dir.path().join("allocations-1.heapprofile");
         std::fs::write(&path, deep_profile(MAX_FRAMES)).unwrap();
         let a = read(&path, 10).unwrap();
-        assert_eq!(
-            (a.sites[0].function.as_str(), a.total_bytes),
-            ("f", MAX_FRAMES as u64)
-        );
+        assert_eq!((a.sites[0].function.as_str(), a.total_bytes), ("f", MAX_FRAMES as u64));
         std::fs::write(&path, deep_profile(MAX_FRAMES + 1)).unwrap();
         let e = read(&path, 10).unwrap_err().to_string();
-        assert!(
-            e.contains("not an allocation profile: call tree nested deeper than"),
-            "{e}"
-        );
+        assert!(e.contains("not an allocation profile: call tree nested deeper than"), "{e}");
         std::fs::write(&path, deep_profile(1_000_000)).unwrap();
         assert!(read(&path, 10).is_err());
     }
@@ -243,11 +189,7 @@ mod tests {
         let dir = Dir::new();
         let path = dir.path().join("allocations-1.heapprofile");
         let n = r#"{"callFrame":{"functionName":"f","url":"u","lineNumber":2147483647,"columnNumber":2147483647},"selfSize":18446744073709551615}"#;
-        std::fs::write(
-            &path,
-            format!(r#"{{"head":{{"callFrame":{{}},"children":[{n},{n}]}}}}"#),
-        )
-        .unwrap();
+        std::fs::write(&path, format!(r#"{{"head":{{"callFrame":{{}},"children":[{n},{n}]}}}}"#)).unwrap();
         let a = read(&path, 10).unwrap();
         assert_eq!(a.total_bytes, u64::MAX);
     }

@@ -16,15 +16,10 @@ use crate::ReportError;
 /// Reads `path` whole, refusing files over `max_bytes` (`what` names the
 /// file's kind in the error).
 pub fn read_file(path: &Path, max_bytes: u64, what: &str) -> Result<Vec<u8>, ReportError> {
-    let io = |source| ReportError::Io {
-        path: path.into(),
-        source,
-    };
+    let io = |source| ReportError::Io { path: path.into(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
-    file.take(max_bytes + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+    file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > max_bytes {
         return Err(ReportError::Usage(format!(
             "{}: larger than {} MB, too large for {what}",
@@ -72,15 +67,9 @@ mod tests {
     #[test]
     fn depth_counts_brackets_outside_strings() {
         assert!(check_depth(b"[[[]]]", 3).is_ok());
-        assert_eq!(
-            check_depth(b"[[[[]]]]", 3).unwrap_err(),
-            "nested deeper than 3 levels"
-        );
+        assert_eq!(check_depth(b"[[[[]]]]", 3).unwrap_err(), "nested deeper than 3 levels");
         assert!(check_depth(br#"{"a":"[[[[[\"[[[[","b":[{}]}"#, 3).is_ok());
-        assert!(
-            check_depth(br#"{"a\\":[[[[]]]]}"#, 4).is_err(),
-            "an escaped backslash ends no string"
-        );
+        assert!(check_depth(br#"{"a\\":[[[[]]]]}"#, 4).is_err(), "an escaped backslash ends no string");
         assert!(check_depth(b"]]]][[", 2).is_ok());
         assert!(check_depth(&vec![b'['; 1_000_000], 10_000).is_err());
     }
@@ -91,12 +80,7 @@ mod tests {
         let path = dir.path().join("summary.json");
         std::fs::write(&path, vec![b' '; 2 << 20]).unwrap();
         assert_eq!(read_file(&path, 2 << 20, "x").unwrap().len(), 2 << 20);
-        let e = read_file(&path, 1 << 20, "a summary")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.ends_with("summary.json: larger than 1 MB, too large for a summary"),
-            "{e}"
-        );
+        let e = read_file(&path, 1 << 20, "a summary").unwrap_err().to_string();
+        assert!(e.ends_with("summary.json: larger than 1 MB, too large for a summary"), "{e}");
     }
 }

@@ -13,33 +13,22 @@ use crate::ReportError;
 
 /// Reads a history file; `Err` only when it cannot be opened or holds no record.
 pub fn read(path: &Path) -> Result<Lifetime, ReportError> {
-    let file = File::open(path).map_err(|source| ReportError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let mut life = Lifetime {
-        file: path.display().to_string(),
-        ..Lifetime::default()
-    };
+    let file = File::open(path).map_err(|source| ReportError::Io { path: path.into(), source })?;
+    let mut life = Lifetime { file: path.display().to_string(), ..Lifetime::default() };
     let mut gc: BTreeMap<String, GcKindStat> = BTreeMap::new();
     let mut records = 0u64;
     let mut bad_lines = 0;
     let cut = read_records(file, &mut bad_lines, |r| {
         records += 1;
         match r.get("type").and_then(Value::as_str) {
-            Some("start") if life.start.is_none() => {
-                life.start = r.get("time").and_then(Value::as_str).map(String::from)
-            }
+            Some("start") if life.start.is_none() => life.start = r.get("time").and_then(Value::as_str).map(String::from),
             Some("period") => add_period(&mut life, &mut gc, r),
             _ => {}
         }
     });
     if records == 0 {
         let reason = cut.unwrap_or_else(|| "no records".into());
-        return Err(ReportError::Truncated {
-            path: path.into(),
-            reason: format!("not a readable history: {reason}"),
-        });
+        return Err(ReportError::Truncated { path: path.into(), reason: format!("not a readable history: {reason}") });
     }
     life.truncated = cut.is_some();
     life.gc = gc.into_values().collect();
@@ -48,13 +37,8 @@ pub fn read(path: &Path) -> Result<Lifetime, ReportError> {
 
 fn add_period(life: &mut Lifetime, gc: &mut BTreeMap<String, GcKindStat>, r: &Value) {
     life.periods += 1;
-    life.span_ms = life
-        .span_ms
-        .max(r.get("t").and_then(Value::as_f64).unwrap_or(0.0));
-    if let Some([lo, hi, last]) = r
-        .get("afterMarkCompact")
-        .and_then(|v| serde_json::from_value::<[u64; 3]>(v.clone()).ok())
-    {
+    life.span_ms = life.span_ms.max(r.get("t").and_then(Value::as_f64).unwrap_or(0.0));
+    if let Some([lo, hi, last]) = r.get("afterMarkCompact").and_then(|v| serde_json::from_value::<[u64; 3]>(v.clone()).ok()) {
         life.after_mark_compact = Some(match life.after_mark_compact {
             Some([l, h, _]) => [l.min(lo), h.max(hi), last],
             None => [lo, hi, last],
@@ -63,18 +47,11 @@ fn add_period(life: &mut Lifetime, gc: &mut BTreeMap<String, GcKindStat>, r: &Va
     if let Some(rss) = r.get("rssMax").and_then(Value::as_u64) {
         life.rss_max = life.rss_max.max(Some(rss));
     }
-    if let Some(limit) = r
-        .get("heap")
-        .and_then(|h| h.get("limit"))
-        .and_then(Value::as_u64)
-    {
+    if let Some(limit) = r.get("heap").and_then(|h| h.get("limit")).and_then(Value::as_u64) {
         life.heap_limit = Some(limit);
     }
     for (kind, v) in r.get("gc").and_then(Value::as_object).into_iter().flatten() {
-        let stat = gc.entry(kind.clone()).or_insert_with(|| GcKindStat {
-            kind: kind.clone(),
-            ..GcKindStat::default()
-        });
+        let stat = gc.entry(kind.clone()).or_insert_with(|| GcKindStat { kind: kind.clone(), ..GcKindStat::default() });
         stat.count += v.get(0).and_then(Value::as_u64).unwrap_or(0);
         stat.total_ms += v.get(1).and_then(Value::as_f64).unwrap_or(0.0);
     }
@@ -98,39 +75,23 @@ mod tests {
     fn periods_sum_up_to_the_whole_life_and_a_cut_keeps_what_came_before() {
         let dir = Dir::new();
         let path = dir.path().join("history.ndjson.gz");
-        let mut bytes =
-            member(r#"{"type":"start","t":0,"time":"2026-11-25T10:26:31.040Z","segment":1}"#);
+        let mut bytes = member(r#"{"type":"start","t":0,"time":"2026-11-25T10:26:31.040Z","segment":1}"#);
         bytes.extend(member(r#"{"type":"period","t":60000,"ms":60000,"gc":{"scavenge":[100,50.5],"mark-compact":[2,10]},"afterMarkCompact":[100,300,200],"heap":{"used":250,"limit":1000},"rssMax":5000}"#));
         bytes.extend(member(r#"{"type":"period","t":120000,"ms":60000,"gc":{"scavenge":[50,20]},"afterMarkCompact":[150,400,350],"rssMax":4000}"#));
-        let last = member(
-            r#"{"type":"period","t":180000,"ms":60000,"gc":{"scavenge":"junk"},"afterMarkCompact":[1,2]}"#,
-        );
+        let last = member(r#"{"type":"period","t":180000,"ms":60000,"gc":{"scavenge":"junk"},"afterMarkCompact":[1,2]}"#);
         bytes.extend(&last);
         std::fs::write(&path, &bytes).unwrap();
         let life = read(&path).unwrap();
-        assert_eq!(
-            (life.periods, life.span_ms, life.truncated),
-            (3, 180_000.0, false)
-        );
+        assert_eq!((life.periods, life.span_ms, life.truncated), (3, 180_000.0, false));
         assert_eq!(life.start.as_deref(), Some("2026-11-25T10:26:31.040Z"));
-        assert_eq!(
-            (life.after_mark_compact, life.rss_max, life.heap_limit),
-            (Some([100, 400, 350]), Some(5000), Some(1000))
-        );
-        let gc: Vec<(&str, u64, f64)> = life
-            .gc
-            .iter()
-            .map(|g| (g.kind.as_str(), g.count, g.total_ms))
-            .collect();
+        assert_eq!((life.after_mark_compact, life.rss_max, life.heap_limit), (Some([100, 400, 350]), Some(5000), Some(1000)));
+        let gc: Vec<(&str, u64, f64)> = life.gc.iter().map(|g| (g.kind.as_str(), g.count, g.total_ms)).collect();
         assert_eq!(gc, [("mark-compact", 2, 10.0), ("scavenge", 150, 70.5)]);
 
         std::fs::write(&path, &bytes[..bytes.len() - last.len() / 2]).unwrap();
         let life = read(&path).unwrap();
         assert_eq!((life.periods, life.truncated), (2, true));
         std::fs::write(&path, b"junk").unwrap();
-        assert!(read(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("not a readable history"));
+        assert!(read(&path).unwrap_err().to_string().contains("not a readable history"));
     }
 }

@@ -19,9 +19,7 @@ pub fn render(report: &Report) -> String {
     let mut out = String::with_capacity(TEMPLATE.len() + CHART_JS.len() + json.len());
     let mut rest = TEMPLATE;
     while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start..].find("}}") else {
-            break;
-        };
+        let Some(len) = rest[start..].find("}}") else { break };
         out.push_str(&rest[..start]);
         match &rest[start + 2..start + len] {
             "TITLE" => out.push_str(&escape_html(&title)),
@@ -92,31 +90,19 @@ mod tests {
             schema: SCHEMA,
             input: format!("<b>{evil}"),
             snapshot: Some(SnapshotSummary {
-                classes: vec![ClassStat {
-                    name: evil.into(),
-                    ..ClassStat::default()
-                }],
+                classes: vec![ClassStat { name: evil.into(), ..ClassStat::default() }],
                 ..SnapshotSummary::default()
             }),
             ..Report::default()
         };
         let page = render(&report);
         // Exactly the template's own script elements end, nothing from the data.
-        assert_eq!(
-            page.matches("</script>").count(),
-            TEMPLATE.matches("</script>").count()
-        );
-        assert_eq!(
-            page.matches("Chart.js v4").count(),
-            1,
-            "a placeholder in the data was expanded"
-        );
+        assert_eq!(page.matches("</script>").count(), TEMPLATE.matches("</script>").count());
+        assert_eq!(page.matches("Chart.js v4").count(), 1, "a placeholder in the data was expanded");
         assert!(page.contains("<title>memguard report: &lt;b&gt;&lt;/script&gt;"));
         assert!(!page.contains("{{REPORT_JSON}}") && !page.contains("{{TITLE}}"));
         // The embedded JSON parses back to the same report.
-        let start = page
-            .find(r#"<script type="application/json" id="report-data">"#)
-            .unwrap();
+        let start = page.find(r#"<script type="application/json" id="report-data">"#).unwrap();
         let body = &page[start..];
         let body = &body[body.find('>').unwrap() + 1..body.find("</script>").unwrap()];
         let back: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -126,10 +112,7 @@ mod tests {
 
     #[test]
     fn the_page_makes_no_requests() {
-        let page = render(&Report {
-            schema: SCHEMA,
-            ..Report::default()
-        });
+        let page = render(&Report { schema: SCHEMA, ..Report::default() });
         assert!(page.contains("Content-Security-Policy"));
         assert!(page.contains("default-src 'none'"));
         for needle in ["src=\"http", "href=\"http", "<link", "@import", "url(http"] {

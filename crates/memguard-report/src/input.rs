@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::ReportError;
 
 // The names the agent writes (one definition for writer and reader).
-pub use memguard_core::history::HISTORY_FILE;
 pub use memguard_core::manifest::SUMMARY_FILE;
+pub use memguard_core::history::HISTORY_FILE;
 pub use memguard_core::recorder::TIMELINE_FILE;
 use memguard_core::segments::segment_number;
 
@@ -51,19 +51,12 @@ impl Inputs {
 
 /// Resolves a bundle directory or a `.heapsnapshot[.gz]` file.
 pub fn resolve(path: &Path) -> Result<Inputs, ReportError> {
-    let meta = std::fs::metadata(path).map_err(|source| ReportError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let meta = std::fs::metadata(path).map_err(|source| ReportError::Io { path: path.into(), source })?;
     if meta.is_dir() {
         return resolve_bundle(path);
     }
     if is_snapshot_name(&file_name(path)) {
-        return Ok(Inputs {
-            input: path.into(),
-            snapshots: vec![path.into()],
-            ..Inputs::default()
-        });
+        return Ok(Inputs { input: path.into(), snapshots: vec![path.into()], ..Inputs::default() });
     }
     Err(ReportError::Usage(format!(
         "{}: not a bundle directory or a .heapsnapshot / .heapsnapshot.gz file",
@@ -72,10 +65,7 @@ pub fn resolve(path: &Path) -> Result<Inputs, ReportError> {
 }
 
 fn resolve_bundle(dir: &Path) -> Result<Inputs, ReportError> {
-    let io = |source| ReportError::Io {
-        path: dir.into(),
-        source,
-    };
+    let io = |source| ReportError::Io { path: dir.into(), source };
     let mut names: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -85,31 +75,18 @@ fn resolve_bundle(dir: &Path) -> Result<Inputs, ReportError> {
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
-    let mut inputs = Inputs {
-        input: dir.into(),
-        ..Inputs::default()
-    };
+    let mut inputs = Inputs { input: dir.into(), ..Inputs::default() };
     if names.iter().any(|n| n == SUMMARY_FILE) {
         inputs.summary = Some(dir.join(SUMMARY_FILE));
     }
-    inputs.timeline = timeline_segments(&names)
-        .into_iter()
-        .map(|n| dir.join(n))
-        .collect();
+    inputs.timeline = timeline_segments(&names).into_iter().map(|n| dir.join(n)).collect();
     if names.iter().any(|n| n == HISTORY_FILE) {
         inputs.history = Some(dir.join(HISTORY_FILE));
     }
-    inputs.snapshots = snapshots_by_seq(&names)
-        .into_iter()
-        .map(|n| dir.join(n))
-        .collect();
+    inputs.snapshots = snapshots_by_seq(&names).into_iter().map(|n| dir.join(n)).collect();
     inputs.allocations = newest_by_seq(&names, "allocations-", ".heapprofile").map(|n| dir.join(n));
 
-    if inputs.summary.is_none()
-        && inputs.timeline.is_empty()
-        && inputs.snapshots.is_empty()
-        && inputs.allocations.is_none()
-    {
+    if inputs.summary.is_none() && inputs.timeline.is_empty() && inputs.snapshots.is_empty() && inputs.allocations.is_none() {
         return Err(ReportError::Usage(not_a_bundle_message(dir)));
     }
     Ok(inputs)
@@ -140,9 +117,7 @@ fn not_a_bundle_message(dir: &Path) -> String {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn is_snapshot_name(name: &str) -> bool {
@@ -151,10 +126,7 @@ fn is_snapshot_name(name: &str) -> bool {
 
 /// `<prefix><seq><suffix>` → seq. Rejects `.partial` leftovers and other names.
 fn seq_of(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
-    name.strip_prefix(prefix)?
-        .strip_suffix(suffix)?
-        .parse()
-        .ok()
+    name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
 }
 
 /// One snapshot per seq, lowest first; the `.gz` memguard wrote wins over a
@@ -175,28 +147,16 @@ fn snapshots_by_seq(names: &[String]) -> Vec<&str> {
 /// The numbered segments by number, then the current one; the newest
 /// `MAX_SEGMENTS` of them.
 fn timeline_segments(names: &[String]) -> Vec<&str> {
-    let mut numbered: Vec<(u64, &str)> = names
-        .iter()
-        .filter_map(|n| segment_number(n).map(|s| (s, n.as_str())))
-        .collect();
+    let mut numbered: Vec<(u64, &str)> = names.iter().filter_map(|n| segment_number(n).map(|s| (s, n.as_str()))).collect();
     numbered.sort();
     let mut all: Vec<&str> = numbered.into_iter().map(|(_, n)| n).collect();
-    all.extend(
-        names
-            .iter()
-            .map(String::as_str)
-            .filter(|&n| n == TIMELINE_FILE),
-    );
+    all.extend(names.iter().map(String::as_str).filter(|&n| n == TIMELINE_FILE));
     let skip = all.len().saturating_sub(MAX_SEGMENTS);
     all.split_off(skip)
 }
 
 fn newest_by_seq<'a>(names: &'a [String], prefix: &str, suffix: &str) -> Option<&'a str> {
-    names
-        .iter()
-        .filter_map(|n| seq_of(n, prefix, suffix).map(|s| (s, n.as_str())))
-        .max()
-        .map(|(_, n)| n)
+    names.iter().filter_map(|n| seq_of(n, prefix, suffix).map(|s| (s, n.as_str()))).max().map(|(_, n)| n)
 }
 
 #[cfg(test)]
@@ -231,65 +191,23 @@ pub(crate) mod tests {
         assert_eq!(i.history, Some(dir.path().join("history.ndjson.gz")));
         let names: Vec<String> = i.snapshots.iter().map(|p| file_name(p)).collect();
         assert_eq!(names, ["heap-2.heapsnapshot.gz", "heap-10.heapsnapshot.gz"]);
-        assert_eq!(
-            i.main_snapshot(),
-            Some(dir.path().join("heap-10.heapsnapshot.gz").as_path())
-        );
+        assert_eq!(i.main_snapshot(), Some(dir.path().join("heap-10.heapsnapshot.gz").as_path()));
         let (before, after) = i.diff_pair().unwrap();
-        assert_eq!(
-            (file_name(before), file_name(after)),
-            (
-                "heap-2.heapsnapshot.gz".into(),
-                "heap-10.heapsnapshot.gz".into()
-            )
-        );
-        assert_eq!(
-            i.allocations,
-            Some(dir.path().join("allocations-10.heapprofile"))
-        );
+        assert_eq!((file_name(before), file_name(after)), ("heap-2.heapsnapshot.gz".into(), "heap-10.heapsnapshot.gz".into()));
+        assert_eq!(i.allocations, Some(dir.path().join("allocations-10.heapprofile")));
     }
 
     #[test]
     fn timeline_segments_by_number_then_the_current_one_newest_kept() {
-        let dir = bundle(&[
-            "timeline-10.ndjson.gz",
-            "timeline.ndjson.gz",
-            "timeline-9.ndjson.gz",
-            "timeline-09.ndjson.gz",
-            "timeline-x.ndjson.gz",
-        ]);
-        let names: Vec<String> = resolve(dir.path())
-            .unwrap()
-            .timeline
-            .iter()
-            .map(|p| file_name(p))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "timeline-9.ndjson.gz",
-                "timeline-10.ndjson.gz",
-                "timeline.ndjson.gz"
-            ]
-        );
+        let dir = bundle(&["timeline-10.ndjson.gz", "timeline.ndjson.gz", "timeline-9.ndjson.gz", "timeline-09.ndjson.gz", "timeline-x.ndjson.gz"]);
+        let names: Vec<String> = resolve(dir.path()).unwrap().timeline.iter().map(|p| file_name(p)).collect();
+        assert_eq!(names, ["timeline-9.ndjson.gz", "timeline-10.ndjson.gz", "timeline.ndjson.gz"]);
         // Rotated just now, crashed before the next file was made: still read.
         let dir = bundle(&["timeline-1.ndjson.gz", "summary.json"]);
-        assert_eq!(
-            resolve(dir.path()).unwrap().timeline,
-            [dir.path().join("timeline-1.ndjson.gz")]
-        );
-        let many: Vec<String> = (1..=200)
-            .map(|n| format!("timeline-{n}.ndjson.gz"))
-            .collect();
+        assert_eq!(resolve(dir.path()).unwrap().timeline, [dir.path().join("timeline-1.ndjson.gz")]);
+        let many: Vec<String> = (1..=200).map(|n| format!("timeline-{n}.ndjson.gz")).collect();
         let kept = timeline_segments(&many);
-        assert_eq!(
-            (kept.len(), kept[0], kept[MAX_SEGMENTS - 1]),
-            (
-                MAX_SEGMENTS,
-                "timeline-137.ndjson.gz",
-                "timeline-200.ndjson.gz"
-            )
-        );
+        assert_eq!((kept.len(), kept[0], kept[MAX_SEGMENTS - 1]), (MAX_SEGMENTS, "timeline-137.ndjson.gz", "timeline-200.ndjson.gz"));
     }
 
     #[test]
@@ -326,10 +244,7 @@ pub(crate) mod tests {
         std::fs::create_dir(&b).unwrap();
         std::fs::write(b.join("summary.json"), b"{}").unwrap();
         let e = resolve(dir.path()).unwrap_err().to_string();
-        assert!(
-            e.contains("holds 1 bundle(s)") && e.contains("20261125-105726-4961"),
-            "{e}"
-        );
+        assert!(e.contains("holds 1 bundle(s)") && e.contains("20261125-105726-4961"), "{e}");
     }
 
     /// A temp dir removed on drop (no extra dev-dependency for one helper).

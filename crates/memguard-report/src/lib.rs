@@ -42,9 +42,6 @@ pub fn write_stdout(text: &str) -> Result<(), ReportError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(|source| ReportError::Io {
-            path: "<stdout>".into(),
-            source,
-        }),
+        r => r.map_err(|source| ReportError::Io { path: "<stdout>".into(), source }),
     }
 }

@@ -8,16 +8,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use memguard_core::printable::{printable, printable_bytes, UNLIMITED};
 use memguard_report::report::{Report, SCHEMA};
-use memguard_report::{
-    allocations, history, html, input, snapshot, sourcemaps, summary, terminal, timeline, upload,
-    verdict, write_stdout, ReportError,
-};
+use memguard_report::{write_stdout, upload, allocations, history, html, input, snapshot, sourcemaps, summary, terminal, timeline, verdict, ReportError};
 
 #[derive(Parser)]
-#[command(
-    name = "memguard",
-    about = "Reads a memguard crash bundle or a heap snapshot; ships bundles to S3-compatible storage"
-)]
+#[command(name = "memguard", about = "Reads a memguard crash bundle or a heap snapshot; ships bundles to S3-compatible storage")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -96,11 +90,7 @@ fn build_report(args: &ReportArgs) -> Result<Report, ReportError> {
         // The bar would garble JSON read by a program, and a pipe has no use for it.
         progress: !args.json && std::io::stderr().is_terminal(),
     };
-    let mut report = Report {
-        schema: SCHEMA,
-        input: args.input.display().to_string(),
-        ..Report::default()
-    };
+    let mut report = Report { schema: SCHEMA, input: args.input.display().to_string(), ..Report::default() };
     if let Some(path) = &inputs.summary {
         report.bundle = Some(summary::read(path)?);
     }
@@ -159,19 +149,11 @@ fn run(cli: Cli) -> Result<(), ReportError> {
     match cli.command {
         Command::Report(mut args) => {
             // A bundle in a bucket is brought into a private scratch directory first.
-            let remote = args
-                .input
-                .to_str()
-                .filter(|s| s.starts_with("s3://"))
-                .map(str::to_owned);
+            let remote = args.input.to_str().filter(|s| s.starts_with("s3://")).map(str::to_owned);
             let _scratch = match &remote {
                 Some(url) => {
                     let scratch = upload::fetch::Scratch::new()?;
-                    args.input = upload::fetch::fetch(
-                        url,
-                        &scratch.0,
-                        !args.json && std::io::stderr().is_terminal(),
-                    )?;
+                    args.input = upload::fetch::fetch(url, &scratch.0, !args.json && std::io::stderr().is_terminal())?;
                     Some(scratch)
                 }
                 None => None,
@@ -181,39 +163,24 @@ fn run(cli: Cli) -> Result<(), ReportError> {
                 report.input = url;
             }
             if let Some(path) = &args.html {
-                std::fs::write(path, html::render(&report)).map_err(|source| ReportError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                std::fs::write(path, html::render(&report))
+                    .map_err(|source| ReportError::Io { path: path.clone(), source })?;
                 eprintln!("memguard report: wrote {}", printable_path(path));
             }
             if args.json {
-                let json =
-                    serde_json::to_string_pretty(&report).expect("a Report always serializes");
+                let json = serde_json::to_string_pretty(&report).expect("a Report always serializes");
                 write_stdout(&(json + "\n"))
             } else {
                 write_stdout(&terminal::render(&report))
             }
         }
         Command::Upload { bundles } => upload::put::run(&bundles),
-        Command::List {
-            url,
-            service,
-            since,
-            json,
-        } => {
+        Command::List { url, service, since, json } => {
             let target = memguard_core::upload::parse_target(&url)
                 .map_err(|p| ReportError::Usage(format!("{}: {p}", printable(&url, 200))))?
                 .ok_or_else(|| ReportError::Usage("list needs s3://bucket/prefix".into()))?;
             let since = since
-                .map(|s| {
-                    upload::list::parse_since(&s).ok_or_else(|| {
-                        ReportError::Usage(format!(
-                            "--since {}: not an age like 30m, 12h or 7d",
-                            printable(&s, 40)
-                        ))
-                    })
-                })
+                .map(|s| upload::list::parse_since(&s).ok_or_else(|| ReportError::Usage(format!("--since {}: not an age like 30m, 12h or 7d", printable(&s, 40)))))
                 .transpose()?;
             let bucket = upload::store::open(&target, &memguard_core::upload::Sse::Default)?;
             upload::list::run(&bucket, service.as_deref(), since, json)
@@ -223,17 +190,11 @@ fn run(cli: Cli) -> Result<(), ReportError> {
             eprintln!("memguard fetch: {}", printable_path(&dest));
             Ok(())
         }
-        Command::Retained {
-            snapshot: path,
-            classes,
-        } => {
+        Command::Retained { snapshot: path, classes } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             snapshot::write_retained(&path, &mut out, classes.as_deref())?;
-            out.flush().map_err(|source| ReportError::Io {
-                path: "<stdout>".into(),
-                source,
-            })
+            out.flush().map_err(|source| ReportError::Io { path: "<stdout>".into(), source })
         }
     }
 }
@@ -247,15 +208,8 @@ fn parse() -> Result<Cli, ExitCode> {
         }
         // clap's message runs until the first blank line (then comes usage).
         let text = e.to_string();
-        let message: Vec<&str> = text
-            .lines()
-            .take_while(|l| !l.trim().is_empty())
-            .map(str::trim)
-            .collect();
-        eprintln!(
-            "memguard report: {} (see --help)",
-            printable(&message.join(" "), UNLIMITED)
-        );
+        let message: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+        eprintln!("memguard report: {} (see --help)", printable(&message.join(" "), UNLIMITED));
         ExitCode::from(2)
     })
 }
@@ -276,10 +230,7 @@ fn main() -> ExitCode {
         Err(ReportError::Reported) => ExitCode::from(2),
         Err(e) => {
             // One line, whatever the message quotes (paths, parser errors).
-            eprintln!(
-                "memguard {name}: error: {}",
-                printable(&e.to_string(), UNLIMITED)
-            );
+            eprintln!("memguard {name}: error: {}", printable(&e.to_string(), UNLIMITED));
             ExitCode::from(e.exit_code() as u8)
         }
     }

@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use memguard_core::sourcemaps::script_path;
 use serde_json::Value;
+use memguard_core::sourcemaps::script_path;
 use sourcemap::{locate_sourcemap_reference_slice, DecodedMap};
 
 use crate::bounded;
@@ -38,28 +38,18 @@ pub struct Resolver {
 impl Resolver {
     pub fn new(bundle: Option<&Path>) -> Resolver {
         let mut index = HashMap::new();
-        let entries = bundle
-            .and_then(|b| std::fs::read_dir(b).ok())
-            .into_iter()
-            .flatten()
-            .flatten();
+        let entries = bundle.and_then(|b| std::fs::read_dir(b).ok()).into_iter().flatten().flatten();
         for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !(name.starts_with(INDEX_PREFIX) && name.ends_with(".json")) {
                 continue;
             }
             let bytes = bounded::read_file(&entry.path(), MAX_FILE, "a source map index").ok();
-            if let Some(map) =
-                bytes.and_then(|b| serde_json::from_slice::<HashMap<String, String>>(&b).ok())
-            {
+            if let Some(map) = bytes.and_then(|b| serde_json::from_slice::<HashMap<String, String>>(&b).ok()) {
                 index.extend(map);
             }
         }
-        Resolver {
-            bundle: bundle.map(Path::to_path_buf),
-            index,
-            cache: HashMap::new(),
-        }
+        Resolver { bundle: bundle.map(Path::to_path_buf), index, cache: HashMap::new() }
     }
 
     /// `line` and `column` 1-based; the original position 1-based too.
@@ -87,10 +77,7 @@ impl Resolver {
             // A bare file name inside the bundle, nothing else.
             if !file.contains('/') && file.starts_with("sourcemap-") {
                 if let Some(map) = read_map(&bundle.join(file)) {
-                    return Some(Found {
-                        map,
-                        kind: "bundle",
-                    });
+                    return Some(Found { map, kind: "bundle" });
                 }
             }
         }
@@ -98,10 +85,7 @@ impl Resolver {
         let source = bounded::read_file(&script, MAX_FILE, "a script").ok()?;
         let reference = locate_sourcemap_reference_slice(&source).ok()??;
         if let Ok(Some(map)) = reference.get_embedded_sourcemap() {
-            return Some(Found {
-                map,
-                kind: "inline",
-            });
+            return Some(Found { map, kind: "inline" });
         }
         let target = reference.get_url();
         if target.contains("://") {
@@ -136,16 +120,10 @@ pub fn locate(report: &mut Report, bundle: Option<&Path>) {
         l.original = r.original(&l.url, l.line, l.column);
     };
     if let Some(s) = &mut report.snapshot {
-        s.accumulations
-            .iter_mut()
-            .filter_map(|p| p.holder.location.as_mut())
-            .for_each(&mut code);
+        s.accumulations.iter_mut().filter_map(|p| p.holder.location.as_mut()).for_each(&mut code);
     }
     if let Some(v) = &mut report.verdict {
-        v.not_growing
-            .iter_mut()
-            .filter_map(|p| p.holder.location.as_mut())
-            .for_each(&mut code);
+        v.not_growing.iter_mut().filter_map(|p| p.holder.location.as_mut()).for_each(&mut code);
         for s in &mut v.suspects {
             if let Some(l) = s.holder.as_mut().and_then(|h| h.location.as_mut()) {
                 code(l);
@@ -154,11 +132,7 @@ pub fn locate(report: &mut Report, bundle: Option<&Path>) {
     }
     let mut site = |url: &str, line: u32, column: u32| r.original(url, line, column);
     if let Some(v) = &mut report.verdict {
-        for m in v
-            .suspects
-            .iter_mut()
-            .filter_map(|s| s.allocation_site.as_mut())
-        {
+        for m in v.suspects.iter_mut().filter_map(|s| s.allocation_site.as_mut()) {
             m.site.original = site(&m.site.url, m.site.line, m.site.column);
         }
     }
@@ -178,18 +152,11 @@ pub fn locate(report: &mut Report, bundle: Option<&Path>) {
         .filter_map(|c| c.get_mut("stack").and_then(Value::as_array_mut))
         .flatten();
     for f in frames {
-        let url = f
-            .get("url")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let url = f.get("url").and_then(Value::as_str).unwrap_or("").to_string();
         let line = f.get("line").and_then(Value::as_u64).unwrap_or(0) as u32;
         let column = f.get("column").and_then(Value::as_u64).unwrap_or(0) as u32;
         if let (Some(o), Some(obj)) = (site(&url, line, column), f.as_object_mut()) {
-            obj.insert(
-                "original".into(),
-                serde_json::to_value(o).unwrap_or(Value::Null),
-            );
+            obj.insert("original".into(), serde_json::to_value(o).unwrap_or(Value::Null));
         }
     }
 }

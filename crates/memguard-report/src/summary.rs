@@ -16,6 +16,5 @@ const MAX_BYTES: u64 = 64 << 20;
 /// stays on: memguard writes no more than 5 levels.
 pub fn read(path: &Path) -> Result<Value, ReportError> {
     let text = bounded::read_file(path, MAX_BYTES, "a summary.json")?;
-    serde_json::from_slice(&text)
-        .map_err(|e| ReportError::Usage(format!("{}: not valid JSON: {e}", path.display())))
+    serde_json::from_slice(&text).map_err(|e| ReportError::Usage(format!("{}: not valid JSON: {e}", path.display())))
 }

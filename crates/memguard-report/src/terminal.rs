@@ -14,8 +14,8 @@ use memguard_core::printable::{self, name, printable};
 use serde_json::Value;
 
 use crate::report::{
-    AccumulationPoint, AllocationSite, AllocationSummary, CodeLocation, Lifetime, Marker, PathStep,
-    Report, RetainerPath, SnapshotDiff, SnapshotSummary, TimelineSummary, Verdict,
+    AccumulationPoint, AllocationSite, CodeLocation, Verdict,
+    AllocationSummary, Lifetime, Marker, PathStep, Report, RetainerPath, SnapshotDiff, SnapshotSummary, TimelineSummary,
 };
 
 /// Retainer paths longer than this show their first step, `…` and the rest.
@@ -71,12 +71,7 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// The file name of `path`, made printable.
 fn base_name(path: &str) -> std::borrow::Cow<'_, str> {
-    name(
-        Path::new(path)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(path),
-    )
+    name(Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path))
 }
 
 pub fn render(report: &Report) -> String {
@@ -84,16 +79,8 @@ pub fn render(report: &Report) -> String {
     // Every field was made printable on its way in; this is the net under
     // that: a field a future change forgets is escaped still (and caught by
     // the tests, which run with debug assertions).
-    let lines: Vec<_> = out
-        .split('\n')
-        .map(|line| printable(line, printable::UNLIMITED))
-        .collect();
-    debug_assert!(
-        lines
-            .iter()
-            .all(|l| matches!(l, std::borrow::Cow::Borrowed(_))),
-        "an unescaped field in\n{out}"
-    );
+    let lines: Vec<_> = out.split('\n').map(|line| printable(line, printable::UNLIMITED)).collect();
+    debug_assert!(lines.iter().all(|l| matches!(l, std::borrow::Cow::Borrowed(_))), "an unescaped field in\n{out}");
     lines.join("\n")
 }
 
@@ -127,17 +114,8 @@ fn render_fields(report: &Report) -> String {
 // ---------------------------------------------------------------- verdict
 
 /// `createSession (server.ts:20)`: the original position when a source map gave one.
-pub fn location_text(
-    function: &str,
-    url: &str,
-    line: u32,
-    original: Option<&crate::report::OriginalLocation>,
-) -> String {
-    let function = if function.is_empty() {
-        "(anonymous)".into()
-    } else {
-        name(function)
-    };
+pub fn location_text(function: &str, url: &str, line: u32, original: Option<&crate::report::OriginalLocation>) -> String {
+    let function = if function.is_empty() { "(anonymous)".into() } else { name(function) };
     match original {
         Some(o) => format!("{function} ({}:{})", base_name(&o.source), o.line),
         None if url.is_empty() => format!("{function} (line {line})"),
@@ -170,37 +148,19 @@ fn holder_line(p: &crate::report::Holder) -> String {
 fn verdict_section(out: &mut String, v: &Verdict) {
     let _ = writeln!(out, "\nVerdict: {}", text(&v.headline));
     for (i, s) in v.suspects.iter().enumerate() {
-        let objects = if s.objects > 0 {
-            format!("{} objects, ", thousands(s.objects))
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "  {}. {}: {objects}{} retained",
-            i + 1,
-            name(&s.class),
-            human(s.retained_size as f64)
-        );
+        let objects = if s.objects > 0 { format!("{} objects, ", thousands(s.objects)) } else { String::new() };
+        let _ = writeln!(out, "  {}. {}: {objects}{} retained", i + 1, name(&s.class), human(s.retained_size as f64));
         if let Some(h) = &s.holder {
             let _ = writeln!(out, "     held by    {}", holder_line(h));
         }
         if let Some(m) = &s.allocation_site {
-            let weak = if m.matched_by == "top-app-site" {
-                " (the largest app site; not tied to the class)"
-            } else {
-                ""
-            };
+            let weak = if m.matched_by == "top-app-site" { " (the largest app site; not tied to the class)" } else { "" };
             let _ = writeln!(out, "     allocated  {}{weak}", site_text(&m.site));
         }
         let g = &s.growth;
         let mut growth = Vec::new();
         if let (Some(o), Some(b)) = (g.objects_added, g.bytes_added) {
-            growth.push(format!(
-                "+{} objects (+{}) between snapshots",
-                thousands(o),
-                human(b as f64)
-            ));
+            growth.push(format!("+{} objects (+{}) between snapshots", thousands(o), human(b as f64)));
         }
         if let Some(rate) = g.heap_bytes_per_min {
             growth.push(format!("heap +{}/min", human(rate)));
@@ -211,11 +171,7 @@ fn verdict_section(out: &mut String, v: &Verdict) {
         let _ = writeln!(out, "     evidence   {}", text(&s.evidence));
     }
     if !v.not_growing.is_empty() {
-        let label = if v.reason.as_deref() == Some("too-little-data") {
-            "growth unknown"
-        } else {
-            "not growing"
-        };
+        let label = if v.reason.as_deref() == Some("too-little-data") { "growth unknown" } else { "not growing" };
         let _ = writeln!(out, "  Largest holders, {label}:");
         for p in &v.not_growing {
             let _ = writeln!(out, "    {}: {}", holder_line(&p.holder), accumulated(p));
@@ -225,12 +181,7 @@ fn verdict_section(out: &mut String, v: &Verdict) {
 }
 
 fn accumulated(p: &AccumulationPoint) -> String {
-    format!(
-        "{} {} ({})",
-        thousands(p.objects),
-        name(&p.class),
-        human(p.retained_size as f64)
-    )
+    format!("{} {} ({})", thousands(p.objects), name(&p.class), human(p.retained_size as f64))
 }
 
 // ---------------------------------------------------------------- bundle
@@ -245,11 +196,7 @@ fn bundle_section(out: &mut String, summary: &Value) {
         process.push(format!("pid {pid}"));
     }
     if let Some(thread) = summary.get("threadId").and_then(Value::as_u64) {
-        process.push(if thread == 0 {
-            "main thread".into()
-        } else {
-            format!("worker thread {thread}")
-        });
+        process.push(if thread == 0 { "main thread".into() } else { format!("worker thread {thread}") });
     }
     if let Some(node) = str_of(summary, "node") {
         process.push(format!("Node {}", name(node)));
@@ -257,42 +204,24 @@ fn bundle_section(out: &mut String, summary: &Value) {
     if let Some(started) = str_of(summary, "startedAt") {
         process.push(format!("started {}", name(started)));
     }
-    if let Some(script) = summary
-        .get("argv")
-        .and_then(|a| a.get(1))
-        .and_then(Value::as_str)
-    {
+    if let Some(script) = summary.get("argv").and_then(|a| a.get(1)).and_then(Value::as_str) {
         process.push(base_name(script).into_owned());
     }
     if !process.is_empty() {
         let _ = writeln!(out, "Process: {}", process.join(", "));
     }
     if let Some(ended) = summary.get("ended") {
-        let how = match (
-            str_of(ended, "reason"),
-            ended.get("code"),
-            str_of(ended, "signal"),
-        ) {
+        let how = match (str_of(ended, "reason"), ended.get("code"), str_of(ended, "signal")) {
             (_, _, Some(signal)) => format!("signal {}", name(signal)),
-            (Some(reason), Some(code), _) => {
-                format!("{}, code {}", name(reason), name(&code.to_string()))
-            }
+            (Some(reason), Some(code), _) => format!("{}, code {}", name(reason), name(&code.to_string())),
             (Some(reason), _, _) => name(reason).into_owned(),
             _ => text(&ended.to_string()).into_owned(),
         };
         let _ = writeln!(out, "Ended: {how}");
     } else {
-        let _ = writeln!(
-            out,
-            "Ended: no end recorded (the process crashed or was killed)"
-        );
+        let _ = writeln!(out, "Ended: no end recorded (the process crashed or was killed)");
     }
-    for capture in summary
-        .get("captures")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for capture in summary.get("captures").and_then(Value::as_array).into_iter().flatten() {
         capture_line(out, capture);
     }
 }
@@ -303,12 +232,8 @@ fn capture_line(out: &mut String, c: &Value) {
     let time = name(str_of(c, "time").unwrap_or("?"));
     let outcome = name(str_of(c, "outcome").unwrap_or("?"));
     let heap = c.get("heap");
-    let used = heap
-        .and_then(|h| h.get("usedHeapSize"))
-        .and_then(Value::as_f64);
-    let limit = heap
-        .and_then(|h| h.get("heapSizeLimit"))
-        .and_then(Value::as_f64);
+    let used = heap.and_then(|h| h.get("usedHeapSize")).and_then(Value::as_f64);
+    let limit = heap.and_then(|h| h.get("heapSizeLimit")).and_then(Value::as_f64);
     let heap = match (used, limit) {
         (Some(u), Some(l)) => format!(", heap {} used of {} limit", human(u), human(l)),
         _ => String::new(),
@@ -321,20 +246,12 @@ fn capture_line(out: &mut String, c: &Value) {
         let _ = write!(out, " ({})", text(error));
     }
     out.push('\n');
-    if let Some(stack) = c
-        .get("stack")
-        .and_then(Value::as_array)
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(stack) = c.get("stack").and_then(Value::as_array).filter(|s| !s.is_empty()) {
         let frames: Vec<String> = stack
             .iter()
             .take(STACK_FRAMES)
             .map(|f| {
-                let function = name(
-                    str_of(f, "functionName")
-                        .filter(|n| !n.is_empty())
-                        .unwrap_or("(anonymous)"),
-                );
+                let function = name(str_of(f, "functionName").filter(|n| !n.is_empty()).unwrap_or("(anonymous)"));
                 let line = f.get("line").and_then(Value::as_u64).unwrap_or(0);
                 match f.get("original") {
                     Some(o) => format!(
@@ -342,10 +259,7 @@ fn capture_line(out: &mut String, c: &Value) {
                         base_name(str_of(o, "source").unwrap_or("")),
                         o.get("line").and_then(Value::as_u64).unwrap_or(0)
                     ),
-                    None => format!(
-                        "{function} ({}:{line})",
-                        base_name(str_of(f, "url").unwrap_or(""))
-                    ),
+                    None => format!("{function} ({}:{line})", base_name(str_of(f, "url").unwrap_or(""))),
                 }
             })
             .collect();
@@ -366,18 +280,9 @@ fn snapshot_section(out: &mut String, s: &SnapshotSummary) {
     );
     if !s.classes.is_empty() {
         let names: Vec<_> = s.classes.iter().map(|c| name(&c.name)).collect();
-        let width = names
-            .iter()
-            .map(|n| n.chars().count())
-            .max()
-            .unwrap_or(0)
-            .clamp(5, 40);
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(5, 40);
         let _ = writeln!(out, "Top classes by retained size:");
-        let _ = writeln!(
-            out,
-            "  {:<width$}  {:>11}  {:>10}  {:>10}",
-            "class", "objects", "shallow", "retained"
-        );
+        let _ = writeln!(out, "  {:<width$}  {:>11}  {:>10}  {:>10}", "class", "objects", "shallow", "retained");
         for (c, class) in s.classes.iter().zip(&names) {
             let _ = writeln!(
                 out,
@@ -393,13 +298,7 @@ fn snapshot_section(out: &mut String, s: &SnapshotSummary) {
         let _ = writeln!(out, "What retains them:");
         for p in &s.retainer_paths {
             let objects = if p.objects == 1 { "object" } else { "objects" };
-            let _ = writeln!(
-                out,
-                "  {}: {} {objects}, {}",
-                name(&p.class),
-                thousands(p.objects),
-                human(p.retained_size as f64)
-            );
+            let _ = writeln!(out, "  {}: {} {objects}, {}", name(&p.class), thousands(p.objects), human(p.retained_size as f64));
             let _ = writeln!(out, "    {}", path_text(&p.steps));
         }
     }
@@ -425,9 +324,7 @@ pub fn path_text(steps: &[PathStep]) -> String {
             let last = i + 1 == steps.len();
             let node = name(&step.node);
             match (step.edge_type.as_deref(), step.edge.as_deref()) {
-                (Some("element"), Some(index)) if !last => {
-                    format!("{node} [{}]", name(index.trim_matches(['[', ']'])))
-                }
+                (Some("element"), Some(index)) if !last => format!("{node} [{}]", name(index.trim_matches(['[', ']']))),
                 (Some("property" | "context" | "shortcut"), Some(edge)) if !edge.is_empty() => {
                     format!("{node} '{}'", name(edge))
                 }
@@ -445,39 +342,17 @@ pub fn path_text(steps: &[PathStep]) -> String {
 // ---------------------------------------------------------------- diff
 
 fn diff_section(out: &mut String, d: &SnapshotDiff) {
-    let _ = writeln!(
-        out,
-        "\nGrowth from {} to {} (classes by retained-size change):",
-        base_name(&d.before),
-        base_name(&d.after)
-    );
-    let changed: Vec<_> = d
-        .classes
-        .iter()
-        .filter(|c| c.retained_delta != 0 || c.count_before != c.count_after)
-        .collect();
+    let _ = writeln!(out, "\nGrowth from {} to {} (classes by retained-size change):", base_name(&d.before), base_name(&d.after));
+    let changed: Vec<_> = d.classes.iter().filter(|c| c.retained_delta != 0 || c.count_before != c.count_after).collect();
     if changed.is_empty() {
         let _ = writeln!(out, "  no class changed");
         return;
     }
     let names: Vec<_> = changed.iter().map(|c| name(&c.name)).collect();
-    let width = names
-        .iter()
-        .map(|n| n.chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(5, 40);
-    let _ = writeln!(
-        out,
-        "  {:<width$}  {:>23}  {:>19}  {:>11}",
-        "class", "objects before → after", "+added / −removed", "retained Δ"
-    );
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(5, 40);
+    let _ = writeln!(out, "  {:<width$}  {:>23}  {:>19}  {:>11}", "class", "objects before → after", "+added / −removed", "retained Δ");
     for (c, class) in changed.into_iter().zip(&names) {
-        let counts = format!(
-            "{} → {}",
-            thousands(c.count_before),
-            thousands(c.count_after)
-        );
+        let counts = format!("{} → {}", thousands(c.count_before), thousands(c.count_after));
         let churn = format!("+{} / −{}", thousands(c.added), thousands(c.removed));
         let _ = writeln!(
             out,
@@ -497,20 +372,9 @@ fn diff_section(out: &mut String, d: &SnapshotDiff) {
 
 /// One line: the whole life, from the never-rotated history.
 fn lifetime_section(out: &mut String, l: &Lifetime) {
-    let _ = write!(
-        out,
-        "\nLifetime: {} in {} period(s)",
-        seconds(l.span_ms),
-        thousands(l.periods)
-    );
+    let _ = write!(out, "\nLifetime: {} in {} period(s)", seconds(l.span_ms), thousands(l.periods));
     if let Some([lo, hi, last]) = l.after_mark_compact {
-        let _ = write!(
-            out,
-            "; heap after mark-compacts {}–{} (last {})",
-            human(lo as f64),
-            human(hi as f64),
-            human(last as f64)
-        );
+        let _ = write!(out, "; heap after mark-compacts {}–{} (last {})", human(lo as f64), human(hi as f64), human(last as f64));
     }
     if let Some(limit) = l.heap_limit {
         let _ = write!(out, " of a {} limit", human(limit as f64));
@@ -518,16 +382,8 @@ fn lifetime_section(out: &mut String, l: &Lifetime) {
     if let Some(rss) = l.rss_max {
         let _ = write!(out, "; RSS up to {}", human(rss as f64));
     }
-    let (count, ms) =
-        l.gc.iter()
-            .fold((0, 0.0), |(c, m), g| (c + g.count, m + g.total_ms));
-    let _ = writeln!(
-        out,
-        "; {} GCs, {:.0} ms paused{}",
-        thousands(count),
-        ms,
-        if l.truncated { " (cut off)" } else { "" }
-    );
+    let (count, ms) = l.gc.iter().fold((0, 0.0), |(c, m), g| (c + g.count, m + g.total_ms));
+    let _ = writeln!(out, "; {} GCs, {:.0} ms paused{}", thousands(count), ms, if l.truncated { " (cut off)" } else { "" });
 }
 
 fn timeline_section(out: &mut String, t: &TimelineSummary) {
@@ -563,15 +419,7 @@ fn timeline_section(out: &mut String, t: &TimelineSummary) {
         kinds.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
         let kinds: Vec<String> = kinds
             .iter()
-            .map(|g| {
-                format!(
-                    "{} {} ({:.0} ms, longest {:.1} ms)",
-                    thousands(g.count),
-                    name(&g.kind),
-                    g.total_ms,
-                    g.max_ms
-                )
-            })
+            .map(|g| format!("{} {} ({:.0} ms, longest {:.1} ms)", thousands(g.count), name(&g.kind), g.total_ms, g.max_ms))
             .collect();
         let _ = writeln!(out, "  GCs: {}", kinds.join(", "));
     }
@@ -581,11 +429,7 @@ fn timeline_section(out: &mut String, t: &TimelineSummary) {
             let _ = writeln!(out, "    {:>8}  {}", seconds(m.t), marker_text(m));
         }
         if t.markers.len() > MARKERS_SHOWN {
-            let _ = writeln!(
-                out,
-                "    … and {} more (--json has them all)",
-                t.markers.len() - MARKERS_SHOWN
-            );
+            let _ = writeln!(out, "    … and {} more (--json has them all)", t.markers.len() - MARKERS_SHOWN);
         }
     }
     let leak = &t.leak;
@@ -612,18 +456,10 @@ fn timeline_section(out: &mut String, t: &TimelineSummary) {
     };
     let _ = writeln!(out, "  Leak verdict: {verdict}");
     if t.dropped > 0 {
-        let _ = writeln!(
-            out,
-            "  {} records were dropped while recording (the recorder's queue was full)",
-            thousands(t.dropped)
-        );
+        let _ = writeln!(out, "  {} records were dropped while recording (the recorder's queue was full)", thousands(t.dropped));
     }
     if t.truncated {
-        let _ = writeln!(
-            out,
-            "  The file was cut off (by the crash?): read up to {}",
-            seconds(t.duration_ms)
-        );
+        let _ = writeln!(out, "  The file was cut off (by the crash?): read up to {}", seconds(t.duration_ms));
     }
 }
 
@@ -652,16 +488,10 @@ pub fn marker_text(m: &Marker) -> String {
 /// Marker numbers read as what they are: `growthBytes 46.0 MB`,
 /// `bytesPerMinute 755.3 MB/min`, `spanMs 3652 ms`, `concordance 0.995`.
 fn number_text(key: &str, n: &serde_json::Number) -> String {
-    let Some(x) = n.as_f64() else {
-        return n.to_string();
-    };
+    let Some(x) = n.as_f64() else { return n.to_string() };
     let lower = key.to_ascii_lowercase();
     if lower.contains("bytes") {
-        let per_min = if lower.contains("perminute") {
-            "/min"
-        } else {
-            ""
-        };
+        let per_min = if lower.contains("perminute") { "/min" } else { "" };
         format!("{}{per_min}", human(x))
     } else if key.ends_with("Ms") || key == "ms" {
         format!("{x:.0} ms")
@@ -696,26 +526,10 @@ fn allocations_section(out: &mut String, a: &AllocationSummary) {
         })
         .collect();
     let functions: Vec<_> = a.sites.iter().map(|s| name(&s.function)).collect();
-    let fw = functions
-        .iter()
-        .map(|f| f.chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(8, 40);
-    let pw = places
-        .iter()
-        .map(|p| p.chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(50);
+    let fw = functions.iter().map(|f| f.chars().count()).max().unwrap_or(0).clamp(8, 40);
+    let pw = places.iter().map(|p| p.chars().count()).max().unwrap_or(0).min(50);
     for ((s, function), place) in a.sites.iter().zip(&functions).zip(&places) {
-        let _ = writeln!(
-            out,
-            "  {:<fw$}  {:<pw$}  {:>10}",
-            clip(function, fw),
-            place,
-            human(s.bytes as f64)
-        );
+        let _ = writeln!(out, "  {:<fw$}  {:<pw$}  {:>10}", clip(function, fw), place, human(s.bytes as f64));
     }
 }
 
@@ -746,24 +560,13 @@ mod tests {
             step("Array", 11, Some(("internal", "4"))),
             step("UserSession", 13, Some(("element", "17"))),
         ];
-        let path = RetainerPath {
-            class: "UserSession".into(),
-            objects: 45_352,
-            retained_size: 43_100_000,
-            steps,
-        };
+        let path = RetainerPath { class: "UserSession".into(), objects: 45_352, retained_size: 43_100_000, steps };
         let holder = Holder {
             class: "Map".into(),
             edge: Some("sessions".into()),
             id: 7,
             retained_size: 44_000_000,
-            location: Some(CodeLocation {
-                function: "handle".into(),
-                url: "/srv/leaky-server.js".into(),
-                line: 12,
-                column: 3,
-                ..CodeLocation::default()
-            }),
+            location: Some(CodeLocation { function: "handle".into(), url: "/srv/leaky-server.js".into(), line: 12, column: 3, ..CodeLocation::default() }),
         };
         let site = AllocationSite {
             function: "createSession".into(),
@@ -778,35 +581,19 @@ mod tests {
             objects: 45_352,
             retained_size: 43_100_000,
             holder: Some(holder.clone()),
-            allocation_site: Some(SiteMatch {
-                site,
-                matched_by: "constructor-caller".into(),
-            }),
-            growth: Growth {
-                objects_added: Some(35_352),
-                bytes_added: Some(34_100_000),
-                holder_before: Some(9_000_000),
-                heap_bytes_per_min: Some(270e6),
-            },
-            evidence: "timeline: growing; snapshot: Map 'sessions' accumulates 45,352 UserSession"
-                .into(),
+            allocation_site: Some(SiteMatch { site, matched_by: "constructor-caller".into() }),
+            growth: Growth { objects_added: Some(35_352), bytes_added: Some(34_100_000), holder_before: Some(9_000_000), heap_bytes_per_min: Some(270e6) },
+            evidence: "timeline: growing; snapshot: Map 'sessions' accumulates 45,352 UserSession".into(),
             source: "snapshot".into(),
         };
-        let cache = AccumulationPoint {
-            class: "Product".into(),
-            objects: 10,
-            retained_size: 5_000_000,
-            holder,
-            ..AccumulationPoint::default()
-        };
+        let cache = AccumulationPoint { class: "Product".into(), objects: 10, retained_size: 5_000_000, holder, ..AccumulationPoint::default() };
         Report {
             schema: SCHEMA,
             input: "demo-bundles/x".into(),
             verdict: Some(Verdict {
                 status: "leak-suspect".into(),
                 reason: None,
-                headline: "Leak suspect: 45,352 UserSession (43.1 MB) held by Map 'sessions'"
-                    .into(),
+                headline: "Leak suspect: 45,352 UserSession (43.1 MB) held by Map 'sessions'".into(),
                 suspects: vec![suspect],
                 not_growing: vec![cache],
                 heap_trend: None,
@@ -826,18 +613,8 @@ mod tests {
                 edge_count: 1_623_456,
                 total_size: 51_100_000,
                 classes: vec![
-                    ClassStat {
-                        name: "Map".into(),
-                        count: 4,
-                        shallow_size: 128,
-                        retained_size: 44_000_000,
-                    },
-                    ClassStat {
-                        name: "UserSession".into(),
-                        count: 45_352,
-                        shallow_size: 2_900_000,
-                        retained_size: 43_100_000,
-                    },
+                    ClassStat { name: "Map".into(), count: 4, shallow_size: 128, retained_size: 44_000_000 },
+                    ClassStat { name: "UserSession".into(), count: 45_352, shallow_size: 2_900_000, retained_size: 43_100_000 },
                 ],
                 retainer_paths: vec![path.clone()],
                 accumulations: vec![],
@@ -873,18 +650,8 @@ mod tests {
                     spaces: vec![("old_space".into(), 3_000_000)],
                 }],
                 gc: vec![
-                    GcKindStat {
-                        kind: "mark-compact".into(),
-                        count: 330,
-                        total_ms: 2202.0,
-                        max_ms: 35.0,
-                    },
-                    GcKindStat {
-                        kind: "scavenge".into(),
-                        count: 159,
-                        total_ms: 273.0,
-                        max_ms: 4.0,
-                    },
+                    GcKindStat { kind: "mark-compact".into(), count: 330, total_ms: 2202.0, max_ms: 35.0 },
+                    GcKindStat { kind: "scavenge".into(), count: 159, total_ms: 273.0, max_ms: 4.0 },
                 ],
                 pauses: vec![],
                 markers: vec![Marker {
@@ -914,12 +681,7 @@ mod tests {
                 after_mark_compact: Some([30_000_000, 90_000_000, 80_000_000]),
                 rss_max: Some(200_000_000),
                 heap_limit: Some(100_700_000),
-                gc: vec![GcKindStat {
-                    kind: "scavenge".into(),
-                    count: 1500,
-                    total_ms: 700.4,
-                    max_ms: 0.0,
-                }],
+                gc: vec![GcKindStat { kind: "scavenge".into(), count: 1500, total_ms: 700.4, max_ms: 0.0 }],
                 truncated: false,
             }),
             allocations: Some(AllocationSummary {
@@ -958,26 +720,16 @@ mod tests {
             path_text(steps),
             "(GC roots) → … → system / Context → Map 'sessions' → (object elements) → Array → UserSession"
         );
-        assert_eq!(
-            path_text(&steps[3..]),
-            "Map 'sessions' → (object elements) → Array → UserSession"
-        );
+        assert_eq!(path_text(&steps[3..]), "Map 'sessions' → (object elements) → Array → UserSession");
         assert_eq!(path_text(&steps[..2]), "(GC roots) → (Global handles)");
-        let with_index = [
-            step("Array", 1, None),
-            step("Foo", 2, Some(("element", "3"))),
-            step("Bar", 3, None),
-        ];
+        let with_index = [step("Array", 1, None), step("Foo", 2, Some(("element", "3"))), step("Bar", 3, None)];
         assert_eq!(path_text(&with_index), "Array → Foo [3] → Bar");
     }
 
     #[test]
     fn every_section_renders() {
         let text = render(&sample_report());
-        assert!(
-            text.starts_with("memguard report: demo-bundles/x\n\nVerdict: Leak suspect: "),
-            "the verdict first:\n{text}"
-        );
+        assert!(text.starts_with("memguard report: demo-bundles/x\n\nVerdict: Leak suspect: "), "the verdict first:\n{text}");
         for expected in [
             "memguard report: demo-bundles/x",
             "  1. UserSession: 45,352 objects, 43.1 MB retained",
@@ -1019,13 +771,7 @@ mod tests {
             detail: json!({"bytesPerMinute": 755269783.75, "growthBytes": 45975849, "spanMs": 3652.4, "concordance": 0.99473, "markCompacts": 20}),
         };
         let text = marker_text(&m);
-        for part in [
-            "bytesPerMinute 755.3 MB/min",
-            "growthBytes 46.0 MB",
-            "spanMs 3652 ms",
-            "concordance 0.995",
-            "markCompacts 20",
-        ] {
+        for part in ["bytesPerMinute 755.3 MB/min", "growthBytes 46.0 MB", "spanMs 3652 ms", "concordance 0.995", "markCompacts 20"] {
             assert!(text.contains(part), "{part} in {text}");
         }
     }
@@ -1033,18 +779,10 @@ mod tests {
     #[test]
     fn unchanged_classes_are_left_out_of_the_diff() {
         let mut d = sample_report().diff.unwrap();
-        d.classes.push(ClassDelta {
-            name: "Same".into(),
-            count_before: 3,
-            count_after: 3,
-            ..ClassDelta::default()
-        });
+        d.classes.push(ClassDelta { name: "Same".into(), count_before: 3, count_after: 3, ..ClassDelta::default() });
         let mut out = String::new();
         diff_section(&mut out, &d);
-        assert!(
-            !out.contains("Same") && out.contains("UserSession"),
-            "{out}"
-        );
+        assert!(!out.contains("Same") && out.contains("UserSession"), "{out}");
         d.classes.retain(|c| c.name == "Same");
         let mut out = String::new();
         diff_section(&mut out, &d);
@@ -1062,20 +800,8 @@ mod tests {
                     for (i, (k, mut v)) in old.into_iter().enumerate() {
                         poison_json(&mut v, evil);
                         // Keys matter too (marker details), but the shape must stay.
-                        let keep = [
-                            "captures",
-                            "stack",
-                            "heap",
-                            "usedHeapSize",
-                            "heapSizeLimit",
-                            "argv",
-                            "ended",
-                        ];
-                        let key = if keep.contains(&k.as_str()) {
-                            k
-                        } else {
-                            format!("{evil}{i}")
-                        };
+                        let keep = ["captures", "stack", "heap", "usedHeapSize", "heapSizeLimit", "argv", "ended"];
+                        let key = if keep.contains(&k.as_str()) { k } else { format!("{evil}{i}") };
                         o.insert(key, v);
                     }
                 }
@@ -1096,11 +822,7 @@ mod tests {
             s.holder.iter_mut().for_each(poison_holder);
             if let Some(m) = &mut s.allocation_site {
                 (m.site.function, m.site.url) = (evil.into(), evil.into());
-                m.site.original = Some(OriginalLocation {
-                    source: evil.into(),
-                    line: 1,
-                    ..OriginalLocation::default()
-                });
+                m.site.original = Some(OriginalLocation { source: evil.into(), line: 1, ..OriginalLocation::default() });
             }
         }
         for p in &mut v.not_growing {
@@ -1148,24 +870,15 @@ mod tests {
     #[test]
     fn no_control_character_from_a_bundle_reaches_the_terminal() {
         let lines = render(&sample_report()).lines().count();
-        for evil in [
-            "\x1b]0;PWNED\x07\x1b[2J\x1b[31mEVIL",
-            "a\nmemguard report: forged\r\tline\u{9b}31m\u{85}\0\x7f",
-        ] {
+        for evil in ["\x1b]0;PWNED\x07\x1b[2J\x1b[31mEVIL", "a\nmemguard report: forged\r\tline\u{9b}31m\u{85}\0\x7f"] {
             let mut r = sample_report();
             poison(&mut r, evil);
             let text = render(&r);
-            let raw: Vec<char> = text
-                .chars()
-                .filter(|&c| c != '\n' && matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}'))
-                .collect();
+            let raw: Vec<char> =
+                text.chars().filter(|&c| c != '\n' && matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')).collect();
             assert!(raw.is_empty(), "raw {raw:?} in\n{text}");
             assert!(text.contains("\\x1b") || text.contains("\\x0a"), "{text}");
-            assert_eq!(
-                text.lines().count(),
-                lines,
-                "every field stays on its line:\n{text}"
-            );
+            assert_eq!(text.lines().count(), lines, "every field stays on its line:\n{text}");
         }
     }
 
@@ -1174,21 +887,13 @@ mod tests {
         let mut r = sample_report();
         r.snapshot.as_mut().unwrap().retainer_paths[0].class = "K".repeat(1_000_000);
         let text = render(&r);
-        assert!(
-            text.contains(&format!("{}…(+999800 chars)", "K".repeat(200))),
-            "{}",
-            &text[..2000]
-        );
+        assert!(text.contains(&format!("{}…(+999800 chars)", "K".repeat(200))), "{}", &text[..2000]);
         assert!(text.len() < 20_000);
     }
 
     #[test]
     fn absent_sections_are_left_out() {
-        let report = Report {
-            schema: SCHEMA,
-            input: "x.heapsnapshot".into(),
-            ..Report::default()
-        };
+        let report = Report { schema: SCHEMA, input: "x.heapsnapshot".into(), ..Report::default() };
         assert_eq!(render(&report), "memguard report: x.heapsnapshot\n");
         let mut report = sample_report();
         report.verdict = None;

@@ -50,11 +50,7 @@ pub fn read_segments(paths: &[PathBuf]) -> Result<TimelineSummary, ReportError> 
     for path in paths {
         match File::open(path) {
             Ok(file) => {
-                acc.segments.push(
-                    path.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                );
+                acc.segments.push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
                 let mut bad_lines = 0;
                 if let Some(reason) = read_records(file, &mut bad_lines, |r| acc.add(r)) {
                     cut_reason = Some(reason);
@@ -62,10 +58,7 @@ pub fn read_segments(paths: &[PathBuf]) -> Result<TimelineSummary, ReportError> 
                 acc.bad_lines += bad_lines;
             }
             Err(source) => {
-                first_error.get_or_insert(ReportError::Io {
-                    path: path.clone(),
-                    source,
-                });
+                first_error.get_or_insert(ReportError::Io { path: path.clone(), source });
             }
         }
     }
@@ -75,10 +68,7 @@ pub fn read_segments(paths: &[PathBuf]) -> Result<TimelineSummary, ReportError> 
             return Err(e);
         }
         let reason = cut_reason.unwrap_or_else(|| "no records".into());
-        return Err(ReportError::Truncated {
-            path: path.into(),
-            reason: format!("not a readable timeline: {reason}"),
-        });
+        return Err(ReportError::Truncated { path: path.into(), reason: format!("not a readable timeline: {reason}") });
     }
     Ok(acc.finish(path, cut_reason.is_some()))
 }
@@ -86,30 +76,21 @@ pub fn read_segments(paths: &[PathBuf]) -> Result<TimelineSummary, ReportError> 
 /// Hands each record of a file of gzip members of NDJSON to `each`,
 /// counting lines that are not JSON or too long in `bad_lines`; `Some(reason)`
 /// when the file ended mid-record. Memory is bounded by `MAX_LINE`.
-pub(crate) fn read_records(
-    file: File,
-    bad_lines: &mut u64,
-    mut each: impl FnMut(&Value),
-) -> Option<String> {
+pub(crate) fn read_records(file: File, bad_lines: &mut u64, mut each: impl FnMut(&Value)) -> Option<String> {
     let mut reader = BufReader::with_capacity(256 << 10, MultiGzDecoder::new(BufReader::new(file)));
     let mut line = Vec::with_capacity(1024);
     let mut cut_reason = None;
     loop {
         line.clear();
-        match (&mut reader)
-            .take(MAX_LINE + 1)
-            .read_until(b'\n', &mut line)
-        {
+        match (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut line) {
             Ok(0) => break,
-            Ok(n) if n as u64 > MAX_LINE && line.last() != Some(&b'\n') => {
-                match reader.skip_until(b'\n') {
-                    Ok(_) => *bad_lines += 1,
-                    Err(e) => {
-                        cut_reason = Some(e.to_string());
-                        break;
-                    }
+            Ok(n) if n as u64 > MAX_LINE && line.last() != Some(&b'\n') => match reader.skip_until(b'\n') {
+                Ok(_) => *bad_lines += 1,
+                Err(e) => {
+                    cut_reason = Some(e.to_string());
+                    break;
                 }
-            }
+            },
             // A line without its newline is the part of a record a crash cut off.
             Ok(_) if line.last() != Some(&b'\n') => {
                 cut_reason = Some("the last record is incomplete".to_string());
@@ -167,11 +148,7 @@ impl Accumulator {
             Some("gc") => self.add_gc(t, r),
             Some("sample") => self.add_sample(t, r),
             Some("marker") => {
-                let name = r
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("marker")
-                    .to_string();
+                let name = r.get("name").and_then(Value::as_str).unwrap_or("marker").to_string();
                 // Kept generic: whatever else the record carries is its detail.
                 let detail: serde_json::Map<String, Value> = r
                     .as_object()
@@ -180,11 +157,7 @@ impl Accumulator {
                     .filter(|(k, _)| !matches!(k.as_str(), "type" | "t" | "name"))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                self.markers.push(Marker {
-                    t,
-                    name,
-                    detail: Value::Object(detail),
-                });
+                self.markers.push(Marker { t, name, detail: Value::Object(detail) });
             }
             // The recorder writes the running total each time it grows.
             Some("dropped") => self.dropped = self.dropped.max(u64_at(r, "count").unwrap_or(0)),
@@ -193,32 +166,18 @@ impl Accumulator {
     }
 
     fn add_gc(&mut self, t: f64, r: &Value) {
-        let kind = r
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("other")
-            .to_string();
+        let kind = r.get("kind").and_then(Value::as_str).unwrap_or("other").to_string();
         let ms = r.get("ms").and_then(Value::as_f64).unwrap_or(0.0);
         let after = u64_at(r, "afterKB").unwrap_or(0) << 10;
-        self.heap_used_peak = self
-            .heap_used_peak
-            .max(u64_at(r, "beforeKB").unwrap_or(0) << 10);
-        let stat = self.gc.entry(kind.clone()).or_insert_with(|| GcKindStat {
-            kind: kind.clone(),
-            ..GcKindStat::default()
-        });
+        self.heap_used_peak = self.heap_used_peak.max(u64_at(r, "beforeKB").unwrap_or(0) << 10);
+        let stat = self.gc.entry(kind.clone()).or_insert_with(|| GcKindStat { kind: kind.clone(), ..GcKindStat::default() });
         stat.count += 1;
         stat.total_ms += ms;
         stat.max_ms = stat.max_ms.max(ms);
         if kind == "mark-compact" {
             self.mark_compacts.push((t, after as f64));
         }
-        self.pauses.push(GcPause {
-            t,
-            kind,
-            ms,
-            heap_after: after,
-        });
+        self.pauses.push(GcPause { t, kind, ms, heap_after: after });
     }
 
     fn add_sample(&mut self, t: f64, r: &Value) {
@@ -228,11 +187,7 @@ impl Accumulator {
         let spaces = r
             .get("spaces")
             .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(name, v)| (name.clone(), v.get(0).and_then(Value::as_u64).unwrap_or(0)))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(name, v)| (name.clone(), v.get(0).and_then(Value::as_u64).unwrap_or(0))).collect())
             .unwrap_or_default();
         self.heap_used_peak = self.heap_used_peak.max(field("used"));
         self.samples.push(HeapSample {
@@ -280,11 +235,7 @@ fn thin<T>(items: Vec<T>, max: usize, weight: impl Fn(&T) -> f64) -> Vec<T> {
             keep[i] = true;
         }
     }
-    items
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(item, k)| k.then_some(item))
-        .collect()
+    items.into_iter().zip(keep).filter_map(|(item, k)| k.then_some(item)).collect()
 }
 
 /// Theil–Sen slope of heap used after mark-compacts over time: the median of
@@ -299,30 +250,19 @@ pub fn leak_verdict(points: &[(f64, f64)]) -> LeakVerdict {
         _ => 0.0,
     };
     if points.len() < MIN_MARK_COMPACTS || span_ms < MIN_SPAN_MS {
-        return LeakVerdict {
-            verdict: "too-short".into(),
-            mark_compacts,
-            span_ms,
-            ..LeakVerdict::default()
-        };
+        return LeakVerdict { verdict: "too-short".into(), mark_compacts, span_ms, ..LeakVerdict::default() };
     }
     let chosen: Vec<(f64, f64)> = if points.len() > MAX_SLOPE_POINTS {
-        (0..MAX_SLOPE_POINTS)
-            .map(|i| points[i * (points.len() - 1) / (MAX_SLOPE_POINTS - 1)])
-            .collect()
+        (0..MAX_SLOPE_POINTS).map(|i| points[i * (points.len() - 1) / (MAX_SLOPE_POINTS - 1)]).collect()
     } else {
         points.to_vec()
     };
     // The live detector's judgement (memguard-core `leak.rs`), over the whole recording.
-    let Trend {
-        slope_per_ms,
-        concordance,
-    } = trend(&chosen);
+    let Trend { slope_per_ms, concordance } = trend(&chosen);
     let mut heaps: Vec<f64> = points.iter().map(|p| p.1).collect();
     let median_heap = median(&mut heaps).unwrap_or(0.0);
     let growth = slope_per_ms * span_ms;
-    let growing =
-        concordance >= MIN_CONCORDANCE && growth >= 0.1 * median_heap && growth >= (1 << 20) as f64;
+    let growing = concordance >= MIN_CONCORDANCE && growth >= 0.1 * median_heap && growth >= (1 << 20) as f64;
     LeakVerdict {
         verdict: if growing { "growing" } else { "stable" }.into(),
         slope_bytes_per_min: slope_per_ms * 60_000.0,
@@ -389,23 +329,11 @@ mod tests {
         assert!(!tl.truncated);
         assert_eq!(tl.start.as_deref(), Some("2026-11-25T10:26:31.040Z"));
         assert_eq!(tl.duration_ms, 20_800.0);
-        assert_eq!(
-            (tl.heap_used_start, tl.heap_used_peak),
-            (Some(12_000_000), 50_000_000)
-        );
+        assert_eq!((tl.heap_used_start, tl.heap_used_peak), (Some(12_000_000), 50_000_000));
         assert_eq!(tl.samples.len(), 20);
         let s = &tl.samples[0];
-        assert_eq!(
-            (s.heap_used, s.heap_limit, s.rss),
-            (12_000_000, 50_000_000, Some(99))
-        );
-        assert_eq!(
-            s.spaces,
-            [
-                ("old_space".to_string(), 11_999_000),
-                ("new_space".to_string(), 1000)
-            ]
-        );
+        assert_eq!((s.heap_used, s.heap_limit, s.rss), (12_000_000, 50_000_000, Some(99)));
+        assert_eq!(s.spaces, [("old_space".to_string(), 11_999_000), ("new_space".to_string(), 1000)]);
         let kinds: Vec<(&str, u64)> = tl.gc.iter().map(|g| (g.kind.as_str(), g.count)).collect();
         assert_eq!(kinds, [("mark-compact", 20), ("scavenge", 20)]);
         assert_eq!(tl.gc[0].total_ms, 210.0);
@@ -413,20 +341,13 @@ mod tests {
         assert_eq!(tl.pauses.len(), 40);
         assert_eq!(tl.markers.len(), 2);
         assert_eq!(tl.markers[0].name, "snapshot-start");
-        assert_eq!(
-            tl.markers[0].detail,
-            serde_json::json!({"seq": 1, "trigger": "near-heap-limit"})
-        );
+        assert_eq!(tl.markers[0].detail, serde_json::json!({"seq": 1, "trigger": "near-heap-limit"}));
         assert_eq!(tl.markers[1].detail["kind"], "heap-threshold");
         assert_eq!(tl.dropped, 7);
         assert_eq!(tl.leak.verdict, "growing");
         assert_eq!(tl.leak.mark_compacts, 20);
         // 2 MB per second, to KB precision.
-        assert!(
-            (tl.leak.slope_bytes_per_min / 120e6 - 1.0).abs() < 0.01,
-            "{}",
-            tl.leak.slope_bytes_per_min
-        );
+        assert!((tl.leak.slope_bytes_per_min / 120e6 - 1.0).abs() < 0.01, "{}", tl.leak.slope_bytes_per_min);
     }
 
     #[test]
@@ -445,15 +366,8 @@ mod tests {
     #[test]
     fn an_overlong_line_is_skipped_and_the_rest_read() {
         let dir = Dir::new();
-        let long = format!(
-            r#"{{"type":"marker","t":5,"name":"{}"}}"#,
-            "x".repeat(MAX_LINE as usize)
-        );
-        let lines = [
-            leaking_records()[0][0].clone(),
-            long,
-            r#"{"type":"marker","t":7,"name":"after"}"#.into(),
-        ];
+        let long = format!(r#"{{"type":"marker","t":5,"name":"{}"}}"#, "x".repeat(MAX_LINE as usize));
+        let lines = [leaking_records()[0][0].clone(), long, r#"{"type":"marker","t":7,"name":"after"}"#.into()];
         let tl = read(&write(&dir, &member(&lines))).unwrap();
         let names: Vec<&str> = tl.markers.iter().map(|m| m.name.as_str()).collect();
         assert_eq!((names, tl.truncated), (vec!["after"], false));
@@ -468,30 +382,22 @@ mod tests {
     fn segments_read_in_order_as_one_and_say_what_was_rotated_away() {
         let dir = Dir::new();
         let members = leaking_records();
-        let header = |n: u64, t: f64| {
-            vec![format!(
-                r#"{{"type":"start","t":{t},"epochMs":1795604791040.1,"time":"2026-11-25T10:26:31.040Z","pid":1,"segment":{n}}}"#
-            )]
-        };
+        let header = |n: u64, t: f64| vec![format!(
+            r#"{{"type":"start","t":{t},"epochMs":1795604791040.1,"time":"2026-11-25T10:26:31.040Z","pid":1,"segment":{n}}}"#
+        )];
         // Segments 1–2 removed; 3 holds seconds 6–13, the current one the rest.
         let mut third = member(&header(3, 5_000.0));
         third.extend(members[6..14].iter().flat_map(|m| member(m)));
         let mut current = member(&header(4, 13_500.0));
         current.extend(members[14..].iter().flat_map(|m| member(m)));
-        let paths = [
-            dir.path().join("timeline-3.ndjson.gz"),
-            dir.path().join("timeline.ndjson.gz"),
-        ];
+        let paths = [dir.path().join("timeline-3.ndjson.gz"), dir.path().join("timeline.ndjson.gz")];
         std::fs::write(&paths[0], &third).unwrap();
         std::fs::write(&paths[1], &current).unwrap();
         let tl = read_segments(&paths).unwrap();
         assert_eq!((tl.rotated_segments, tl.recorded_from_ms), (2, 5_000.0));
         assert_eq!(tl.segments, ["timeline-3.ndjson.gz", "timeline.ndjson.gz"]);
         assert_eq!(tl.start.as_deref(), Some("2026-11-25T10:26:31.040Z"));
-        assert_eq!(
-            (tl.samples.len(), tl.samples[0].t, tl.duration_ms),
-            (15, 6_000.0, 20_800.0)
-        );
+        assert_eq!((tl.samples.len(), tl.samples[0].t, tl.duration_ms), (15, 6_000.0, 20_800.0));
         assert_eq!(tl.leak.verdict, "growing");
         assert!(!tl.truncated);
         // A segment removed since it was listed is skipped; one cut off is read up to the cut.
@@ -499,16 +405,10 @@ mod tests {
         std::fs::write(&paths[0], &third[..third.len() - 10]).unwrap();
         let tl = read_segments(&[gone, paths[0].clone(), paths[1].clone()]).unwrap();
         assert!(tl.truncated);
-        assert_eq!(
-            (tl.rotated_segments, tl.samples.last().unwrap().t),
-            (2, 20_000.0)
-        );
+        assert_eq!((tl.rotated_segments, tl.samples.last().unwrap().t), (2, 20_000.0));
         // An unsegmented (older) timeline: nothing rotated.
         let tl = read(&write(&dir, &member(&members[0]))).unwrap();
-        assert_eq!(
-            (tl.rotated_segments, tl.recorded_from_ms, tl.segments.len()),
-            (0, 0.0, 1)
-        );
+        assert_eq!((tl.rotated_segments, tl.recorded_from_ms, tl.segments.len()), (0, 0.0, 1));
     }
 
     #[test]
@@ -523,51 +423,27 @@ mod tests {
 
     #[test]
     fn leak_verdicts() {
-        let flat: Vec<(f64, f64)> = (0..50)
-            .map(|i| {
-                (
-                    i as f64 * 1000.0,
-                    50e6 + if i % 7 == 0 { 20e6 } else { 0.0 },
-                )
-            })
-            .collect();
+        let flat: Vec<(f64, f64)> = (0..50).map(|i| (i as f64 * 1000.0, 50e6 + if i % 7 == 0 { 20e6 } else { 0.0 })).collect();
         assert_eq!(leak_verdict(&flat).verdict, "stable");
         // A cache filled and cleared again and again, drifting up a little: no steady rise.
-        let saw: Vec<(f64, f64)> = (0..50)
-            .map(|i| {
-                (
-                    i as f64 * 1000.0,
-                    30e6 + (i % 10) as f64 * 3e6 + i as f64 * 1e5,
-                )
-            })
-            .collect();
+        let saw: Vec<(f64, f64)> = (0..50).map(|i| (i as f64 * 1000.0, 30e6 + (i % 10) as f64 * 3e6 + i as f64 * 1e5)).collect();
         let v = leak_verdict(&saw);
         assert_eq!(v.verdict, "stable");
         assert!(v.concordance < 0.8, "{}", v.concordance);
-        let few: Vec<(f64, f64)> = (0..4)
-            .map(|i| (i as f64 * 10_000.0, i as f64 * 1e8))
-            .collect();
+        let few: Vec<(f64, f64)> = (0..4).map(|i| (i as f64 * 10_000.0, i as f64 * 1e8)).collect();
         assert_eq!(leak_verdict(&few).verdict, "too-short");
         let quick: Vec<(f64, f64)> = (0..50).map(|i| (i as f64, i as f64 * 1e8)).collect();
         assert_eq!(leak_verdict(&quick).verdict, "too-short");
         // Many mark-compacts: the slope is taken over an even subset.
-        let long: Vec<(f64, f64)> = (0..20_000)
-            .map(|i| (i as f64 * 100.0, 1e7 + i as f64 * 1000.0))
-            .collect();
+        let long: Vec<(f64, f64)> = (0..20_000).map(|i| (i as f64 * 100.0, 1e7 + i as f64 * 1000.0)).collect();
         let v = leak_verdict(&long);
         assert_eq!((v.verdict.as_str(), v.mark_compacts), ("growing", 20_000));
-        assert!(
-            (v.slope_bytes_per_min - 600_000.0).abs() < 1.0,
-            "{}",
-            v.slope_bytes_per_min
-        );
+        assert!((v.slope_bytes_per_min - 600_000.0).abs() < 1.0, "{}", v.slope_bytes_per_min);
     }
 
     #[test]
     fn thinning_keeps_peaks_and_order() {
-        let items: Vec<u32> = (0..100)
-            .map(|i| if i == 37 { 1000 } else { i % 10 })
-            .collect();
+        let items: Vec<u32> = (0..100).map(|i| if i == 37 { 1000 } else { i % 10 }).collect();
         let thinned = thin(items, 10, |&x| x as f64);
         assert_eq!(thinned.len(), 10);
         assert!(thinned.contains(&1000));

@@ -12,20 +12,14 @@ use common::Snap;
 const EVIL: &str = "\u{1b}]0;PWNED\u{7}\u{1b}[2J\u{1b}[31mEVIL\u{9b}\r\n\t";
 
 fn report(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memguard-report"))
-        .arg("report")
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_memguard-report")).arg("report").args(args).output().unwrap()
 }
 
 /// Raw C0 (but the newline that ends a line), DEL and C1 characters in
 /// `bytes`, which must also be UTF-8.
 fn raw_controls(bytes: &[u8]) -> Vec<char> {
     let text = std::str::from_utf8(bytes).expect("output is UTF-8");
-    text.chars()
-        .filter(|&c| c != '\n' && matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}'))
-        .collect()
+    text.chars().filter(|&c| c != '\n' && matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')).collect()
 }
 
 fn json(s: &str) -> String {
@@ -85,32 +79,14 @@ fn a_crafted_bundle_prints_escapes_never_control_characters() {
     crafted_bundle(dir.path());
     let out = report(&[dir.path().as_os_str()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(raw_controls(&out.stdout), [], "{stdout}");
     assert_eq!(raw_controls(&out.stderr), []);
-    for section in [
-        "Process:",
-        "Capture 1:",
-        "Top classes",
-        "What retains them",
-        "Growth from",
-        "Markers:",
-        "Where the live memory",
-    ] {
+    for section in ["Process:", "Capture 1:", "Top classes", "What retains them", "Growth from", "Markers:", "Where the live memory"] {
         assert!(stdout.contains(section), "{section} in\n{stdout}");
     }
     // Each place shows the escaped form.
-    assert!(
-        stdout
-            .matches("\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mEVIL\\u{9b}\\x0d\\x0a\\x09")
-            .count()
-            >= 15,
-        "{stdout}"
-    );
+    assert!(stdout.matches("\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mEVIL\\u{9b}\\x0d\\x0a\\x09").count() >= 15, "{stdout}");
     // --json stays exact: the same strings, JSON-escaped.
     let out = report(&[dir.path().as_os_str(), "--json".as_ref()]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -133,27 +109,12 @@ fn bad_bundle_files_end_in_one_escaped_error_line() {
     let bundle = dir.path().join(format!("b{EVIL}"));
     std::fs::create_dir(&bundle).unwrap();
     // Nesting no recursive parser survives, in each JSON file.
-    std::fs::write(
-        bundle.join("summary.json"),
-        format!(
-            r#"{{"argv":{}{}}}"#,
-            "[".repeat(1_000_000),
-            "]".repeat(1_000_000)
-        ),
-    )
-    .unwrap();
+    std::fs::write(bundle.join("summary.json"), format!(r#"{{"argv":{}{}}}"#, "[".repeat(1_000_000), "]".repeat(1_000_000))).unwrap();
     let line = assert_one_error_line(&report(&[bundle.as_os_str()]));
-    assert!(
-        line.contains("b\\x1b]0;PWNED") && line.contains("not valid JSON"),
-        "{line}"
-    );
+    assert!(line.contains("b\\x1b]0;PWNED") && line.contains("not valid JSON"), "{line}");
     std::fs::remove_file(bundle.join("summary.json")).unwrap();
     let node = r#"{"callFrame":{},"children":["#;
-    let deep = format!(
-        r#"{{"head":{}{}}}"#,
-        node.repeat(200_000),
-        "]}".repeat(200_000)
-    );
+    let deep = format!(r#"{{"head":{}{}}}"#, node.repeat(200_000), "]}".repeat(200_000));
     std::fs::write(bundle.join("allocations-1.heapprofile"), deep).unwrap();
     let line = assert_one_error_line(&report(&[bundle.as_os_str()]));
     assert!(line.contains("nested deeper than"), "{line}");
@@ -161,8 +122,6 @@ fn bad_bundle_files_end_in_one_escaped_error_line() {
     assert_one_error_line(&report(&[dir.path().join(EVIL).as_os_str()]));
     // Not UTF-8 at all.
     use std::os::unix::ffi::OsStrExt;
-    let line = assert_one_error_line(&report(&[std::ffi::OsStr::from_bytes(
-        b"/nonexistent/\xff\x1b[2J",
-    )]));
+    let line = assert_one_error_line(&report(&[std::ffi::OsStr::from_bytes(b"/nonexistent/\xff\x1b[2J")]));
     assert!(line.contains("\\x1b[2J"), "{line}");
 }

@@ -94,9 +94,7 @@ fn edges_from_outside_the_page_into_it_do_not_dominate() {
 /// A WeakMap `map` with table `table` holding `key -> value`.
 fn weakmap_entry(s: &mut Snap, table: usize, key: usize, value: usize) {
     let (tid, kid, vid) = (s.nodes[table].id, s.nodes[key].id, s.nodes[value].id);
-    let name = format!(
-        "1 / part of key (Object @{kid}) -> value (Object @{vid}) pair in WeakMap (table @{tid})"
-    );
+    let name = format!("1 / part of key (Object @{kid}) -> value (Object @{vid}) pair in WeakMap (table @{tid})");
     s.edge(table, "internal", &name, value);
     s.edge(key, "internal", &name, value);
 }
@@ -204,17 +202,9 @@ fn classes_are_named_as_devtools_names_them() {
     for (_, _, want) in kinds {
         assert!(names.contains(&want), "{want} in {names:?}");
     }
-    let shape = a
-        .classes
-        .aggs
-        .iter()
-        .find(|c| c.name == "{name, \"quote\\\"d\"}")
-        .expect("shape class");
+    let shape = a.classes.aggs.iter().find(|c| c.name == "{name, \"quote\\\"d\"}").expect("shape class");
     assert_eq!(shape.count, 3);
-    assert!(
-        names.contains(&"{unique}") == false && names.contains(&"Object"),
-        "{names:?}"
-    );
+    assert!(names.contains(&"{unique}") == false && names.contains(&"Object"), "{names:?}");
 }
 
 #[test]
@@ -244,26 +234,9 @@ fn detached_dom_state_spreads_and_renames_native_nodes() {
     s.with_detachedness(p, 1);
     let path = s.write("dom.heapsnapshot");
     let analysis = snapshot::analyse(&path, &Progress::silent()).unwrap();
-    let mut names: Vec<&str> = analysis
-        .classes
-        .aggs
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
+    let mut names: Vec<&str> = analysis.classes.aggs.iter().map(|c| c.name.as_str()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "<a>",
-            "<b>",
-            "<i>",
-            "<p>",
-            "Detached <div>",
-            "Detached <span>",
-            "global"
-        ],
-        "{names:?}"
-    );
+    assert_eq!(names, ["<a>", "<b>", "<i>", "<p>", "Detached <div>", "Detached <span>", "global"], "{names:?}");
 }
 
 /// root -> global -cache-> Map -table-> (array) -[i]-> Session × n
@@ -290,52 +263,20 @@ fn sessions(ids: &[u32]) -> Snap {
 fn summary_ranks_classes_and_explains_the_top_one_with_a_path() {
     let s = sessions(&[101, 103, 105]);
     let path = s.write("paths.heapsnapshot");
-    let sum = snapshot::summarize(
-        &path,
-        &Options {
-            top: 10,
-            paths: 10,
-            progress: false,
-        },
-    )
-    .unwrap();
+    let sum = snapshot::summarize(&path, &Options { top: 10, paths: 10, progress: false }).unwrap();
     let session = sum.classes.iter().find(|c| c.name == "Session").unwrap();
-    assert_eq!(
-        (session.count, session.shallow_size, session.retained_size),
-        (3, 300, 450)
-    );
-    let p = sum
-        .retainer_paths
-        .iter()
-        .find(|p| p.class == "Session")
-        .expect("a path for Session");
+    assert_eq!((session.count, session.shallow_size, session.retained_size), (3, 300, 450));
+    let p = sum.retainer_paths.iter().find(|p| p.class == "Session").expect("a path for Session");
     assert_eq!((p.objects, p.retained_size), (3, 450));
-    let steps: Vec<(&str, Option<&str>)> = p
-        .steps
-        .iter()
-        .map(|s| (s.node.as_str(), s.edge.as_deref()))
-        .collect();
+    let steps: Vec<(&str, Option<&str>)> = p.steps.iter().map(|s| (s.node.as_str(), s.edge.as_deref())).collect();
     assert_eq!(
         steps,
-        [
-            ("(root)", None),
-            ("global", Some("global")),
-            ("Map", Some("cache")),
-            ("(array)", Some("table")),
-            ("Session", Some("0"))
-        ]
+        [("(root)", None), ("global", Some("global")), ("Map", Some("cache")), ("(array)", Some("table")), ("Session", Some("0"))]
     );
     assert_eq!(p.steps[4].edge_type.as_deref(), Some("element"));
     assert_eq!(p.steps[2].edge_type.as_deref(), Some("property"));
     let phases: Vec<&str> = sum.timings_ms.iter().map(|(n, _)| n.as_str()).collect();
-    for want in [
-        "parse",
-        "graph",
-        "dominators",
-        "retained",
-        "classes",
-        "paths",
-    ] {
+    for want in ["parse", "graph", "dominators", "retained", "classes", "paths"] {
         assert!(phases.contains(&want), "{want} timed: {phases:?}");
     }
     assert_eq!(sum.total_size, 10 + 20 + 40 + 3 * 150);
@@ -345,30 +286,12 @@ fn summary_ranks_classes_and_explains_the_top_one_with_a_path() {
 fn diff_counts_objects_added_and_removed_by_id() {
     let before = sessions(&[101, 103, 105]).write("before.heapsnapshot");
     let after = sessions(&[103, 105, 201, 203, 205]).write("after.heapsnapshot");
-    let d = snapshot::diff(
-        &before,
-        &after,
-        &Options {
-            top: 10,
-            paths: 3,
-            progress: false,
-        },
-    )
-    .unwrap();
+    let d = snapshot::diff(&before, &after, &Options { top: 10, paths: 3, progress: false }).unwrap();
     let s = d.classes.iter().find(|c| c.name == "Session").unwrap();
-    assert_eq!(
-        (s.count_before, s.count_after, s.added, s.removed),
-        (3, 5, 3, 1)
-    );
-    assert_eq!(
-        (s.retained_before, s.retained_after, s.retained_delta),
-        (450, 750, 300)
-    );
+    assert_eq!((s.count_before, s.count_after, s.added, s.removed), (3, 5, 3, 1));
+    assert_eq!((s.retained_before, s.retained_after, s.retained_delta), (450, 750, 300));
     assert_eq!(d.classes[0].name, "Session", "largest growth first");
-    let p = s
-        .retainer_path
-        .as_ref()
-        .expect("path for the added objects");
+    let p = s.retainer_path.as_ref().expect("path for the added objects");
     assert_eq!(p.objects, 3);
     assert_eq!(p.steps.last().unwrap().node, "Session");
     assert!([201, 203, 205].contains(&p.steps.last().unwrap().id));
@@ -386,17 +309,7 @@ fn strings_are_unescaped_and_lone_surrogates_replaced() {
     let path = write_text("escapes.heapsnapshot", text);
     let a = snapshot::analyse(&path, &Progress::silent()).unwrap();
     let names: Vec<&str> = (0..6).map(|i| a.g.name(i)).collect();
-    assert_eq!(
-        names,
-        [
-            "",
-            "café",
-            "😀 grin",
-            "\u{FFFD}x",
-            "end\u{FFFD}",
-            "tab\tq\"\\/"
-        ]
-    );
+    assert_eq!(names, ["", "café", "😀 grin", "\u{FFFD}x", "end\u{FFFD}", "tab\tq\"\\/"]);
     // Field order came from meta: ids, sizes and edges in their own places.
     assert_eq!(a.g.node_id, [1, 3, 5, 7, 9, 11]);
     assert_eq!(a.retained[0], 150);
@@ -426,10 +339,7 @@ fn gzip_with_several_members_reads_like_the_plain_file() {
 #[test]
 fn bad_files_are_errors_not_panics() {
     let text = sessions(&[101, 103]).json();
-    let missing = snapshot::retained(
-        std::path::Path::new("/nonexistent/x.heapsnapshot"),
-        &Progress::silent(),
-    );
+    let missing = snapshot::retained(std::path::Path::new("/nonexistent/x.heapsnapshot"), &Progress::silent());
     assert!(matches!(missing, Err(ReportError::Io { .. })));
     for cut in [1, 10, 100, text.len() / 2, text.len() - 3] {
         let p = write_text("cut.heapsnapshot", &text[..cut]);
@@ -438,23 +348,10 @@ fn bad_files_are_errors_not_panics() {
             other => panic!("cut at {cut}: {:?}", other.err()),
         }
     }
-    for bad in [
-        "",
-        "[]",
-        "{\"nodes\":[1]}",
-        "<html>",
-        &text.replace("\"nodes\":[", "\"nodes\":[-"),
-    ] {
+    for bad in ["", "[]", "{\"nodes\":[1]}", "<html>", &text.replace("\"nodes\":[", "\"nodes\":[-")] {
         let p = write_text("bad.heapsnapshot", bad);
         let r = snapshot::retained(&p, &Progress::silent());
-        assert!(
-            matches!(
-                r,
-                Err(ReportError::Corrupt { .. }) | Err(ReportError::Truncated { .. })
-            ),
-            "{bad:.40}: {:?}",
-            r.err()
-        );
+        assert!(matches!(r, Err(ReportError::Corrupt { .. }) | Err(ReportError::Truncated { .. })), "{bad:.40}: {:?}", r.err());
     }
 }
 
@@ -472,9 +369,7 @@ fn tiny_read_buffers_give_the_same_snapshot() {
             assert_eq!(r.edge_name, whole.edge_name, "{name} @ {size}");
             assert_eq!(r.self_size, whole.self_size, "{name} @ {size}");
             let strings = |s: &memguard_report::snapshot::reader::RawSnapshot| -> Vec<String> {
-                (0..s.strings.len() as u32)
-                    .map(|i| s.strings.get(i).to_string())
-                    .collect()
+                (0..s.strings.len() as u32).map(|i| s.strings.get(i).to_string()).collect()
             };
             assert_eq!(strings(&r), strings(&whole), "{name} @ {size}");
         }
@@ -485,18 +380,11 @@ fn tiny_read_buffers_give_the_same_snapshot() {
 fn summarize_and_diff_match_the_separate_calls() {
     let before = sessions(&[101, 103, 105]).write("sd-before.heapsnapshot");
     let after = sessions(&[103, 105, 201, 203, 205]).write("sd-after.heapsnapshot");
-    let opts = Options {
-        top: 10,
-        paths: 3,
-        progress: false,
-    };
+    let opts = Options { top: 10, paths: 3, progress: false };
     let (sum, d) = snapshot::summarize_and_diff(&after, &before, &opts).unwrap();
     let sum2 = snapshot::summarize(&after, &opts).unwrap();
     let d2 = snapshot::diff(&before, &after, &opts).unwrap();
     assert_eq!(format!("{:?}", sum.classes), format!("{:?}", sum2.classes));
-    assert_eq!(
-        format!("{:?}", sum.retainer_paths),
-        format!("{:?}", sum2.retainer_paths)
-    );
+    assert_eq!(format!("{:?}", sum.retainer_paths), format!("{:?}", sum2.retainer_paths));
     assert_eq!(format!("{:?}", d), format!("{:?}", d2));
 }

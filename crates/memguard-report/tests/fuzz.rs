@@ -14,20 +14,13 @@ use proptest::prelude::*;
 
 fn corpus() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files
 }
 
 fn opts() -> Options {
-    Options {
-        top: 50,
-        paths: 50,
-        progress: false,
-    }
+    Options { top: 50, paths: 50, progress: false }
 }
 
 #[test]
@@ -43,10 +36,7 @@ fn corpus_files_analyse_or_fail_cleanly() {
         } else {
             match result {
                 Err(ReportError::Corrupt { .. }) | Err(ReportError::Truncated { .. }) => {}
-                other => panic!(
-                    "{name}: expected an error, got {:?}",
-                    other.map(|s| s.node_count)
-                ),
+                other => panic!("{name}: expected an error, got {:?}", other.map(|s| s.node_count)),
             }
         }
     }
@@ -62,10 +52,7 @@ fn corpus_gzip_reads_like_plain() {
 
 fn seeds() -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    ["ok-mixed.heapsnapshot", "ok-escapes.heapsnapshot"]
-        .iter()
-        .map(|n| std::fs::read(dir.join(n)).unwrap())
-        .collect()
+    ["ok-mixed.heapsnapshot", "ok-escapes.heapsnapshot"].iter().map(|n| std::fs::read(dir.join(n)).unwrap()).collect()
 }
 
 proptest! {

@@ -34,23 +34,14 @@ fn timeline_lines() -> Vec<String> {
     let mut lines = vec![r#"{"type":"start","t":0,"epochMs":1795604791040.1,"time":"2026-11-25T10:26:31.040Z","pid":1}"#.to_string()];
     for s in 1..=12u64 {
         let used = 10_000_000 + s * 2_000_000;
-        lines.push(format!(
-            r#"{{"type":"gc","t":{},"kind":"mark-compact","ms":{s},"beforeKB":{},"afterKB":{}}}"#,
-            s * 1000,
-            used >> 10,
-            used >> 10
-        ));
+        lines.push(format!(r#"{{"type":"gc","t":{},"kind":"mark-compact","ms":{s},"beforeKB":{},"afterKB":{}}}"#, s * 1000, used >> 10, used >> 10));
         lines.push(format!(
             r#"{{"type":"sample","t":{},"heap":{{"used":{used},"limit":50000000}},"spaces":{{"old_space":[{used},1]}},"rss":99}}"#,
             s * 1000 + 1
         ));
     }
-    lines.push(format!(
-        r#"{{"type":"marker","t":13000,"name":"{EVIL}","{EVIL}":"{EVIL}","seq":1}}"#
-    ));
-    lines.push(format!(
-        r#"{{"type":"gc","t":13001,"kind":"{EVIL}","ms":1}}"#
-    ));
+    lines.push(format!(r#"{{"type":"marker","t":13000,"name":"{EVIL}","{EVIL}":"{EVIL}","seq":1}}"#));
+    lines.push(format!(r#"{{"type":"gc","t":13001,"kind":"{EVIL}","ms":1}}"#));
     lines.push(r#"{"type":"dropped","t":13002,"count":3}"#.into());
     lines
 }
@@ -92,10 +83,7 @@ fn profile_seed() -> Vec<u8> {
 /// What a user sees: the terminal page, which must hold no raw control.
 fn assert_printable(report: &Report) {
     let text = terminal::render(report);
-    let raw: Vec<char> = text
-        .chars()
-        .filter(|&c| c != '\n' && matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}'))
-        .collect();
+    let raw: Vec<char> = text.chars().filter(|&c| c != '\n' && matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')).collect();
     assert!(raw.is_empty(), "raw {raw:?} in\n{text}");
 }
 
@@ -104,48 +92,32 @@ fn assert_clean_error(e: &ReportError) {
 }
 
 fn report() -> Report {
-    Report {
-        schema: SCHEMA,
-        input: "fuzz".into(),
-        ..Report::default()
-    }
+    Report { schema: SCHEMA, input: "fuzz".into(), ..Report::default() }
 }
 
 fn check_summary(path: &Path) {
     match summary::read(path) {
-        Ok(v) => assert_printable(&Report {
-            bundle: Some(v),
-            ..report()
-        }),
+        Ok(v) => assert_printable(&Report { bundle: Some(v), ..report() }),
         Err(e) => assert_clean_error(&e),
     }
 }
 
 fn check_timeline(path: &Path) {
     match timeline::read(path) {
-        Ok(t) => assert_printable(&Report {
-            timeline: Some(t),
-            ..report()
-        }),
+        Ok(t) => assert_printable(&Report { timeline: Some(t), ..report() }),
         Err(e) => assert_clean_error(&e),
     }
 }
 
 fn check_profile(path: &Path) {
     match allocations::read(path, 10) {
-        Ok(a) => assert_printable(&Report {
-            allocations: Some(a),
-            ..report()
-        }),
+        Ok(a) => assert_printable(&Report { allocations: Some(a), ..report() }),
         Err(e) => assert_clean_error(&e),
     }
 }
 
 fn temp_file(name: &str, bytes: &[u8]) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("memguard-report-fuzz-")
-        .tempdir()
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix("memguard-report-fuzz-").tempdir().unwrap();
     std::fs::write(dir.path().join(name), bytes).unwrap();
     dir
 }
@@ -154,33 +126,15 @@ fn temp_file(name: &str, bytes: &[u8]) -> tempfile::TempDir {
 fn seeds_render_escaped() {
     let dir = temp_file("summary.json", &summary_seed());
     let s = summary::read(&dir.path().join("summary.json")).unwrap();
-    let text = terminal::render(&Report {
-        bundle: Some(s),
-        ..report()
-    });
-    assert!(
-        text.contains("\\x1b]0;PWNED\\x07") && text.contains("\\u{9b}"),
-        "{text}"
-    );
-    let dir = temp_file(
-        "timeline.ndjson.gz",
-        &gzip_members((timeline_lines().join("\n") + "\n").as_bytes()),
-    );
+    let text = terminal::render(&Report { bundle: Some(s), ..report() });
+    assert!(text.contains("\\x1b]0;PWNED\\x07") && text.contains("\\u{9b}"), "{text}");
+    let dir = temp_file("timeline.ndjson.gz", &gzip_members((timeline_lines().join("\n") + "\n").as_bytes()));
     let t = timeline::read(&dir.path().join("timeline.ndjson.gz")).unwrap();
     assert_eq!((t.markers.len(), t.samples.len()), (1, 12));
     let dir = temp_file("allocations-1.heapprofile", &profile_seed());
     let a = allocations::read(&dir.path().join("allocations-1.heapprofile"), 10).unwrap();
     assert_eq!(a.sites.len(), 2);
-    for seed in [
-        Report {
-            timeline: Some(t),
-            ..report()
-        },
-        Report {
-            allocations: Some(a),
-            ..report()
-        },
-    ] {
+    for seed in [Report { timeline: Some(t), ..report() }, Report { allocations: Some(a), ..report() }] {
         let text = terminal::render(&seed);
         assert!(text.contains("\\x1b]0;PWNED\\x07"), "{text}");
         assert_printable(&seed);

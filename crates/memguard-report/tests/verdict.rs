@@ -7,21 +7,12 @@
 mod common;
 
 use common::Snap;
-use memguard_report::report::{
-    AccumulationPoint, GcPause, HeapSample, LeakVerdict, Report, SnapshotSummary, TimelineSummary,
-};
+use memguard_report::report::{AccumulationPoint, GcPause, HeapSample, LeakVerdict, Report, SnapshotSummary, TimelineSummary};
 use memguard_report::snapshot::{self, accumulation, progress::Progress};
 use memguard_report::verdict::{self, gate};
 
 /// `n` entries of `class`, each `size` bytes, in a Map's table named `name` held by `holder`.
-fn map_of(
-    s: &mut Snap,
-    holder: usize,
-    name: &str,
-    class: &str,
-    n: usize,
-    size: u32,
-) -> (usize, usize) {
+fn map_of(s: &mut Snap, holder: usize, name: &str, class: &str, n: usize, size: u32) -> (usize, usize) {
     let map = s.node("object", "Map", 40);
     let table = s.node("array", "(object elements)", 64);
     s.edge(holder, "context", name, map);
@@ -52,14 +43,8 @@ fn the_walk_descends_to_a_maps_table_and_names_the_map() {
     let points = accumulations(&s, "acc-map.heapsnapshot");
     assert_eq!(points.len(), 1, "{points:#?}");
     let p = &points[0];
-    assert_eq!(
-        (p.class.as_str(), p.objects, p.retained_size),
-        ("UserSession", 500, 500_000)
-    );
-    assert_eq!(
-        (p.holder.class.as_str(), p.holder.edge.as_deref()),
-        ("Map", Some("sessions"))
-    );
+    assert_eq!((p.class.as_str(), p.objects, p.retained_size), ("UserSession", 500, 500_000));
+    assert_eq!((p.holder.class.as_str(), p.holder.edge.as_deref()), ("Map", Some("sessions")));
     assert!(!p.internal);
     assert_eq!(verdict::holder_text(p), "Map 'sessions'");
 }
@@ -73,10 +58,7 @@ fn two_large_children_are_each_walked() {
     map_of(&mut s, ctx, "leak", "Leaked", 600, 1000);
     map_of(&mut s, ctx, "cache", "Cached", 400, 1000);
     let points = accumulations(&s, "acc-two.heapsnapshot");
-    let named: Vec<(&str, Option<&str>)> = points
-        .iter()
-        .map(|p| (p.class.as_str(), p.holder.edge.as_deref()))
-        .collect();
+    let named: Vec<(&str, Option<&str>)> = points.iter().map(|p| (p.class.as_str(), p.holder.edge.as_deref())).collect();
     assert_eq!(named, [("Leaked", Some("leak")), ("Cached", Some("cache"))]);
 }
 
@@ -109,10 +91,7 @@ fn an_internal_class_names_the_point_only_when_no_app_class_comes_close() {
     let points = accumulations(&s, "acc-closures.heapsnapshot");
     let p = &points[0];
     assert_eq!((p.class.as_str(), p.objects), ("Function", 300));
-    assert_eq!(
-        (p.holder.class.as_str(), p.holder.edge.as_deref()),
-        ("Array", Some("listeners"))
-    );
+    assert_eq!((p.holder.class.as_str(), p.holder.edge.as_deref()), ("Array", Some("listeners")));
 
     // The walk itself, on a bare dominator tree: root → A (90 %) → B (95 % of A) → many leaves.
     let mut idom = vec![0u32, 0, 1];
@@ -123,11 +102,7 @@ fn an_internal_class_names_the_point_only_when_no_app_class_comes_close() {
     }
     idom.push(0);
     retained.push(100);
-    assert_eq!(
-        accumulation::points(&idom, &retained, 0, |_| true),
-        Vec::<u32>::new(),
-        "under 256 kB: nothing to name"
-    );
+    assert_eq!(accumulation::points(&idom, &retained, 0, |_| true), Vec::<u32>::new(), "under 256 kB: nothing to name");
     let scaled: Vec<u64> = retained.iter().map(|r| r * 1_000_000).collect();
     assert_eq!(accumulation::points(&idom, &scaled, 0, |n| n != 0), vec![2]);
 }
@@ -137,29 +112,14 @@ fn an_internal_class_names_the_point_only_when_no_app_class_comes_close() {
 /// A timeline whose mark-compacts leave `heap(i)` bytes, one every 100 ms.
 fn timeline(n: usize, verdict: &str, heap: impl Fn(usize) -> f64) -> TimelineSummary {
     let pauses: Vec<GcPause> = (0..n)
-        .map(|i| GcPause {
-            t: i as f64 * 100.0,
-            kind: "mark-compact".into(),
-            ms: 1.0,
-            heap_after: heap(i) as u64,
-        })
+        .map(|i| GcPause { t: i as f64 * 100.0, kind: "mark-compact".into(), ms: 1.0, heap_after: heap(i) as u64 })
         .collect();
     let peak = pauses.iter().map(|p| p.heap_after).max().unwrap_or(0);
     TimelineSummary {
         heap_used_peak: peak,
-        samples: vec![HeapSample {
-            t: 0.0,
-            heap_used: 0,
-            heap_limit: 1 << 30,
-            rss: None,
-            spaces: vec![],
-        }],
+        samples: vec![HeapSample { t: 0.0, heap_used: 0, heap_limit: 1 << 30, rss: None, spaces: vec![] }],
         pauses,
-        leak: LeakVerdict {
-            verdict: verdict.into(),
-            span_ms: (n.max(1) - 1) as f64 * 100.0,
-            ..LeakVerdict::default()
-        },
+        leak: LeakVerdict { verdict: verdict.into(), span_ms: (n.max(1) - 1) as f64 * 100.0, ..LeakVerdict::default() },
         ..TimelineSummary::default()
     }
 }
@@ -172,30 +132,21 @@ fn jitter(i: usize, amp: f64) -> f64 {
 #[test]
 fn the_gate_tells_growth_from_a_flat_heap_and_a_cache_that_filled_up() {
     let mb = 1e6;
-    let growing = timeline(200, "growing", |i| {
-        20.0 * mb + i as f64 * 0.2 * mb + jitter(i, 0.3 * mb)
-    });
+    let growing = timeline(200, "growing", |i| 20.0 * mb + i as f64 * 0.2 * mb + jitter(i, 0.3 * mb));
     assert_eq!(gate::heap_trend(&growing, false).state, "growing");
     let flat = timeline(200, "stable", |i| 80.0 * mb + jitter(i, 2.0 * mb));
     assert_eq!(gate::heap_trend(&flat, false).state, "flat");
     // Rose for the first 40 %, then flat: the timeline alone says growing; the last half says it stopped.
-    let filled = timeline(200, "growing", |i| {
-        20.0 * mb + (i.min(80) as f64) * 0.5 * mb + jitter(i, 0.2 * mb)
-    });
+    let filled = timeline(200, "growing", |i| 20.0 * mb + (i.min(80) as f64) * 0.5 * mb + jitter(i, 0.2 * mb));
     assert_eq!(gate::heap_trend(&filled, false).state, "saturated");
     // The same curve ending in a near-heap-limit capture grew until the limit stopped it.
     assert_eq!(gate::heap_trend(&filled, true).state, "growing");
     assert_eq!(gate::heap_trend(&flat, true).state, "flat");
-    assert_eq!(
-        gate::heap_trend(&timeline(3, "too-short", |i| i as f64 * mb), false).state,
-        "too-short"
-    );
+    assert_eq!(gate::heap_trend(&timeline(3, "too-short", |i| i as f64 * mb), false).state, "too-short");
     // 1.8 s rising to the heap limit, then GCs thrashing flat at the top (the last half does not
     // rise) and a near-heap-limit capture: a fast leak, not too little data. Without the capture
     // it stays too short to judge, and so does a short flat heap.
-    let fast = timeline(19, "too-short", |i| {
-        20.0 * mb + (i.min(8) as f64) * 5.0 * mb + jitter(i, 0.3 * mb)
-    });
+    let fast = timeline(19, "too-short", |i| 20.0 * mb + (i.min(8) as f64) * 5.0 * mb + jitter(i, 0.3 * mb));
     assert_eq!(gate::heap_trend(&fast, true).state, "growing");
     assert_eq!(gate::heap_trend(&fast, false).state, "too-short");
     let short_flat = timeline(19, "too-short", |i| 40.0 * mb + jitter(i, 0.3 * mb));
@@ -209,59 +160,29 @@ fn report_with(timeline: Option<TimelineSummary>) -> Report {
     s.edge(0, "element", "1", ctx);
     map_of(&mut s, ctx, "catalog", "Product", 800, 1000);
     let a = snapshot::analyse(&s.write("gate-report.heapsnapshot"), &Progress::silent()).unwrap();
-    let snapshot = SnapshotSummary {
-        accumulations: a.accumulations(),
-        reachable_size: a.retained[0],
-        ..SnapshotSummary::default()
-    };
-    Report {
-        snapshot: Some(snapshot),
-        timeline,
-        ..Report::default()
-    }
+    let snapshot = SnapshotSummary { accumulations: a.accumulations(), reachable_size: a.retained[0], ..SnapshotSummary::default() };
+    Report { snapshot: Some(snapshot), timeline, ..Report::default() }
 }
 
 #[test]
 fn a_big_heap_that_does_not_grow_gets_no_suspect() {
     let mb = 1e6;
-    let flat = report_with(Some(timeline(200, "stable", |i| {
-        80.0 * mb + jitter(i, 2.0 * mb)
-    })));
+    let flat = report_with(Some(timeline(200, "stable", |i| 80.0 * mb + jitter(i, 2.0 * mb))));
     let v = verdict::judge(&flat);
-    assert_eq!(
-        (v.status.as_str(), v.reason.as_deref()),
-        ("no-leak-suspect", Some("flat"))
-    );
+    assert_eq!((v.status.as_str(), v.reason.as_deref()), ("no-leak-suspect", Some("flat")));
     assert!(v.suspects.is_empty());
     assert_eq!(v.not_growing[0].class, "Product");
-    assert!(
-        v.headline
-            .starts_with("No leak suspect: the heap was flat over the timeline"),
-        "{}",
-        v.headline
-    );
+    assert!(v.headline.starts_with("No leak suspect: the heap was flat over the timeline"), "{}", v.headline);
 
-    let filled = report_with(Some(timeline(200, "growing", |i| {
-        20.0 * mb + (i.min(80) as f64) * 0.5 * mb
-    })));
+    let filled = report_with(Some(timeline(200, "growing", |i| 20.0 * mb + (i.min(80) as f64) * 0.5 * mb)));
     assert_eq!(verdict::judge(&filled).reason.as_deref(), Some("saturated"));
 
     let unknown = verdict::judge(&report_with(None));
-    assert_eq!(
-        (unknown.status.as_str(), unknown.reason.as_deref()),
-        ("no-leak-suspect", Some("too-little-data"))
-    );
+    assert_eq!((unknown.status.as_str(), unknown.reason.as_deref()), ("no-leak-suspect", Some("too-little-data")));
 
-    let growing = report_with(Some(timeline(200, "growing", |i| {
-        20.0 * mb + i as f64 * 0.2 * mb
-    })));
+    let growing = report_with(Some(timeline(200, "growing", |i| 20.0 * mb + i as f64 * 0.2 * mb)));
     let v = verdict::judge(&growing);
     assert_eq!(v.status, "leak-suspect");
     assert_eq!(v.suspects[0].class, "Product");
-    assert!(
-        v.headline
-            .starts_with("Leak suspect: 800 Product (800.0 kB) held by Map 'catalog'"),
-        "{}",
-        v.headline
-    );
+    assert!(v.headline.starts_with("Leak suspect: 800 Product (800.0 kB) held by Map 'catalog'"), "{}", v.headline);
 }

@@ -42,9 +42,7 @@ impl Format {
                         .unwrap_or(1.0);
                     Some(q)
                 })
-                .fold(None, |best: Option<f64>, q| {
-                    Some(best.map_or(q, |b| b.max(q)))
-                })
+                .fold(None, |best: Option<f64>, q| Some(best.map_or(q, |b| b.max(q))))
         };
         match (q_of("application/openmetrics-text"), q_of("text/plain")) {
             (Some(om), text) if om > 0.0 && om >= text.unwrap_or(0.0) => Format::OpenMetrics,
@@ -76,20 +74,10 @@ impl ProcessValues {
 pub fn parse_status(status: &str) -> ProcessValues {
     let field = |name: &str| {
         let line = status.lines().find(|l| l.starts_with(name))?;
-        let kib: u64 = line[name.len()..]
-            .trim_start_matches(':')
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()?;
+        let kib: u64 = line[name.len()..].trim_start_matches(':').split_whitespace().next()?.parse().ok()?;
         Some(kib * 1024)
     };
-    ProcessValues {
-        resident: field("VmRSS"),
-        virtual_size: field("VmSize"),
-        data: field("VmData"),
-        cgroup: None,
-    }
+    ProcessValues { resident: field("VmRSS"), virtual_size: field("VmSize"), data: field("VmData"), cgroup: None }
 }
 
 struct Out {
@@ -139,17 +127,8 @@ impl Out {
     }
 
     /// A gauge family with one sample per thread that has a value.
-    fn per_thread(
-        &mut self,
-        name: &str,
-        help: &str,
-        threads: &[(String, &ThreadMetrics)],
-        value: impl Fn(&ThreadMetrics) -> Option<f64>,
-    ) {
-        let values: Vec<(&str, f64)> = threads
-            .iter()
-            .filter_map(|(label, t)| Some((label.as_str(), value(t)?)))
-            .collect();
+    fn per_thread(&mut self, name: &str, help: &str, threads: &[(String, &ThreadMetrics)], value: impl Fn(&ThreadMetrics) -> Option<f64>) {
+        let values: Vec<(&str, f64)> = threads.iter().filter_map(|(label, t)| Some((label.as_str(), value(t)?))).collect();
         if values.is_empty() {
             return;
         }
@@ -193,23 +172,12 @@ pub fn space_label(name: &str) -> &str {
 
 /// The whole exposition: every thread in `registry`, then the process.
 pub fn render(registry: &Registry, process: &ProcessValues, format: Format) -> String {
-    let mut out = Out {
-        text: String::with_capacity(16 << 10),
-        format,
-    };
-    let threads: Vec<(String, &ThreadMetrics)> = registry
-        .threads
-        .values()
-        .map(|t| (t.thread.to_string(), t))
-        .collect();
+    let mut out = Out { text: String::with_capacity(16 << 10), format };
+    let threads: Vec<(String, &ThreadMetrics)> = registry.threads.values().map(|t| (t.thread.to_string(), t)).collect();
 
     if !threads.is_empty() {
         let name = "nodejs_gc_duration_seconds";
-        out.family(
-            name,
-            Kind::Histogram,
-            "Garbage collection duration by kind, one of major, minor, incremental or weakcb.",
-        );
+        out.family(name, Kind::Histogram, "Garbage collection duration by kind, one of major, minor, incremental or weakcb.");
         for (thread, t) in &threads {
             for (kind, h) in GC_KINDS.iter().zip(&t.gc) {
                 if *kind == "other" && h.count == 0 {
@@ -217,48 +185,19 @@ pub fn render(registry: &Registry, process: &ProcessValues, format: Format) -> S
                 }
                 for (le, n) in GC_BUCKETS.iter().zip(h.cumulative()) {
                     let le = le.to_string();
-                    out.sample(
-                        "nodejs_gc_duration_seconds_bucket",
-                        &[("le", &le), ("kind", kind), ("thread", thread)],
-                        n as f64,
-                    );
+                    out.sample("nodejs_gc_duration_seconds_bucket", &[("le", &le), ("kind", kind), ("thread", thread)], n as f64);
                 }
                 let labels = [("le", "+Inf"), ("kind", kind), ("thread", thread.as_str())];
                 out.sample("nodejs_gc_duration_seconds_bucket", &labels, h.count as f64);
-                out.sample(
-                    "nodejs_gc_duration_seconds_sum",
-                    &[("kind", kind), ("thread", thread)],
-                    h.sum_seconds,
-                );
-                out.sample(
-                    "nodejs_gc_duration_seconds_count",
-                    &[("kind", kind), ("thread", thread)],
-                    h.count as f64,
-                );
+                out.sample("nodejs_gc_duration_seconds_sum", &[("kind", kind), ("thread", thread)], h.sum_seconds);
+                out.sample("nodejs_gc_duration_seconds_count", &[("kind", kind), ("thread", thread)], h.count as f64);
             }
         }
     }
-    let heap = |f: fn(&super::Sample) -> u64| {
-        move |t: &ThreadMetrics| t.sample.as_ref().map(|s| f(s) as f64)
-    };
-    out.per_thread(
-        "nodejs_heap_size_total_bytes",
-        "Process heap size from Node.js in bytes.",
-        &threads,
-        heap(|s| s.heap.total_heap_size),
-    );
-    out.per_thread(
-        "nodejs_heap_size_used_bytes",
-        "Process heap size used from Node.js in bytes.",
-        &threads,
-        heap(|s| s.heap.used_heap_size),
-    );
-    out.per_thread(
-        "nodejs_external_memory_bytes",
-        "Node.js external memory size in bytes.",
-        &threads,
-        heap(|s| s.heap.external_memory),
-    );
+    let heap = |f: fn(&super::Sample) -> u64| move |t: &ThreadMetrics| t.sample.as_ref().map(|s| f(s) as f64);
+    out.per_thread("nodejs_heap_size_total_bytes", "Process heap size from Node.js in bytes.", &threads, heap(|s| s.heap.total_heap_size));
+    out.per_thread("nodejs_heap_size_used_bytes", "Process heap size used from Node.js in bytes.", &threads, heap(|s| s.heap.used_heap_size));
+    out.per_thread("nodejs_external_memory_bytes", "Node.js external memory size in bytes.", &threads, heap(|s| s.heap.external_memory));
     type SpaceValue = fn(&crate::manifest::SpaceStats) -> u64;
     let spaces: [(&str, &str, SpaceValue); 3] = [
         ("total", "total", |sp| sp.space_size),
@@ -270,39 +209,19 @@ pub fn render(registry: &Registry, process: &ProcessValues, format: Format) -> S
         if threads.iter().all(|(_, t)| t.sample.is_none()) {
             break;
         }
-        out.family(
-            &name,
-            Kind::Gauge,
-            &format!("Process heap space size {what} from Node.js in bytes."),
-        );
+        out.family(&name, Kind::Gauge, &format!("Process heap space size {what} from Node.js in bytes."));
         for (thread, t) in &threads {
             for sp in t.sample.iter().flat_map(|s| &s.spaces) {
-                out.sample(
-                    &name,
-                    &[("space", space_label(&sp.space_name)), ("thread", thread)],
-                    value(sp) as f64,
-                );
+                out.sample(&name, &[("space", space_label(&sp.space_name)), ("thread", thread)], value(sp) as f64);
             }
         }
     }
 
     // Process-wide, read now (prom-client's names).
     let process_gauges = [
-        (
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-            process.resident,
-        ),
-        (
-            "process_virtual_memory_bytes",
-            "Virtual memory size in bytes.",
-            process.virtual_size,
-        ),
-        (
-            "process_heap_bytes",
-            "Process heap size in bytes.",
-            process.data,
-        ),
+        ("process_resident_memory_bytes", "Resident memory size in bytes.", process.resident),
+        ("process_virtual_memory_bytes", "Virtual memory size in bytes.", process.virtual_size),
+        ("process_heap_bytes", "Process heap size in bytes.", process.data),
     ];
     for (name, help, value) in process_gauges {
         if let Some(v) = value {
@@ -312,53 +231,22 @@ pub fn render(registry: &Registry, process: &ProcessValues, format: Format) -> S
     }
 
     // memguard's own.
-    out.per_thread(
-        "memguard_heap_size_limit_bytes",
-        "V8 heap size limit (heap_size_limit) in bytes.",
-        &threads,
-        heap(|s| s.heap.heap_size_limit),
-    );
-    out.per_thread(
-        "memguard_heap_malloced_bytes",
-        "Memory V8 allocated with malloc, in bytes.",
-        &threads,
-        heap(|s| s.heap.malloced_memory),
-    );
-    out.per_thread(
-        "memguard_array_buffers_bytes",
-        "Memory held by ArrayBuffers and Buffers, in bytes.",
-        &threads,
-        heap(|s| s.array_buffers),
-    );
-    out.per_thread(
-        "memguard_detached_contexts",
-        "Detached native contexts (a classic leak: each holds a whole realm).",
-        &threads,
-        heap(|s| s.heap.number_of_detached_contexts),
-    );
+    out.per_thread("memguard_heap_size_limit_bytes", "V8 heap size limit (heap_size_limit) in bytes.", &threads, heap(|s| s.heap.heap_size_limit));
+    out.per_thread("memguard_heap_malloced_bytes", "Memory V8 allocated with malloc, in bytes.", &threads, heap(|s| s.heap.malloced_memory));
+    out.per_thread("memguard_array_buffers_bytes", "Memory held by ArrayBuffers and Buffers, in bytes.", &threads, heap(|s| s.array_buffers));
+    out.per_thread("memguard_detached_contexts", "Detached native contexts (a classic leak: each holds a whole realm).", &threads, heap(|s| s.heap.number_of_detached_contexts));
     if threads.iter().any(|(_, t)| t.sample.is_some()) {
         let name = "memguard_heap_space_physical_bytes";
-        out.family(
-            name,
-            Kind::Gauge,
-            "Committed (physical) size of each V8 heap space in bytes.",
-        );
+        out.family(name, Kind::Gauge, "Committed (physical) size of each V8 heap space in bytes.");
         for (thread, t) in &threads {
             for sp in t.sample.iter().flat_map(|s| &s.spaces) {
-                out.sample(
-                    name,
-                    &[("space", space_label(&sp.space_name)), ("thread", thread)],
-                    sp.physical_space_size as f64,
-                );
+                out.sample(name, &[("space", space_label(&sp.space_name)), ("thread", thread)], sp.physical_space_size as f64);
             }
         }
     }
-    out.per_thread(
-        "memguard_heap_sampled_timestamp_seconds",
-        "When the heap values above were sampled (Unix time).",
-        &threads,
-        |t| t.sample.as_ref().map(|s| s.t_ms / 1e3),
-    );
+    out.per_thread("memguard_heap_sampled_timestamp_seconds", "When the heap values above were sampled (Unix time).", &threads, |t| {
+        t.sample.as_ref().map(|s| s.t_ms / 1e3)
+    });
     out.per_thread(
         "memguard_heap_used_after_major_gc_bytes",
         "Heap used right after the last mark-compact: the live heap.",
@@ -371,13 +259,7 @@ pub fn render(registry: &Registry, process: &ProcessValues, format: Format) -> S
         &threads,
         |t| Some(t.leak_bytes_per_minute()),
     );
-    counter_per_thread(
-        &mut out,
-        "memguard_leak_verdicts_total",
-        "Leak verdicts (steady growth found) so far.",
-        &threads,
-        |t| t.leak_verdicts,
-    );
+    counter_per_thread(&mut out, "memguard_leak_verdicts_total", "Leak verdicts (steady growth found) so far.", &threads, |t| t.leak_verdicts);
     counter_per_thread(
         &mut out,
         "memguard_timeline_dropped_total",
@@ -387,38 +269,18 @@ pub fn render(registry: &Registry, process: &ProcessValues, format: Format) -> S
     );
     if !threads.is_empty() {
         let name = "memguard_captures_total";
-        out.family(
-            name,
-            Kind::Counter,
-            "Captures (heap snapshot attempts) by trigger and outcome (written, skipped, failed).",
-        );
+        out.family(name, Kind::Counter, "Captures (heap snapshot attempts) by trigger and outcome (written, skipped, failed).");
         for (thread, t) in &threads {
             for ((trigger, outcome), n) in &t.captures {
-                out.sample(
-                    name,
-                    &[
-                        ("trigger", trigger),
-                        ("outcome", outcome),
-                        ("thread", thread),
-                    ],
-                    *n as f64,
-                );
+                out.sample(name, &[("trigger", trigger), ("outcome", outcome), ("thread", thread)], *n as f64);
             }
         }
     }
     if let Some(mem) = process.cgroup {
-        out.family(
-            "memguard_cgroup_memory_usage_bytes",
-            Kind::Gauge,
-            "Memory used by the process's memory cgroup (container), in bytes.",
-        );
+        out.family("memguard_cgroup_memory_usage_bytes", Kind::Gauge, "Memory used by the process's memory cgroup (container), in bytes.");
         out.sample("memguard_cgroup_memory_usage_bytes", &[], mem.usage as f64);
         if let Some(limit) = mem.limit {
-            out.family(
-                "memguard_cgroup_memory_limit_bytes",
-                Kind::Gauge,
-                "Memory limit of the process's memory cgroup (the tightest on its path), in bytes.",
-            );
+            out.family("memguard_cgroup_memory_limit_bytes", Kind::Gauge, "Memory limit of the process's memory cgroup (the tightest on its path), in bytes.");
             out.sample("memguard_cgroup_memory_limit_bytes", &[], limit as f64);
         }
     }
@@ -428,13 +290,7 @@ pub fn render(registry: &Registry, process: &ProcessValues, format: Format) -> S
     out.text
 }
 
-fn counter_per_thread(
-    out: &mut Out,
-    name: &str,
-    help: &str,
-    threads: &[(String, &ThreadMetrics)],
-    value: impl Fn(&ThreadMetrics) -> u64,
-) {
+fn counter_per_thread(out: &mut Out, name: &str, help: &str, threads: &[(String, &ThreadMetrics)], value: impl Fn(&ThreadMetrics) -> u64) {
     if threads.is_empty() {
         return;
     }
@@ -457,16 +313,9 @@ mod tests {
         t.gc(&gc(1, 0.4, 1.0, 10));
         t.gc(&gc(1, 3.0, 2.0, 10));
         t.gc(&gc(4, 25.0, 3.0, 5_000_000));
-        t.marker(
-            "snapshot-start",
-            &serde_json::json!({"seq": 1, "trigger": "near-heap-limit"}),
-        );
+        t.marker("snapshot-start", &serde_json::json!({"seq": 1, "trigger": "near-heap-limit"}));
         t.marker("snapshot-end", &serde_json::json!({"seq": 1, "ok": true}));
-        let heap = crate::manifest::HeapStats {
-            used_heap_size: 1234,
-            heap_size_limit: 4 << 30,
-            ..Default::default()
-        };
+        let heap = crate::manifest::HeapStats { used_heap_size: 1234, heap_size_limit: 4 << 30, ..Default::default() };
         let spaces = vec![crate::manifest::SpaceStats {
             space_name: "new_large_object_space".into(),
             space_size: 10,
@@ -474,29 +323,14 @@ mod tests {
             space_available_size: 3,
             physical_space_size: 9,
         }];
-        t.sample = Some(super::super::Sample {
-            t_ms: 1_700_000_000_500.0,
-            heap,
-            spaces,
-            array_buffers: 7,
-        });
+        t.sample = Some(super::super::Sample { t_ms: 1_700_000_000_500.0, heap, spaces, array_buffers: 7 });
         let mut w = ThreadMetrics::new(3, Arc::new(Shared::default()));
         w.gc(&gc(8, 1.0, 1.0, 10));
-        Registry {
-            threads: BTreeMap::from([(1, t), (2, w)]),
-        }
+        Registry { threads: BTreeMap::from([(1, t), (2, w)]) }
     }
 
     fn process() -> ProcessValues {
-        ProcessValues {
-            resident: Some(50 << 20),
-            virtual_size: Some(1 << 30),
-            data: None,
-            cgroup: Some(CgroupMemory {
-                usage: 100,
-                limit: Some(1000),
-            }),
-        }
+        ProcessValues { resident: Some(50 << 20), virtual_size: Some(1 << 30), data: None, cgroup: Some(CgroupMemory { usage: 100, limit: Some(1000) }) }
     }
 
     #[test]
@@ -552,14 +386,8 @@ mod tests {
         assert_eq!(Format::from_accept(prometheus), Format::OpenMetrics);
         assert_eq!(Format::from_accept(""), Format::Prometheus);
         assert_eq!(Format::from_accept("*/*"), Format::Prometheus);
-        assert_eq!(
-            Format::from_accept("text/plain;q=0.9,application/openmetrics-text;q=0.5"),
-            Format::Prometheus
-        );
-        assert_eq!(
-            Format::from_accept("application/openmetrics-text; q=0"),
-            Format::Prometheus
-        );
+        assert_eq!(Format::from_accept("text/plain;q=0.9,application/openmetrics-text;q=0.5"), Format::Prometheus);
+        assert_eq!(Format::from_accept("application/openmetrics-text; q=0"), Format::Prometheus);
     }
 
     #[test]
@@ -577,10 +405,7 @@ mod tests {
     #[test]
     fn status_fields() {
         let v = parse_status("Name:\tnode\nVmSize:\t  100 kB\nVmRSS:\t 20 kB\nVmData:\t 30 kB\n");
-        assert_eq!(
-            (v.virtual_size, v.resident, v.data),
-            (Some(102_400), Some(20_480), Some(30_720))
-        );
+        assert_eq!((v.virtual_size, v.resident, v.data), (Some(102_400), Some(20_480), Some(30_720)));
         assert_eq!(space_label("read_only_space"), "read_only");
         assert_eq!(space_label("code_large_object_space"), "code_large_object");
     }

@@ -47,9 +47,7 @@ pub fn start(addr: SocketAddr) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("memguard-metrics".into())
-        .spawn(move || serve(listener))?;
+    std::thread::Builder::new().name("memguard-metrics".into()).spawn(move || serve(listener))?;
     Ok(bound)
 }
 
@@ -90,22 +88,13 @@ fn serve(listener: TcpListener) {
     loop {
         let now = Instant::now();
         conns.retain(|c| now < c.deadline());
-        let next_deadline = conns
-            .iter()
-            .map(Conn::deadline)
-            .min()
-            .map_or(Duration::from_secs(60), |d| {
-                d.saturating_duration_since(now)
-            });
+        let next_deadline =
+            conns.iter().map(Conn::deadline).min().map_or(Duration::from_secs(60), |d| d.saturating_duration_since(now));
         let ready: Vec<bool> = {
             let mut fds = Vec::with_capacity(conns.len() + 1);
             fds.push(PollFd::new(&listener, PollFlags::IN));
             for c in &conns {
-                let want = if matches!(c.state, State::Writing(..)) {
-                    PollFlags::OUT
-                } else {
-                    PollFlags::IN
-                };
+                let want = if matches!(c.state, State::Writing(..)) { PollFlags::OUT } else { PollFlags::IN };
                 fds.push(PollFd::new(&c.stream, want));
             }
             let timeout = Timespec::try_from(next_deadline + Duration::from_millis(1)).ok();
@@ -141,17 +130,10 @@ fn accept_all(listener: &TcpListener, conns: &mut Vec<Conn>) {
                 if conns.len() >= MAX_CONNECTIONS {
                     // Push out the oldest client still sending its request
                     // (or, failing that, the oldest one).
-                    let victim = conns
-                        .iter()
-                        .position(|c| matches!(c.state, State::Reading(_)))
-                        .unwrap_or(0);
+                    let victim = conns.iter().position(|c| matches!(c.state, State::Reading(_))).unwrap_or(0);
                     let _ = conns.remove(victim).stream.shutdown(Shutdown::Both);
                 }
-                conns.push(Conn {
-                    stream,
-                    opened: Instant::now(),
-                    state: State::Reading(Vec::new()),
-                });
+                conns.push(Conn { stream, opened: Instant::now(), state: State::Reading(Vec::new()) });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             // Out of file descriptors, a connection reset before accept…:
@@ -180,21 +162,12 @@ fn step(conn: &mut Conn, cgroup: Option<&Cgroup>) {
                         if let Some(head) = request_head(&request) {
                             State::Writing(respond(head, cgroup), 0)
                         } else if request.len() >= MAX_REQUEST {
-                            State::Writing(
-                                plain(
-                                    431,
-                                    "Request Header Fields Too Large",
-                                    "request too large\n",
-                                ),
-                                0,
-                            )
+                            State::Writing(plain(431, "Request Header Fields Too Large", "request too large\n"), 0)
                         } else {
                             State::Reading(request)
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return conn.state = State::Reading(request)
-                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return conn.state = State::Reading(request),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => State::Reading(request),
                     Err(_) => State::Done,
                 }
@@ -206,18 +179,14 @@ fn step(conn: &mut Conn, cgroup: Option<&Cgroup>) {
                     State::Draining(Instant::now())
                 }
                 Ok(n) => State::Writing(answer, sent + n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return conn.state = State::Writing(answer, sent)
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return conn.state = State::Writing(answer, sent),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => State::Writing(answer, sent),
                 Err(_) => State::Done,
             },
             State::Draining(since) => match conn.stream.read(&mut chunk) {
                 Ok(0) => State::Done,
                 Ok(_) => State::Draining(since),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return conn.state = State::Draining(since)
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return conn.state = State::Draining(since),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => State::Draining(since),
                 Err(_) => State::Done,
             },
@@ -228,11 +197,7 @@ fn step(conn: &mut Conn, cgroup: Option<&Cgroup>) {
 
 /// The request head (up to the blank line), once complete.
 fn request_head(buf: &[u8]) -> Option<&[u8]> {
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))?;
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))?;
     Some(&buf[..end])
 }
 
@@ -243,9 +208,7 @@ pub fn respond(head: &[u8], cgroup: Option<&Cgroup>) -> Vec<u8> {
     };
     let mut lines = head.lines();
     let mut parts = lines.next().unwrap_or("").split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return plain(400, "Bad Request", "bad request\n");
     };
     if !version.starts_with("HTTP/1.") {
@@ -253,11 +216,7 @@ pub fn respond(head: &[u8], cgroup: Option<&Cgroup>) -> Vec<u8> {
     }
     let path = target.split('?').next().unwrap_or("");
     if path != "/metrics" {
-        return plain(
-            404,
-            "Not Found",
-            "not found: memguard serves /metrics only\n",
-        );
+        return plain(404, "Not Found", "not found: memguard serves /metrics only\n");
     }
     if method != "GET" && method != "HEAD" {
         return plain(405, "Method Not Allowed", "method not allowed\n");
@@ -308,23 +267,13 @@ mod tests {
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(ok.contains("Content-Type: text/plain; version=0.0.4"));
         let om = get(addr, b"GET /metrics?x=1 HTTP/1.1\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n");
-        assert!(
-            om.contains("application/openmetrics-text") && om.ends_with("# EOF\n"),
-            "{om}"
-        );
+        assert!(om.contains("application/openmetrics-text") && om.ends_with("# EOF\n"), "{om}");
         let head = get(addr, b"HEAD /metrics HTTP/1.0\n\n");
-        assert!(
-            head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
-            "{head}"
-        );
+        assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"), "{head}");
         assert!(get(addr, b"GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get(addr, b"GET /metrics/x HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get(addr, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
-        assert!(get(
-            addr,
-            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"
-        )
-        .starts_with("HTTP/1.1 400"));
+        assert!(get(addr, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n").starts_with("HTTP/1.1 400"));
         assert!(get(addr, b"GET /metrics\r\n\r\n").starts_with("HTTP/1.1 400"));
         let huge = vec![b'a'; MAX_REQUEST + 100];
         assert!(get(addr, &huge).starts_with("HTTP/1.1 431"));
@@ -344,16 +293,10 @@ mod tests {
         let started = Instant::now();
         let ok = get(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
         // The oldest idle ones were closed to make room.
         let mut first = BufReader::new(idle[0].try_clone().unwrap());
-        idle[0]
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        idle[0].set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut line = String::new();
         assert_eq!(first.read_line(&mut line).unwrap_or(0), 0);
     }

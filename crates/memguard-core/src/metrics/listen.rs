@@ -11,18 +11,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 pub enum Parsed {
     Off,
     /// Serve on this address; `note` is a warning about how the value was read.
-    On {
-        addr: SocketAddr,
-        note: Option<String>,
-    },
+    On { addr: SocketAddr, note: Option<String> },
 }
 
 /// The port `on` means: OpenTelemetry's Prometheus exporter's default.
 pub const DEFAULT_PORT: u16 = 9464;
 
 /// The problem with a value that cannot be used (the endpoint then stays off).
-pub const PROBLEM: &str =
-    "is not off, on, a port (9464) or an IP address and port (127.0.0.1:9464, [::1]:9464)";
+pub const PROBLEM: &str = "is not off, on, a port (9464) or an IP address and port (127.0.0.1:9464, [::1]:9464)";
 pub const HOSTNAME: &str =
     "names a host other than localhost, which memguard does not resolve (it could expose the endpoint beyond this machine); give an IP address";
 
@@ -31,19 +27,11 @@ pub fn parse(value: &str) -> Result<Parsed, &'static str> {
     let loopback = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
     match value.to_ascii_lowercase().as_str() {
         "" | "0" | "off" | "no" | "false" | "none" => return Ok(Parsed::Off),
-        "on" | "yes" | "true" => {
-            return Ok(Parsed::On {
-                addr: loopback(DEFAULT_PORT),
-                note: None,
-            })
-        }
+        "on" | "yes" | "true" => return Ok(Parsed::On { addr: loopback(DEFAULT_PORT), note: None }),
         _ => {}
     }
     if let Some(port) = port(value) {
-        return Ok(Parsed::On {
-            addr: loopback(port?),
-            note: None,
-        });
+        return Ok(Parsed::On { addr: loopback(port?), note: None });
     }
     if let Some(rest) = value.strip_prefix(':') {
         // Go's `:9464` means every interface; here it stays on loopback.
@@ -51,30 +39,17 @@ pub fn parse(value: &str) -> Result<Parsed, &'static str> {
         let note = format!(
             "MEMGUARD_METRICS=\"{value}\" names no host; serving on 127.0.0.1:{port} only (give 0.0.0.0:{port} to listen on every interface)"
         );
-        return Ok(Parsed::On {
-            addr: loopback(port),
-            note: Some(note),
-        });
+        return Ok(Parsed::On { addr: loopback(port), note: Some(note) });
     }
     if let Ok(addr) = value.parse::<SocketAddr>() {
-        return if addr.port() == 0 {
-            Err(PROBLEM)
-        } else {
-            Ok(Parsed::On { addr, note: None })
-        };
+        return if addr.port() == 0 { Err(PROBLEM) } else { Ok(Parsed::On { addr, note: None }) };
     }
     let (host, port_text) = value.rsplit_once(':').ok_or(PROBLEM)?;
     let port = port(port_text).ok_or(PROBLEM)??;
     if host.eq_ignore_ascii_case("localhost") {
-        return Ok(Parsed::On {
-            addr: loopback(port),
-            note: None,
-        });
+        return Ok(Parsed::On { addr: loopback(port), note: None });
     }
-    let hostname = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let hostname = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     Err(if hostname { HOSTNAME } else { PROBLEM })
 }
 
@@ -128,10 +103,7 @@ mod tests {
         let (addr, note) = on(":9464");
         assert_eq!(addr, "127.0.0.1:9464");
         let note = note.unwrap();
-        assert!(
-            note.contains("names no host") && note.contains("0.0.0.0:9464"),
-            "{note}"
-        );
+        assert!(note.contains("names no host") && note.contains("0.0.0.0:9464"), "{note}");
     }
 
     #[test]
@@ -142,22 +114,7 @@ mod tests {
 
     #[test]
     fn bad_values() {
-        for v in [
-            "65536",
-            "99999999999",
-            "-1",
-            "abc",
-            "127.0.0.1",
-            "127.0.0.1:",
-            "127.0.0.1:0",
-            ":0",
-            ":",
-            "1.2.3.4:x",
-            "[::1]",
-            "http://127.0.0.1:9464",
-            "9464/metrics",
-            "300.1.1.1:80",
-        ] {
+        for v in ["65536", "99999999999", "-1", "abc", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", ":0", ":", "1.2.3.4:x", "[::1]", "http://127.0.0.1:9464", "9464/metrics", "300.1.1.1:80"] {
             assert!(parse(v).is_err(), "{v:?} → {:?}", parse(v));
         }
     }

@@ -121,8 +121,7 @@ impl ThreadMetrics {
             if self.after_major.len() == LEAK_POINTS {
                 self.after_major.pop_front();
             }
-            self.after_major
-                .push_back((rec.t_ms, rec.used_after as f64));
+            self.after_major.push_back((rec.t_ms, rec.used_after as f64));
         }
         if let Some(pending) = &mut self.pending {
             if pending.len() < PENDING_MAX {
@@ -134,18 +133,8 @@ impl ThreadMetrics {
     }
 
     fn sample(&mut self, rec: &SampleRecord) {
-        let SampleRecord {
-            t_ms,
-            heap,
-            spaces,
-            array_buffers,
-        } = rec.clone();
-        self.sample = Some(Sample {
-            t_ms,
-            heap,
-            spaces,
-            array_buffers,
-        });
+        let SampleRecord { t_ms, heap, spaces, array_buffers } = rec.clone();
+        self.sample = Some(Sample { t_ms, heap, spaces, array_buffers });
     }
 
     fn marker(&mut self, name: &str, detail: &Value) {
@@ -153,17 +142,11 @@ impl ThreadMetrics {
         match name {
             "leak" => self.leak_verdicts += 1,
             "snapshot-start" => {
-                let trigger = detail
-                    .get("trigger")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown");
+                let trigger = detail.get("trigger").and_then(Value::as_str).unwrap_or("unknown");
                 self.capture_triggers.insert(seq, trigger.to_string());
             }
             "snapshot-end" => {
-                let trigger = self
-                    .capture_triggers
-                    .remove(&seq)
-                    .unwrap_or_else(|| "unknown".into());
+                let trigger = self.capture_triggers.remove(&seq).unwrap_or_else(|| "unknown".into());
                 let outcome = if detail.get("ok") == Some(&Value::Bool(true)) {
                     "written"
                 } else if detail.get("error").is_some() {
@@ -171,10 +154,7 @@ impl ThreadMetrics {
                 } else {
                     "skipped"
                 };
-                *self
-                    .captures
-                    .entry((trigger, outcome.to_string()))
-                    .or_default() += 1;
+                *self.captures.entry((trigger, outcome.to_string())).or_default() += 1;
             }
             _ => {}
         }
@@ -191,9 +171,7 @@ impl ThreadMetrics {
     }
 
     pub fn timeline_dropped(&self) -> u64 {
-        self.shared
-            .dropped
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The values as one JSON object (`memguard.metrics.snapshot()`).
@@ -204,15 +182,8 @@ impl ThreadMetrics {
             .filter(|(name, h)| **name != "other" || h.count > 0)
             .map(|(name, h)| {
                 // `[[le, cumulative count], …]`: an array keeps the order.
-                let buckets: Vec<Value> = GC_BUCKETS
-                    .iter()
-                    .zip(h.cumulative())
-                    .map(|(le, n)| json!([le, n]))
-                    .collect();
-                (
-                    name.to_string(),
-                    json!({ "count": h.count, "sumSeconds": h.sum_seconds, "buckets": buckets }),
-                )
+                let buckets: Vec<Value> = GC_BUCKETS.iter().zip(h.cumulative()).map(|(le, n)| json!([le, n])).collect();
+                (name.to_string(), json!({ "count": h.count, "sumSeconds": h.sum_seconds, "buckets": buckets }))
             })
             .collect();
         let captures: Vec<Value> = self
@@ -274,9 +245,7 @@ pub struct Registry {
     pub threads: BTreeMap<u64, ThreadMetrics>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    threads: BTreeMap::new(),
-});
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { threads: BTreeMap::new() });
 
 /// Runs `f` on the registry (briefly: the recorder thread waits meanwhile).
 pub fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
@@ -289,15 +258,10 @@ pub fn observe(event: &Event) {
     let mut reg = REGISTRY.lock();
     match event {
         Event::Open { id, open } => {
-            let thread = open
-                .header
-                .get("threadId")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
+            let thread = open.header.get("threadId").and_then(Value::as_u64).unwrap_or(0);
             // One series per thread: a thread guarded again replaces its old entry.
             reg.threads.retain(|_, t| t.thread != thread);
-            reg.threads
-                .insert(*id, ThreadMetrics::new(thread, open.shared.clone()));
+            reg.threads.insert(*id, ThreadMetrics::new(thread, open.shared.clone()));
         }
         Event::Gc { id, rec } => {
             if let Some(t) = reg.threads.get_mut(id) {
@@ -355,9 +319,7 @@ pub fn snapshot(thread: u64, drain: bool) -> Value {
 /// The process's memory cgroup, found once.
 pub fn cgroup() -> Option<&'static crate::procmem::Cgroup> {
     static CGROUP: std::sync::OnceLock<Option<crate::procmem::Cgroup>> = std::sync::OnceLock::new();
-    CGROUP
-        .get_or_init(crate::procmem::Cgroup::discover)
-        .as_ref()
+    CGROUP.get_or_init(crate::procmem::Cgroup::discover).as_ref()
 }
 
 #[cfg(test)]
@@ -366,14 +328,7 @@ mod tests {
     use crate::recorder::{Marker, Open};
 
     pub(crate) fn gc(kind: u32, pause_ms: f64, t_ms: f64, used_after: u64) -> GcRecord {
-        GcRecord {
-            t_ms,
-            kind,
-            flags: 0,
-            pause_ns: (pause_ms * 1e6) as u64,
-            used_before: used_after + 1000,
-            used_after,
-        }
+        GcRecord { t_ms, kind, flags: 0, pause_ns: (pause_ms * 1e6) as u64, used_before: used_after + 1000, used_after }
     }
 
     #[test]
@@ -410,43 +365,17 @@ mod tests {
             history_every: std::time::Duration::from_secs(60),
         };
         let id = 77_001;
-        observe(&Event::Open {
-            id,
-            open: Box::new(open(4242)),
-        });
+        observe(&Event::Open { id, open: Box::new(open(4242)) });
         assert_eq!(thread_json(4242, true).unwrap()["gcEvents"], json!([]));
         for i in 0..30 {
-            observe(&Event::Gc {
-                id,
-                rec: gc(4, 2.0, 1000.0 * i as f64, 1_000_000 + 100_000 * i),
-            });
+            observe(&Event::Gc { id, rec: gc(4, 2.0, 1000.0 * i as f64, 1_000_000 + 100_000 * i) });
         }
-        observe(&Event::Gc {
-            id,
-            rec: gc(1, 0.5, 31_000.0, 0),
-        });
-        observe(&Event::Gc {
-            id: 1,
-            rec: gc(1, 0.5, 31_000.0, 0),
-        }); // another timeline: ignored
-        let start = Marker {
-            t_ms: 0.0,
-            name: "snapshot-start".into(),
-            detail: json!({"seq": 1, "trigger": "api"}),
-        };
-        observe(&Event::Marker {
-            id,
-            marker: Box::new(start),
-        });
-        let end = Marker {
-            t_ms: 0.0,
-            name: "snapshot-end".into(),
-            detail: json!({"seq": 1, "ok": false, "skipped": "x"}),
-        };
-        observe(&Event::Marker {
-            id,
-            marker: Box::new(end),
-        });
+        observe(&Event::Gc { id, rec: gc(1, 0.5, 31_000.0, 0) });
+        observe(&Event::Gc { id: 1, rec: gc(1, 0.5, 31_000.0, 0) }); // another timeline: ignored
+        let start = Marker { t_ms: 0.0, name: "snapshot-start".into(), detail: json!({"seq": 1, "trigger": "api"}) };
+        observe(&Event::Marker { id, marker: Box::new(start) });
+        let end = Marker { t_ms: 0.0, name: "snapshot-end".into(), detail: json!({"seq": 1, "ok": false, "skipped": "x"}) };
+        observe(&Event::Marker { id, marker: Box::new(end) });
 
         let v = thread_json(4242, true).unwrap();
         assert_eq!(v["gc"]["major"]["count"], 30);
@@ -455,28 +384,15 @@ mod tests {
         assert_eq!(v["gc"]["minor"]["count"], 1);
         assert!(v["gc"].get("other").is_none());
         // 100 kB per second of growth = 6 MB per minute.
-        assert!(
-            (v["leak"]["bytesPerMinute"].as_f64().unwrap() - 6e6).abs() < 1.0,
-            "{}",
-            v["leak"]
-        );
-        assert_eq!(
-            v["captures"],
-            json!([{"trigger": "api", "outcome": "skipped", "count": 1}])
-        );
+        assert!((v["leak"]["bytesPerMinute"].as_f64().unwrap() - 6e6).abs() < 1.0, "{}", v["leak"]);
+        assert_eq!(v["captures"], json!([{"trigger": "api", "outcome": "skipped", "count": 1}]));
         let events = v["gcEvents"].as_array().unwrap();
         assert_eq!(events.len(), 62);
-        assert_eq!(
-            (events[60].as_f64(), events[61].as_f64()),
-            (Some(1.0), Some(0.0005))
-        );
+        assert_eq!((events[60].as_f64(), events[61].as_f64()), (Some(1.0), Some(0.0005)));
         assert_eq!(thread_json(4242, true).unwrap()["gcEvents"], json!([])); // drained
 
         // Guarded again: one entry per thread; closed: gone.
-        observe(&Event::Open {
-            id: id + 1,
-            open: Box::new(open(4242)),
-        });
+        observe(&Event::Open { id: id + 1, open: Box::new(open(4242)) });
         assert_eq!(thread_json(4242, false).unwrap()["gc"]["major"]["count"], 0);
         let (done, _rx) = crossbeam_channel::bounded(1);
         observe(&Event::Close { id: id + 1, done });

@@ -36,12 +36,7 @@ const LOCATION_STEPS: usize = 8;
 /// The walk over a dominator tree given as `idom` and `retained`: the
 /// accumulation points (node ordinals), largest first. `allowed` says which
 /// nodes may be a point (not the root, not synthetic).
-pub fn points(
-    idom: &[u32],
-    retained: &[u64],
-    root: u32,
-    allowed: impl Fn(u32) -> bool,
-) -> Vec<u32> {
+pub fn points(idom: &[u32], retained: &[u64], root: u32, allowed: impl Fn(u32) -> bool) -> Vec<u32> {
     let total = retained[root as usize];
     let floor = ((total as f64 * MIN_SHARE) as u64).max(MIN_BYTES);
     // Only nodes that could be walked into or reported matter: one pass
@@ -55,11 +50,7 @@ pub fn points(
         }
     }
     for kids in children.values_mut() {
-        kids.sort_unstable_by(|&a, &b| {
-            retained[b as usize]
-                .cmp(&retained[a as usize])
-                .then(a.cmp(&b))
-        });
+        kids.sort_unstable_by(|&a, &b| retained[b as usize].cmp(&retained[a as usize]).then(a.cmp(&b)));
     }
     let mut out = Vec::new();
     let mut stack = vec![root];
@@ -71,18 +62,11 @@ pub fn points(
         }
         let here = retained[n as usize];
         let kids = children.get(&n).map(Vec::as_slice).unwrap_or(&[]);
-        if let Some(&big) = kids
-            .first()
-            .filter(|&&k| retained[k as usize] as f64 >= DESCEND_SHARE * here as f64)
-        {
+        if let Some(&big) = kids.first().filter(|&&k| retained[k as usize] as f64 >= DESCEND_SHARE * here as f64) {
             stack.push(big);
             continue;
         }
-        let large: Vec<u32> = kids
-            .iter()
-            .copied()
-            .filter(|&k| retained[k as usize] >= floor)
-            .collect();
+        let large: Vec<u32> = kids.iter().copied().filter(|&k| retained[k as usize] >= floor).collect();
         let spread = here - large.iter().map(|&k| retained[k as usize]).sum::<u64>();
         if (large.is_empty() || spread >= floor) && here >= floor && allowed(n) {
             out.push(n);
@@ -106,19 +90,13 @@ impl Analysis {
     fn is_internal(&self, node: u32) -> bool {
         let t = self.g.node_type[node as usize];
         let nk = &self.g.nk;
-        t == nk.hidden
-            || t == nk.array
-            || t == nk.code
-            || t == nk.synthetic
-            || is_internal_name(self.class_str(node))
+        t == nk.hidden || t == nk.array || t == nk.code || t == nk.synthetic || is_internal_name(self.class_str(node))
     }
 
     /// The accumulation points of this snapshot, described, largest first.
     pub fn accumulations(&self) -> Vec<AccumulationPoint> {
         let g = &self.g;
-        let aps = points(&self.idom, &self.retained, g.root, |n| {
-            n != g.root && g.node_type[n as usize] != g.nk.synthetic
-        });
+        let aps = points(&self.idom, &self.retained, g.root, |n| n != g.root && g.node_type[n as usize] != g.nk.synthetic);
         let aps = &aps[..aps.len().min(MAX_POINTS)];
         if aps.is_empty() {
             return Vec::new();
@@ -135,26 +113,17 @@ impl Analysis {
             if o as u32 == g.root || !is_point.get(d as usize) {
                 continue;
             }
-            let group = groups[slot[&d]]
-                .entry(self.classes.key_of[o])
-                .or_insert((0, 0, o as u32));
+            let group = groups[slot[&d]].entry(self.classes.key_of[o]).or_insert((0, 0, o as u32));
             group.0 += 1;
             group.1 += self.retained[o];
             if self.retained[o] > self.retained[group.2 as usize] {
                 group.2 = o as u32;
             }
         }
-        aps.iter()
-            .zip(groups)
-            .filter_map(|(&ap, groups)| self.describe(ap, groups))
-            .collect()
+        aps.iter().zip(groups).filter_map(|(&ap, groups)| self.describe(ap, groups)).collect()
     }
 
-    fn describe(
-        &self,
-        ap: u32,
-        groups: HashMap<u32, (u64, u64, u32)>,
-    ) -> Option<AccumulationPoint> {
+    fn describe(&self, ap: u32, groups: HashMap<u32, (u64, u64, u32)>) -> Option<AccumulationPoint> {
         let mut groups: Vec<(u32, (u64, u64, u32))> = groups.into_iter().collect();
         groups.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
         let top = *groups.first()?;
@@ -162,9 +131,7 @@ impl Analysis {
         let chosen = if is_internal_name(name_of(top.0)) {
             groups
                 .iter()
-                .find(|(k, (_, r, _))| {
-                    !is_internal_name(name_of(*k)) && *r as f64 >= APP_CLASS_SHARE * top.1 .1 as f64
-                })
+                .find(|(k, (_, r, _))| !is_internal_name(name_of(*k)) && *r as f64 >= APP_CLASS_SHARE * top.1 .1 as f64)
                 .copied()
                 .unwrap_or(top)
         } else {
@@ -189,11 +156,8 @@ impl Analysis {
     /// The objects of a point's chosen class that it directly dominates.
     pub fn members(&self, p: &AccumulationPoint) -> impl Iterator<Item = u32> + '_ {
         let (point, key) = (p.point, p.class_key);
-        (0..self.g.node_count() as u32).filter(move |&o| {
-            o != self.g.root
-                && self.idom[o as usize] == point
-                && self.classes.key_of[o as usize] == key
-        })
+        (0..self.g.node_count() as u32)
+            .filter(move |&o| o != self.g.root && self.idom[o as usize] == point && self.classes.key_of[o as usize] == key)
     }
 
     /// The node at or above `ap` that a reader would call the container.
@@ -231,8 +195,7 @@ impl Analysis {
         let dom = self.idom[holder as usize];
         let named = |e: &usize| {
             let t = g.edge_type[*e];
-            g.edge_to[*e] == holder
-                && (t == g.ek.property || t == g.ek.context || t == g.ek.element)
+            g.edge_to[*e] == holder && (t == g.ek.property || t == g.ek.context || t == g.ek.element)
         };
         if dom != g.root && g.node_type[dom as usize] != g.nk.synthetic {
             if let Some(e) = g.edges(dom).find(named) {
@@ -256,14 +219,13 @@ impl Analysis {
                 return None;
             }
             let t = g.node_type[owner as usize];
-            let located =
-                if g.edge_type[e] == g.ek.context || self.class_str(owner) == "system / Context" {
-                    self.closure_over(owner)
-                } else if t == g.nk.closure || (t == g.nk.object && owner != holder) {
-                    self.location_of(owner).map(|l| (owner, l))
-                } else {
-                    None
-                };
+            let located = if g.edge_type[e] == g.ek.context || self.class_str(owner) == "system / Context" {
+                self.closure_over(owner)
+            } else if t == g.nk.closure || (t == g.nk.object && owner != holder) {
+                self.location_of(owner).map(|l| (owner, l))
+            } else {
+                None
+            };
             if let Some((node, [script, line, column])) = located {
                 let name = g.name(node);
                 let function = if t == g.nk.object && g.node_type[node as usize] == g.nk.object {
@@ -300,9 +262,7 @@ impl Analysis {
                 continue;
             }
             let closes = g.edges(c).any(|e| {
-                g.edge_to[e] == context
-                    && g.edge_type[e] == g.ek.internal
-                    && g.strings.bytes(g.edge_name[e]) == b"context"
+                g.edge_to[e] == context && g.edge_type[e] == g.ek.internal && g.strings.bytes(g.edge_name[e]) == b"context"
             });
             if !closes {
                 continue;
@@ -322,8 +282,6 @@ impl Analysis {
     fn location_of(&self, node: u32) -> Option<[u32; 3]> {
         let locs = &self.g.locations;
         let i = locs.partition_point(|l| l[0] < node);
-        locs.get(i)
-            .filter(|l| l[0] == node)
-            .map(|l| [l[1], l[2], l[3]])
+        locs.get(i).filter(|l| l[0] == node).map(|l| [l[1], l[2], l[3]])
     }
 }

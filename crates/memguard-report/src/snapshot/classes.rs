@@ -5,8 +5,8 @@
 //! most popular property shapes (`{a, b, c}`), instances of a class with a
 //! source location are keyed by that location too.
 
-use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Ordering;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::dominators;
 use super::graph::{Bits, Graph};
@@ -95,10 +95,7 @@ pub struct Added {
 
 impl Added {
     fn new(g: &Graph) -> Added {
-        Added {
-            base: g.strings.len() as u32,
-            strings: Vec::new(),
-        }
+        Added { base: g.strings.len() as u32, strings: Vec::new() }
     }
 
     fn push(&mut self, s: &str) -> u32 {
@@ -120,11 +117,7 @@ impl Added {
 
     /// Pushes the strings onto `g`'s, where their indexes say they are.
     pub fn append_to(self, g: &mut Graph) {
-        assert_eq!(
-            g.strings.len(),
-            self.base as usize,
-            "graph strings changed while classes were computed"
-        );
+        assert_eq!(g.strings.len(), self.base as usize, "graph strings changed while classes were computed");
         for s in &self.strings {
             g.strings.push(s);
         }
@@ -222,11 +215,7 @@ impl PropertyRanks {
             }
         }
         names.sort_by(|&a, &b| js_cmp(g.strings.get(a), g.strings.get(b)));
-        let rank = names
-            .iter()
-            .enumerate()
-            .map(|(r, &s)| (s, r as u32))
-            .collect();
+        let rank = names.iter().enumerate().map(|(r, &s)| (s, r as u32)).collect();
         PropertyRanks { rank }
     }
 
@@ -264,12 +253,8 @@ fn infer_interfaces(g: &Graph) -> Vec<Interface> {
             if g.strings.bytes(s) == b"__proto__" {
                 continue;
             }
-            let f_len = *formatted_len
-                .entry(s)
-                .or_insert_with(|| utf16_len(&format_property_name(g.strings.get(s))));
-            if name_len > MIN_INTERFACE_PROPERTY_COUNT
-                && name_len + f_len > MAX_INTERFACE_NAME_LENGTH
-            {
+            let f_len = *formatted_len.entry(s).or_insert_with(|| utf16_len(&format_property_name(g.strings.get(s))));
+            if name_len > MIN_INTERFACE_PROPERTY_COUNT && name_len + f_len > MAX_INTERFACE_NAME_LENGTH {
                 break;
             }
             if name_len != 1 {
@@ -284,17 +269,10 @@ fn infer_interfaces(g: &Graph) -> Vec<Interface> {
         match by_props.get(properties.as_slice()) {
             Some(&i) => candidates[i].count += 1,
             None => {
-                let names: Vec<String> = properties
-                    .iter()
-                    .map(|&s| format_property_name(g.strings.get(s)))
-                    .collect();
+                let names: Vec<String> = properties.iter().map(|&s| format_property_name(g.strings.get(s))).collect();
                 let name = format!("{{{}}}", names.join(", "));
                 by_props.insert(properties.clone().into_boxed_slice(), candidates.len());
-                candidates.push(Interface {
-                    name,
-                    properties: properties.clone(),
-                    count: 1,
-                });
+                candidates.push(Interface { name, properties: properties.clone(), count: 1 });
             }
         }
     }
@@ -312,12 +290,8 @@ fn infer_interfaces(g: &Graph) -> Vec<Interface> {
     }
     // Stable, like JS's sort: ties keep first-seen order.
     merged.sort_by(|a, b| b.count.cmp(&a.count));
-    let min_count =
-        MIN_OBJECT_COUNT_PER_INTERFACE.max(total as f64 / MIN_OBJECT_PROPORTION_PER_INTERFACE);
-    merged
-        .into_iter()
-        .take_while(|c| c.count as f64 >= min_count)
-        .collect()
+    let min_count = MIN_OBJECT_COUNT_PER_INTERFACE.max(total as f64 / MIN_OBJECT_PROPORTION_PER_INTERFACE);
+    merged.into_iter().take_while(|c| c.count as f64 >= min_count).collect()
 }
 
 #[derive(Default)]
@@ -553,13 +527,7 @@ pub fn aggregate<T>(
                     (format!("{s},{l},{c},{name}"), name)
                 }
             };
-            aggs.push(ClassAgg {
-                key,
-                name,
-                count: 0,
-                self_size: 0,
-                max_ret: 0,
-            });
+            aggs.push(ClassAgg { key, name, count: 0, self_size: 0, max_ret: 0 });
         }
         let a = agg_of_key[k];
         let agg = &mut aggs[a as usize];
@@ -578,11 +546,7 @@ pub fn aggregate<T>(
     let mut open: Vec<u32> = Vec::new();
     while let Some(node) = list.pop() {
         let o = node as usize;
-        let a = if g.self_size[o] == 0 {
-            u32::MAX
-        } else {
-            agg_of_key[key_of[o] as usize]
-        };
+        let a = if g.self_size[o] == 0 { u32::MAX } else { agg_of_key[key_of[o] as usize] };
         let (from, to) = (dominated.first[o] as usize, dominated.first[o + 1] as usize);
         if a != u32::MAX && !seen[a as usize] {
             aggs[a as usize].max_ret += retained[o];
@@ -609,17 +573,7 @@ pub fn aggregate<T>(
             InternalKey::Name(s) | InternalKey::Located(_, _, _, s) => s,
         })
         .collect();
-    (
-        Classes {
-            key_of,
-            key_name,
-            agg_of_key,
-            counted,
-            aggs,
-        },
-        names,
-        waited,
-    )
+    (Classes { key_of, key_name, agg_of_key, counted, aggs }, names, waited)
 }
 
 #[cfg(test)]
@@ -634,23 +588,8 @@ mod tests {
         assert_eq!(one.iter().map(|l| l[0]).collect::<Vec<_>>(), [0, 2, 5, 9]);
         // Two records for node 3: the file's order between them stays, so
         // the later one still wins.
-        let mut two = vec![
-            [3, 1, 0, 0],
-            [1, 0, 0, 0],
-            [3, 2, 0, 0],
-            [0, 0, 0, 0],
-            [3, 3, 0, 0],
-        ];
+        let mut two = vec![[3, 1, 0, 0], [1, 0, 0, 0], [3, 2, 0, 0], [0, 0, 0, 0], [3, 3, 0, 0]];
         sort_locations(&mut two, 4);
-        assert_eq!(
-            two,
-            [
-                [0, 0, 0, 0],
-                [1, 0, 0, 0],
-                [3, 1, 0, 0],
-                [3, 2, 0, 0],
-                [3, 3, 0, 0]
-            ]
-        );
+        assert_eq!(two, [[0, 0, 0, 0], [1, 0, 0, 0], [3, 1, 0, 0], [3, 2, 0, 0], [3, 3, 0, 0]]);
     }
 }

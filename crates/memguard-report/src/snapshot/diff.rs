@@ -18,12 +18,7 @@ struct Before {
     ids: Vec<u32>,
 }
 
-pub fn diff(
-    before: &Path,
-    after: &Path,
-    opts: &Options,
-    progress: &Progress,
-) -> Result<SnapshotDiff, ReportError> {
+pub fn diff(before: &Path, after: &Path, opts: &Options, progress: &Progress) -> Result<SnapshotDiff, ReportError> {
     let old = index_before(before, progress)?;
     let a = analyse(after, progress)?;
     Ok(compare(before, &old, after, &a, opts, progress))
@@ -42,14 +37,7 @@ pub fn index_before(before: &Path, progress: &Progress) -> Result<BeforeIndex, R
     let mut old: HashMap<String, Before> = HashMap::new();
     let a = analyse(before, progress)?;
     for agg in &a.classes.aggs {
-        old.insert(
-            agg.key.clone(),
-            Before {
-                count: agg.count,
-                retained: agg.max_ret,
-                ids: Vec::new(),
-            },
-        );
+        old.insert(agg.key.clone(), Before { count: agg.count, retained: agg.max_ret, ids: Vec::new() });
     }
     for o in 0..a.g.node_count() {
         let c = a.classes.class_of(&a.g, o);
@@ -63,13 +51,7 @@ pub fn index_before(before: &Path, progress: &Progress) -> Result<BeforeIndex, R
         b.ids.sort_unstable();
     }
     let floor = a.retained[a.g.root as usize] / BIG_SHARE;
-    let big = a
-        .retained
-        .iter()
-        .enumerate()
-        .filter(|(_, &r)| r >= floor)
-        .map(|(o, &r)| (a.g.node_id[o], r))
-        .collect();
+    let big = a.retained.iter().enumerate().filter(|(_, &r)| r >= floor).map(|(o, &r)| (a.g.node_id[o], r)).collect();
     Ok(BeforeIndex(old, big))
 }
 
@@ -81,10 +63,7 @@ pub fn index_before(before: &Path, progress: &Progress) -> Result<BeforeIndex, R
 pub fn growth(old: &BeforeIndex, a: &Analysis, points: &mut [crate::report::AccumulationPoint]) {
     for p in points.iter_mut() {
         let c = a.classes.agg_of_key[p.class_key as usize];
-        let ids = (c != u32::MAX)
-            .then(|| old.0.get(&a.classes.aggs[c as usize].key))
-            .flatten()
-            .map(|b| b.ids.as_slice());
+        let ids = (c != u32::MAX).then(|| old.0.get(&a.classes.aggs[c as usize].key)).flatten().map(|b| b.ids.as_slice());
         let (mut objects, mut bytes) = (0u64, 0u64);
         for o in a.members(p) {
             let id = a.g.node_id[o as usize];
@@ -103,14 +82,7 @@ pub fn growth(old: &BeforeIndex, a: &Analysis, points: &mut [crate::report::Accu
 }
 
 /// Per-class deltas of the analysed later snapshot `a` against `old`.
-pub fn compare(
-    before: &Path,
-    old: &BeforeIndex,
-    after: &Path,
-    a: &Analysis,
-    opts: &Options,
-    progress: &Progress,
-) -> SnapshotDiff {
+pub fn compare(before: &Path, old: &BeforeIndex, after: &Path, a: &Analysis, opts: &Options, progress: &Progress) -> SnapshotDiff {
     let old = &old.0;
     progress.phase("diff");
     let aggs = &a.classes.aggs;
@@ -123,9 +95,7 @@ pub fn compare(
             continue;
         }
         let id = a.g.node_id[o];
-        let was_there = old
-            .get(&aggs[c as usize].key)
-            .is_some_and(|b| b.ids.binary_search(&id).is_ok());
+        let was_there = old.get(&aggs[c as usize].key).is_some_and(|b| b.ids.binary_search(&id).is_ok());
         if was_there {
             kept[c as usize] += 1;
         } else {
@@ -158,11 +128,7 @@ pub fn compare(
         let name = key.rsplit_once(',').map(|(_, n)| n).unwrap_or(key);
         // Names may contain commas; the key's name is everything after the
         // location, which for `,Name` keys is everything after the first comma.
-        let name = if let Some(rest) = key.strip_prefix(',') {
-            rest
-        } else {
-            name
-        };
+        let name = if let Some(rest) = key.strip_prefix(',') { rest } else { name };
         classes.push(ClassDelta {
             name: name.to_string(),
             count_before: b.count,
@@ -196,24 +162,13 @@ pub fn compare(
             // Entries below aggs.len() are the later snapshot's classes, same index.
             if i < aggs.len() {
                 // Added objects not inside another object of the class.
-                let objects: Vec<u32> = added[i]
-                    .iter()
-                    .copied()
-                    .filter(|&o| a.classes.counted.get(o as usize))
-                    .collect();
-                let objects = if objects.is_empty() {
-                    added[i].clone()
-                } else {
-                    objects
-                };
+                let objects: Vec<u32> =
+                    added[i].iter().copied().filter(|&o| a.classes.counted.get(o as usize)).collect();
+                let objects = if objects.is_empty() { added[i].clone() } else { objects };
                 delta.retainer_path = ctx.path_for(&delta.name, &objects);
             }
         }
         ranked.push(delta);
     }
-    SnapshotDiff {
-        before: before.display().to_string(),
-        after: after.display().to_string(),
-        classes: ranked,
-    }
+    SnapshotDiff { before: before.display().to_string(), after: after.display().to_string(), classes: ranked }
 }

@@ -41,12 +41,7 @@ fn js_parse_int(s: &str) -> Option<f64> {
 /// the caller to reuse). Run on another thread, it still takes its largest
 /// arrays from the caller's allocator arena, where freed blocks of that size
 /// usually wait (glibc keeps them resident).
-pub fn compute_in(
-    g: &Graph,
-    ephemerons: &EphemeronNames,
-    mut via_edge: Vec<u32>,
-    queue: &mut VecDeque<u32>,
-) -> Distances {
+pub fn compute_in(g: &Graph, ephemerons: &EphemeronNames, mut via_edge: Vec<u32>, queue: &mut VecDeque<u32>) -> Distances {
     let n = g.node_count();
     // Only the BFS order matters for the paths, so reached-ness is a bit; the
     // numbers DevTools shows are not kept.
@@ -65,25 +60,11 @@ pub fn compute_in(
             via_edge[to as usize] = e as u32;
         }
     }
-    bfs(
-        g,
-        ephemerons,
-        &mut pending,
-        queue,
-        &mut reached,
-        &mut via_edge,
-    );
+    bfs(g, ephemerons, &mut pending, queue, &mut reached, &mut via_edge);
     // Then what the user roots do not reach, from the root itself.
     reached.set(g.root as usize);
     queue.push_back(g.root);
-    bfs(
-        g,
-        ephemerons,
-        &mut pending,
-        queue,
-        &mut reached,
-        &mut via_edge,
-    );
+    bfs(g, ephemerons, &mut pending, queue, &mut reached, &mut via_edge);
     Distances { via_edge }
 }
 
@@ -110,10 +91,7 @@ fn bfs(
             if reached.get(child as usize) {
                 continue;
             }
-            if sloppy_source
-                && !g.edge_name_is_index(e)
-                && g.strings.bytes(g.edge_name[e]) == b"sloppy_function_map"
-            {
+            if sloppy_source && !g.edge_name_is_index(e) && g.strings.bytes(g.edge_name[e]) == b"sloppy_function_map" {
                 continue;
             }
             if descriptors {

@@ -94,38 +94,37 @@ fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> D
     let mut n: u32 = 0;
 
     // Iterative DFS; ends where it meets vertex 0 (the start's parent).
-    let dfs =
-        |start: u32, n: &mut u32, vs: &mut [Vertex], visited: &mut Bits, vertex: &mut [u32]| {
-            vs[start as usize].label = g.first_edge[(start - 1) as usize];
-            let mut v = start;
-            while v != 0 {
-                if !visited.get(v as usize) {
-                    visited.set(v as usize);
-                    *n += 1;
-                    vs[v as usize].semi = *n;
-                    vertex[*n as usize] = v;
-                }
-                let mut v_next = vs[v as usize].ancestor;
-                let end = g.first_edge[v as usize];
-                let mut e = vs[v as usize].label;
-                while e < end {
-                    if essential.get(e as usize) {
-                        let w_ordinal = g.edge_to[e as usize];
-                        let w = w_ordinal + 1;
-                        if !visited.get(w as usize) {
-                            vs[w as usize].ancestor = v;
-                            vs[w as usize].label = g.first_edge[w_ordinal as usize];
-                            v_next = w;
-                            break;
-                        }
-                    }
-                    e += 1;
-                }
-                // Done with v's edges: its label slot starts as an empty bucket.
-                vs[v as usize].label = if e < end { e } else { 0 };
-                v = v_next;
+    let dfs = |start: u32, n: &mut u32, vs: &mut [Vertex], visited: &mut Bits, vertex: &mut [u32]| {
+        vs[start as usize].label = g.first_edge[(start - 1) as usize];
+        let mut v = start;
+        while v != 0 {
+            if !visited.get(v as usize) {
+                visited.set(v as usize);
+                *n += 1;
+                vs[v as usize].semi = *n;
+                vertex[*n as usize] = v;
             }
-        };
+            let mut v_next = vs[v as usize].ancestor;
+            let end = g.first_edge[v as usize];
+            let mut e = vs[v as usize].label;
+            while e < end {
+                if essential.get(e as usize) {
+                    let w_ordinal = g.edge_to[e as usize];
+                    let w = w_ordinal + 1;
+                    if !visited.get(w as usize) {
+                        vs[w as usize].ancestor = v;
+                        vs[w as usize].label = g.first_edge[w_ordinal as usize];
+                        v_next = w;
+                        break;
+                    }
+                }
+                e += 1;
+            }
+            // Done with v's edges: its label slot starts as an empty bucket.
+            vs[v as usize].label = if e < end { e } else { 0 };
+            v = v_next;
+        }
+    };
 
     let r = g.root + 1;
     dfs(r, &mut n, &mut vs, &mut visited, &mut vertex);
@@ -190,10 +189,7 @@ fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> D
     for i in (2..=n).rev() {
         let w = vertex[i as usize];
         let w_ordinal = (w - 1) as usize;
-        let (from, to) = (
-            preds.first[w_ordinal] as usize,
-            preds.first[w_ordinal + 1] as usize,
-        );
+        let (from, to) = (preds.first[w_ordinal] as usize, preds.first[w_ordinal + 1] as usize);
         let p = vs[w as usize].ancestor;
         if to - from == 1 && preds.from[from] + 1 == p {
             // Most vertices' only retainer is their DFS parent (still
@@ -235,11 +231,7 @@ fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> D
         while v != 0 {
             let next = vs[v as usize].dom;
             let u = evaluate(v, &mut vs, &linked, &mut stack);
-            vs[v as usize].dom = if vs[u as usize].semi < vs[v as usize].semi {
-                u
-            } else {
-                p
-            };
+            vs[v as usize].dom = if vs[u as usize].semi < vs[v as usize].semi { u } else { p };
             v = next;
         }
     }
@@ -263,10 +255,7 @@ fn compute_with(g: &Graph, essential: &Bits, preds: impl FnOnce() -> Preds) -> D
     for v in vertex.iter_mut() {
         *v -= 1;
     }
-    Dominators {
-        idom,
-        preorder: vertex,
-    }
+    Dominators { idom, preorder: vertex }
 }
 
 /// Retained size = own shallow size + retained sizes of the dominated nodes,
@@ -292,12 +281,7 @@ pub fn dominated(idom: &[u32], root: u32) -> Dominated {
 
 /// `dominated` with the offsets in `buffer`'s allocation and the lists in
 /// `nodes_buffer`'s (both cleared first).
-pub fn dominated_into(
-    idom: &[u32],
-    root: u32,
-    mut buffer: Vec<u32>,
-    mut nodes_buffer: Vec<u32>,
-) -> Dominated {
+pub fn dominated_into(idom: &[u32], root: u32, mut buffer: Vec<u32>, mut nodes_buffer: Vec<u32>) -> Dominated {
     let n = idom.len();
     // Counts, then running sums: first[d] is where d's list ends. Filling
     // backwards moves each first[d] to where d's list starts, without a

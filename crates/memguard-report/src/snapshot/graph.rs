@@ -35,10 +35,7 @@ pub struct EdgeKinds {
 }
 
 fn find(list: &[String], name: &str) -> u8 {
-    list.iter()
-        .position(|t| t == name)
-        .map(|i| i as u8)
-        .unwrap_or(NONE)
+    list.iter().position(|t| t == name).map(|i| i as u8).unwrap_or(NONE)
 }
 
 #[derive(Debug)]
@@ -135,10 +132,7 @@ impl Graph {
     }
 
     pub fn type_name(&self, node: u32) -> &str {
-        self.node_types
-            .get(self.node_type[node as usize] as usize)
-            .map(String::as_str)
-            .unwrap_or("")
+        self.node_types.get(self.node_type[node as usize] as usize).map(String::as_str).unwrap_or("")
     }
 
     /// True when edge `e`'s `name_or_index` is a number rather than a string index.
@@ -158,10 +152,7 @@ impl Graph {
     }
 
     pub fn edge_type_name(&self, e: usize) -> &str {
-        self.edge_types
-            .get(self.edge_type[e] as usize)
-            .map(String::as_str)
-            .unwrap_or("")
+        self.edge_types.get(self.edge_type[e] as usize).map(String::as_str).unwrap_or("")
     }
 
     pub fn is_user_root(&self, node: u32) -> bool {
@@ -169,8 +160,7 @@ impl Graph {
     }
 
     pub fn is_document_dom_trees_root(&self, node: u32) -> bool {
-        self.node_type[node as usize] == self.nk.synthetic
-            && self.name_bytes(node) == b"(Document DOM trees)"
+        self.node_type[node as usize] == self.nk.synthetic && self.name_bytes(node) == b"(Document DOM trees)"
     }
 
     pub fn heap_bytes(&self) -> usize {

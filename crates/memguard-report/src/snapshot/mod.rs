@@ -43,28 +43,21 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            top: 20,
-            paths: 5,
-            progress: false,
-        }
+        Options { top: 20, paths: 5, progress: false }
     }
 }
 
+
 /// A scoped thread's result; a panic there goes on in this thread.
 pub(crate) fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    thread
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Frees a large value on a thread of its own: handing hundreds of MB back
 /// to the kernel takes tens of ms the caller need not wait for. (If no
 /// thread can be started, the value is freed here, with the closure.)
 pub(crate) fn free_beside<T: Send + 'static>(value: T) {
-    let _ = std::thread::Builder::new()
-        .name("memguard-free".into())
-        .spawn(move || drop(value));
+    let _ = std::thread::Builder::new().name("memguard-free".into()).spawn(move || drop(value));
 }
 
 /// Wall time per phase, in milliseconds.
@@ -78,14 +71,10 @@ impl Timings {
         // Peak-memory work needs per-phase numbers; off unless asked for.
         if std::env::var_os("MEMGUARD_REPORT_DEBUG_RSS").is_some() {
             let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-            let l: Vec<&str> = st
-                .lines()
-                .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
-                .collect();
+            let l: Vec<&str> = st.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")).collect();
             eprintln!("{name}: {l:?}");
         }
-        self.0
-            .push((name.to_string(), start.elapsed().as_secs_f64() * 1000.0));
+        self.0.push((name.to_string(), start.elapsed().as_secs_f64() * 1000.0));
         out
     }
 }
@@ -110,43 +99,22 @@ pub struct Analysis {
 
 fn map_read_error(path: &Path, e: reader::ReadError) -> ReportError {
     match e {
-        reader::ReadError::Io(source) => ReportError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-        reader::ReadError::Truncated(reason) => ReportError::Truncated {
-            path: path.to_path_buf(),
-            reason,
-        },
-        reader::ReadError::Corrupt(reason) => ReportError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        },
+        reader::ReadError::Io(source) => ReportError::Io { path: path.to_path_buf(), source },
+        reader::ReadError::Truncated(reason) => ReportError::Truncated { path: path.to_path_buf(), reason },
+        reader::ReadError::Corrupt(reason) => ReportError::Corrupt { path: path.to_path_buf(), reason },
     }
 }
 
 /// Reads `path` and computes the dominator tree and retained sizes.
 pub fn retained(path: &Path, progress: &Progress) -> Result<Retained, ReportError> {
-    let Prepared {
-        g,
-        essential,
-        ephemerons,
-        mut timings,
-    } = prepared(path, progress)?;
+    let Prepared { g, essential, ephemerons, mut timings } = prepared(path, progress)?;
     drop(ephemerons);
     progress.phase("dominators");
     let dominators = timings.time("dominators", || dominators::compute(&g, &essential, || ()));
     drop(essential);
     progress.phase("retained sizes");
-    let retained = timings.time("retained", || {
-        dominators::retained_sizes(&g, &dominators.idom, &dominators.preorder)
-    });
-    Ok(Retained {
-        g,
-        dominators,
-        retained,
-        timings,
-    })
+    let retained = timings.time("retained", || dominators::retained_sizes(&g, &dominators.idom, &dominators.preorder));
+    Ok(Retained { g, dominators, retained, timings })
 }
 
 /// A snapshot read and prepared for the dominator tree.
@@ -187,31 +155,19 @@ fn prepared(path: &Path, progress: &Progress) -> Result<Prepared, ReportError> {
         g.self_size = sizes;
         (g, essential, ephemerons)
     });
-    Ok(Prepared {
-        g,
-        essential,
-        ephemerons,
-        timings,
-    })
+    Ok(Prepared { g, essential, ephemerons, timings })
 }
 
 /// The full analysis: retained sizes, distances, class names and aggregates.
 pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError> {
-    let Prepared {
-        mut g,
-        essential,
-        ephemerons,
-        mut timings,
-    } = prepared(path, progress)?;
+    let Prepared { mut g, essential, ephemerons, mut timings } = prepared(path, progress)?;
     progress.phase("dominators");
     // The classes look locations up in node order: sorted on the dominator
     // tree's second thread, which has time to spare.
     let mut locations = std::mem::take(&mut g.locations);
     let node_count = g.node_count();
     let dominators = timings.time("dominators", || {
-        dominators::compute(&g, &essential, || {
-            classes::sort_locations(&mut locations, node_count)
-        })
+        dominators::compute(&g, &essential, || classes::sort_locations(&mut locations, node_count))
     });
     g.locations = locations;
     drop(essential);
@@ -252,14 +208,7 @@ pub fn analyse(path: &Path, progress: &Progress) -> Result<Analysis, ReportError
     let (distances, distances_ms) = distances;
     timings.0.push(("distances".into(), distances_ms));
     added.append_to(&mut g);
-    Ok(Analysis {
-        g,
-        idom,
-        retained,
-        distances,
-        classes,
-        timings,
-    })
+    Ok(Analysis { g, idom, retained, distances, classes, timings })
 }
 
 impl Analysis {
@@ -277,12 +226,7 @@ impl Analysis {
     pub fn ranked_classes(&self) -> Vec<usize> {
         let aggs = &self.classes.aggs;
         let mut order: Vec<usize> = (0..aggs.len()).collect();
-        order.sort_by(|&a, &b| {
-            aggs[b]
-                .max_ret
-                .cmp(&aggs[a].max_ret)
-                .then_with(|| aggs[a].name.cmp(&aggs[b].name))
-        });
+        order.sort_by(|&a, &b| aggs[b].max_ret.cmp(&aggs[a].max_ret).then_with(|| aggs[a].name.cmp(&aggs[b].name)));
         order
     }
 
@@ -321,21 +265,12 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-fn summarize_with(
-    path: &Path,
-    opts: &Options,
-    progress: &Progress,
-) -> Result<SnapshotSummary, ReportError> {
+fn summarize_with(path: &Path, opts: &Options, progress: &Progress) -> Result<SnapshotSummary, ReportError> {
     let mut a = analyse(path, progress)?;
     Ok(summary_of(path, &mut a, opts, progress))
 }
 
-fn summary_of(
-    path: &Path,
-    a: &mut Analysis,
-    opts: &Options,
-    progress: &Progress,
-) -> SnapshotSummary {
+fn summary_of(path: &Path, a: &mut Analysis, opts: &Options, progress: &Progress) -> SnapshotSummary {
     let ranked = a.ranked_classes();
     let aggs = &a.classes.aggs;
     let classes: Vec<ClassStat> = ranked
@@ -356,16 +291,8 @@ fn summary_of(
     let ctx = a.path_context();
     let path_of = |k: usize| ctx.path_for(&aggs[chosen[k]].name, &objects[k]);
     let (even, odd): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
-        let odd = scope.spawn(|| {
-            (1..chosen.len())
-                .step_by(2)
-                .map(path_of)
-                .collect::<Vec<_>>()
-        });
-        let even = (0..chosen.len())
-            .step_by(2)
-            .map(path_of)
-            .collect::<Vec<_>>();
+        let odd = scope.spawn(|| (1..chosen.len()).step_by(2).map(path_of).collect::<Vec<_>>());
+        let even = (0..chosen.len()).step_by(2).map(path_of).collect::<Vec<_>>();
         (even, joined(odd))
     });
     // Back in ranking order: even, odd, even, …
@@ -375,15 +302,10 @@ fn summary_of(
         retainer_paths.extend(p);
         retainer_paths.extend(odd.next().flatten());
     }
-    a.timings
-        .0
-        .push(("paths".into(), start.elapsed().as_secs_f64() * 1000.0));
+    a.timings.0.push(("paths".into(), start.elapsed().as_secs_f64() * 1000.0));
     let start = Instant::now();
     let accumulations = a.accumulations();
-    a.timings.0.push((
-        "accumulation".into(),
-        start.elapsed().as_secs_f64() * 1000.0,
-    ));
+    a.timings.0.push(("accumulation".into(), start.elapsed().as_secs_f64() * 1000.0));
     SnapshotSummary {
         accumulations,
         reachable_size: a.retained[a.g.root as usize],
@@ -403,17 +325,14 @@ fn summary_of(
 /// (`Map`, `Timeout`, `system / Context`) the class table already shows; a
 /// path is worth most where it explains why thousands of objects live on.
 fn path_classes(ranked: &[usize], aggs: &[classes::ClassAgg], opts: &Options) -> Vec<usize> {
-    const CONTAINERS: &[&str] = &[
-        "Object", "Array", "Map", "Set", "WeakMap", "WeakSet", "Function", "global", "Window",
-    ];
+    const CONTAINERS: &[&str] = &["Object", "Array", "Map", "Set", "WeakMap", "WeakSet", "Function", "global", "Window"];
     const MANY: u64 = 100;
     let explains_most = |agg: &classes::ClassAgg| {
         let internal = agg.name.starts_with('(') || agg.name.starts_with("system /");
         agg.count >= MANY && !internal && !CONTAINERS.contains(&agg.name.as_str())
     };
     let top = &ranked[..ranked.len().min(opts.top)];
-    let (first, rest): (Vec<usize>, Vec<usize>) =
-        top.iter().partition(|&&i| explains_most(&aggs[i]));
+    let (first, rest): (Vec<usize>, Vec<usize>) = top.iter().partition(|&&i| explains_most(&aggs[i]));
     first.into_iter().chain(rest).take(opts.paths).collect()
 }
 
@@ -451,24 +370,14 @@ pub fn summarize_and_diff(
 /// `classes_out`, the class aggregates (DevTools' `aggregatesWithFilter({})`
 /// shape) as JSON there too, so the DevTools comparison test checks both from
 /// one run.
-pub fn write_retained(
-    path: &Path,
-    out: &mut dyn Write,
-    classes_out: Option<&Path>,
-) -> Result<(), ReportError> {
-    let stdout_err = |source| ReportError::Io {
-        path: "<stdout>".into(),
-        source,
-    };
+pub fn write_retained(path: &Path, out: &mut dyn Write, classes_out: Option<&Path>) -> Result<(), ReportError> {
+    let stdout_err = |source| ReportError::Io { path: "<stdout>".into(), source };
     let progress = Progress::silent();
     if let Some(file) = classes_out {
         let a = analyse(path, &progress)?;
         write_lines(&a.g, &a.retained, out).map_err(stdout_err)?;
         let json = aggregates_json(&a);
-        std::fs::write(file, json).map_err(|source| ReportError::Io {
-            path: file.into(),
-            source,
-        })?;
+        std::fs::write(file, json).map_err(|source| ReportError::Io { path: file.into(), source })?;
     } else {
         let r = retained(path, &progress)?;
         write_lines(&r.g, &r.retained, out).map_err(stdout_err)?;

@@ -7,8 +7,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::classes::Classes;
+
 use super::distances::{edge_source, Distances, NO_EDGE};
+use super::classes::Classes;
 use super::graph::Graph;
 use crate::report::{PathStep, RetainerPath};
 
@@ -75,10 +76,7 @@ impl PathContext<'_> {
 
     /// (objects, retained, largest object) of the group of `(holder, object)`
     /// pairs that retains most.
-    fn heaviest<'g>(
-        &self,
-        groups: impl Iterator<Item = &'g [(u32, u32)]>,
-    ) -> Option<(u64, u64, u32)> {
+    fn heaviest<'g>(&self, groups: impl Iterator<Item = &'g [(u32, u32)]>) -> Option<(u64, u64, u32)> {
         let mut best: Option<(u64, u64, u32)> = None;
         for group in groups {
             let mut retained = 0u64;
@@ -119,8 +117,7 @@ impl PathContext<'_> {
     fn edge_path(&self, holder: u32, object: u32) -> Vec<u32> {
         let direct = self.bfs_chain(object);
         let g = self.g;
-        let through_holder =
-            holder == g.root || direct.iter().any(|&e| g.edge_to[e as usize] == holder);
+        let through_holder = holder == g.root || direct.iter().any(|&e| g.edge_to[e as usize] == holder);
         if through_holder || holder == object {
             return direct;
         }
@@ -182,9 +179,7 @@ impl PathContext<'_> {
                 raw.to_string()
             }
         } else {
-            g.strings
-                .get(self.classes.class_name(node as usize))
-                .to_string()
+            g.strings.get(self.classes.class_name(node as usize)).to_string()
         };
         PathStep {
             node: class,

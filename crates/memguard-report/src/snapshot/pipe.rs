@@ -24,9 +24,7 @@ impl Pipe {
         let (full_tx, full) = sync_channel::<io::Result<Vec<u8>>>(DEPTH);
         let (empty, empty_rx) = sync_channel::<Vec<u8>>(DEPTH + 1);
         let worker = std::thread::spawn(move || loop {
-            let mut buf = empty_rx
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(chunk));
+            let mut buf = empty_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(chunk));
             buf.resize(chunk, 0);
             let mut filled = 0;
             let result = loop {
@@ -52,14 +50,7 @@ impl Pipe {
                 return;
             }
         });
-        Pipe {
-            full,
-            empty,
-            current: Vec::new(),
-            pos: 0,
-            done: false,
-            worker: Some(worker),
-        }
+        Pipe { full, empty, current: Vec::new(), pos: 0, done: false, worker: Some(worker) }
     }
 }
 

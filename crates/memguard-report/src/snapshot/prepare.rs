@@ -138,8 +138,7 @@ pub fn essential_edges(g: &Graph, page_owned: &Bits, ephemerons: &EphemeronNames
                 node_end = g.first_edge[node as usize + 1] as usize;
                 node_owned = page_owned.get(node as usize);
             }
-            bits |= u64::from(is_essential(g, page_owned, ephemerons, node, node_owned, e))
-                << (e - start);
+            bits |= u64::from(is_essential(g, page_owned, ephemerons, node, node_owned, e)) << (e - start);
         }
         *word = bits;
     }
@@ -147,14 +146,7 @@ pub fn essential_edges(g: &Graph, page_owned: &Bits, ephemerons: &EphemeronNames
 }
 
 #[inline(always)]
-fn is_essential(
-    g: &Graph,
-    page_owned: &Bits,
-    ephemerons: &EphemeronNames,
-    node: u32,
-    node_owned: bool,
-    e: usize,
-) -> bool {
+fn is_essential(g: &Graph, page_owned: &Bits, ephemerons: &EphemeronNames, node: u32, node_owned: bool, e: usize) -> bool {
     let ek = g.ek;
     // Cheapest tests first; they are independent exclusions.
     let t = g.edge_type[e];

@@ -15,11 +15,9 @@ impl Progress {
             return Progress(None);
         }
         let bar = ProgressBar::with_draw_target(Some(file_bytes), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{spinner} {msg:12} [{bar:30}] {bytes}/{total_bytes} ({elapsed})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style = ProgressStyle::with_template("{spinner} {msg:12} [{bar:30}] {bytes}/{total_bytes} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message("reading");
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -39,8 +37,7 @@ impl Progress {
         if let Some(bar) = &self.0 {
             if bar.length().is_some() {
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 bar.set_length(0);
                 bar.unset_length();

@@ -21,9 +21,7 @@ pub enum ReadError {
 impl From<io::Error> for ReadError {
     fn from(e: io::Error) -> Self {
         match e.kind() {
-            io::ErrorKind::UnexpectedEof => {
-                ReadError::Truncated(format!("compressed stream ends early ({e})"))
-            }
+            io::ErrorKind::UnexpectedEof => ReadError::Truncated(format!("compressed stream ends early ({e})")),
             io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
                 ReadError::Corrupt(format!("bad compressed data ({e})"))
             }
@@ -109,21 +107,11 @@ pub fn read_file(path: &Path, bar: Option<indicatif::ProgressBar>) -> Result<Raw
     let gz = got == 2 && magic == [0x1f, 0x8b];
     // A number needs at least two bytes ("0,"); deflate expands at most ~1032x.
     // Bounds preallocation so a corrupt count cannot ask for terabytes.
-    let max_numbers = if gz {
-        file_len.saturating_mul(516)
-    } else {
-        file_len / 2
-    } + 16;
+    let max_numbers = if gz { file_len.saturating_mul(516) } else { file_len / 2 } + 16;
     // Small files get small buffers: tests and fuzzing open thousands.
-    let buffer = (if gz {
-        file_len.saturating_mul(8)
-    } else {
-        file_len
-    } as usize)
-        .clamp(64 << 10, BUF_SIZE);
+    let buffer = (if gz { file_len.saturating_mul(8) } else { file_len } as usize).clamp(64 << 10, BUF_SIZE);
     if gz {
-        let decoder =
-            flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, counted));
+        let decoder = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, counted));
         read_snapshot_buffered(super::pipe::Pipe::new(decoder, buffer), max_numbers, buffer)
     } else {
         drop(counted);
@@ -158,13 +146,7 @@ const BUF_SIZE: usize = 1 << 20;
 
 impl<R: Read> Bytes<R> {
     fn new(inner: R, size: usize) -> Self {
-        Bytes {
-            inner,
-            buf: vec![0u8; size.max(16)].into_boxed_slice(),
-            pos: 0,
-            end: 0,
-            base: 0,
-        }
+        Bytes { inner, buf: vec![0u8; size.max(16)].into_boxed_slice(), pos: 0, end: 0, base: 0 }
     }
 
     /// Refills the buffer; false at end of input.
@@ -230,11 +212,7 @@ impl<R: Read> Bytes<R> {
                 self.pos += 1;
                 Ok(())
             }
-            Some(b) => corrupt(format!(
-                "expected '{}' {what}, found '{}'",
-                want as char,
-                (b as char).escape_default()
-            )),
+            Some(b) => corrupt(format!("expected '{}' {what}, found '{}'", want as char, (b as char).escape_default())),
         }
     }
 
@@ -283,12 +261,7 @@ impl<R: Read> Bytes<R> {
                         self.pos += i + 1;
                         return Ok(None);
                     }
-                    b => {
-                        return corrupt(format!(
-                            "expected ',' or ']' in \"{what}\", found '{}'",
-                            (b as char).escape_default()
-                        ))
-                    }
+                    b => return corrupt(format!("expected ',' or ']' in \"{what}\", found '{}'", (b as char).escape_default())),
                 }
             } else if i < len && buf[i] == b']' {
                 self.pos += i + 1;
@@ -327,13 +300,7 @@ impl<R: Read> Bytes<R> {
     /// the parse); the rest (near the window's end, unusual spacing, errors)
     /// by `next_record_slow`.
     #[inline(always)]
-    fn next_record(
-        &mut self,
-        first: &mut bool,
-        rec: &mut [u64],
-        what: &str,
-        fields: &str,
-    ) -> Result<bool> {
+    fn next_record(&mut self, first: &mut bool, rec: &mut [u64], what: &str, fields: &str) -> Result<bool> {
         let window = &self.buf[self.pos..self.end];
         if window.len() >= rec.len() * FAST_FIELD + 8 {
             if let Some(used) = record_fast(window, *first, rec) {
@@ -347,22 +314,12 @@ impl<R: Read> Bytes<R> {
 
     /// `next_record` one value at a time through `next_uint`.
     #[inline(never)]
-    fn next_record_slow(
-        &mut self,
-        first: &mut bool,
-        rec: &mut [u64],
-        what: &str,
-        fields: &str,
-    ) -> Result<bool> {
+    fn next_record_slow(&mut self, first: &mut bool, rec: &mut [u64], what: &str, fields: &str) -> Result<bool> {
         for k in 0..rec.len() {
             match self.next_uint(first, what)? {
                 Some(v) => rec[k] = v,
                 None if k == 0 => return Ok(false),
-                None => {
-                    return corrupt(format!(
-                        "\"{what}\" length is not a multiple of meta.{fields}"
-                    ))
-                }
+                None => return corrupt(format!("\"{what}\" length is not a multiple of meta.{fields}")),
             }
         }
         Ok(true)
@@ -408,12 +365,7 @@ impl<R: Read> Bytes<R> {
                         b'r' => Some(b'\r'),
                         b't' => Some(b'\t'),
                         b'u' => None,
-                        other => {
-                            return corrupt(format!(
-                                "bad string escape '\\{}'",
-                                (other as char).escape_default()
-                            ))
-                        }
+                        other => return corrupt(format!("bad string escape '\\{}'", (other as char).escape_default())),
                     };
                     match simple {
                         Some(c) => {
@@ -557,11 +509,7 @@ fn push_utf16_unit(high: &mut Option<u16>, unit: u16, out: &mut Vec<u8>) {
 
 fn string_list(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| s.as_str().unwrap_or("").to_string())
-                .collect()
-        })
+        .map(|a| a.iter().map(|s| s.as_str().unwrap_or("").to_string()).collect())
         .unwrap_or_default()
 }
 
@@ -574,11 +522,7 @@ fn parse_meta(bytes: &[u8]) -> Result<Meta> {
     let node_fields = string_list(&meta["node_fields"]);
     let edge_fields = string_list(&meta["edge_fields"]);
     let type_list = |fields: &[String], types: &serde_json::Value| {
-        fields
-            .iter()
-            .position(|f| f == "type")
-            .map(|i| string_list(&types[i]))
-            .unwrap_or_default()
+        fields.iter().position(|f| f == "type").map(|i| string_list(&types[i])).unwrap_or_default()
     };
     let node_types = type_list(&node_fields, &meta["node_types"]);
     let edge_types = type_list(&edge_fields, &meta["edge_types"]);
@@ -604,11 +548,7 @@ fn parse_meta(bytes: &[u8]) -> Result<Meta> {
             return corrupt(format!("meta.edge_fields lacks \"{required}\""));
         }
     }
-    if m.node_types.is_empty()
-        || m.node_types.len() > 255
-        || m.edge_types.is_empty()
-        || m.edge_types.len() > 255
-    {
+    if m.node_types.is_empty() || m.node_types.len() > 255 || m.edge_types.is_empty() || m.edge_types.len() > 255 {
         return corrupt("meta lacks usable node_types / edge_types");
     }
     Ok(m)
@@ -624,6 +564,7 @@ struct NodeAt {
     detachedness: Option<usize>,
 }
 
+
 /// Reads a whole snapshot from a byte stream.
 pub fn read_snapshot(input: impl Read, max_numbers: u64) -> Result<RawSnapshot> {
     read_snapshot_buffered(input, max_numbers, BUF_SIZE)
@@ -631,11 +572,7 @@ pub fn read_snapshot(input: impl Read, max_numbers: u64) -> Result<RawSnapshot> 
 
 /// As `read_snapshot` with a given buffer size (tests use tiny ones to cross
 /// every buffer boundary).
-pub fn read_snapshot_buffered(
-    input: impl Read,
-    max_numbers: u64,
-    buffer: usize,
-) -> Result<RawSnapshot> {
+pub fn read_snapshot_buffered(input: impl Read, max_numbers: u64, buffer: usize) -> Result<RawSnapshot> {
     let mut r = Bytes::new(input, buffer);
     let mut snap = RawSnapshot::default();
     let mut seen = Seen::default();
@@ -676,42 +613,24 @@ fn read_sections<R: Read>(
     loop {
         if after_value {
             match r.skip_ws()? {
-                None => {
-                    return Err(ReadError::Truncated(
-                        "file ends before the closing '}'".into(),
-                    ))
-                }
+                None => return Err(ReadError::Truncated("file ends before the closing '}'".into())),
                 Some(b',') => r.pos += 1,
                 Some(b'}') => {
                     r.pos += 1;
                     break;
                 }
-                Some(b) => {
-                    return corrupt(format!(
-                        "expected ',' or '}}', found '{}'",
-                        (b as char).escape_default()
-                    ))
-                }
+                Some(b) => return corrupt(format!("expected ',' or '}}', found '{}'", (b as char).escape_default())),
             }
         }
         after_value = true;
         match r.skip_ws()? {
-            None => {
-                return Err(ReadError::Truncated(
-                    "file ends before the closing '}'".into(),
-                ))
-            }
+            None => return Err(ReadError::Truncated("file ends before the closing '}'".into())),
             Some(b'}') => {
                 r.pos += 1;
                 break;
             }
             Some(b'"') => r.pos += 1,
-            Some(b) => {
-                return corrupt(format!(
-                    "expected a key, found '{}'",
-                    (b as char).escape_default()
-                ))
-            }
+            Some(b) => return corrupt(format!("expected a key, found '{}'", (b as char).escape_default())),
         }
         key.clear();
         r.read_string_into(&mut key, 1 << 16)?;
@@ -757,21 +676,13 @@ fn read_sections<R: Read>(
         }
     }
     if let Some(b) = r.skip_ws()? {
-        return corrupt(format!(
-            "unexpected '{}' after the closing '}}'",
-            (b as char).escape_default()
-        ));
+        return corrupt(format!("unexpected '{}' after the closing '}}'", (b as char).escape_default()));
     }
     Ok(Stop::End)
 }
 
 fn finish(snap: RawSnapshot, seen: Seen) -> Result<RawSnapshot> {
-    for (present, name) in [
-        (seen.meta, "snapshot"),
-        (seen.nodes, "nodes"),
-        (seen.edges, "edges"),
-        (seen.strings, "strings"),
-    ] {
+    for (present, name) in [(seen.meta, "snapshot"), (seen.nodes, "nodes"), (seen.edges, "edges"), (seen.strings, "strings")] {
         if !present {
             return corrupt(format!("no \"{name}\" section"));
         }
@@ -783,20 +694,9 @@ fn finish(snap: RawSnapshot, seen: Seen) -> Result<RawSnapshot> {
 /// A plain file is read by two threads: this one parses the header and the
 /// `nodes` array while a second one skips ahead to the end of `nodes` (it
 /// holds no `]` but its own) and parses `edges`, `strings` and the rest.
-fn read_plain_split(
-    path: &Path,
-    bar: Option<indicatif::ProgressBar>,
-    max_numbers: u64,
-    buffer: usize,
-) -> Result<RawSnapshot> {
+fn read_plain_split(path: &Path, bar: Option<indicatif::ProgressBar>, max_numbers: u64, buffer: usize) -> Result<RawSnapshot> {
     let file = File::open(path)?;
-    let mut r = Bytes::new(
-        Counting {
-            inner: file,
-            bar: bar.clone(),
-        },
-        buffer,
-    );
+    let mut r = Bytes::new(Counting { inner: file, bar: bar.clone() }, buffer);
     let mut snap = RawSnapshot::default();
     let mut seen = Seen::default();
     r.expect(b'{', "at the start of the file")?;
@@ -821,17 +721,9 @@ fn read_plain_split(
             let Some(after_nodes) = after_nodes else {
                 return Err(ReadError::Truncated("file ends inside \"nodes\"".into()));
             };
-            let mut part = RawSnapshot {
-                meta: meta.clone(),
-                ..RawSnapshot::default()
-            };
-            let mut seen = Seen {
-                meta: true,
-                nodes: true,
-                ..Seen::default()
-            };
-            let split = edges_split(path, nodes_at, after_nodes, meta)?
-                .filter(|&(records, _)| records <= whole.capacity() as u64);
+            let mut part = RawSnapshot { meta: meta.clone(), ..RawSnapshot::default() };
+            let mut seen = Seen { meta: true, nodes: true, ..Seen::default() };
+            let split = edges_split(path, nodes_at, after_nodes, meta)?.filter(|&(records, _)| records <= whole.capacity() as u64);
             if let Some((records, resume_at)) = split {
                 let (front, mut back) = whole.split_at(records as usize);
                 let _ = split_tx.send(front);
@@ -848,13 +740,12 @@ fn read_plain_split(
             read_sections(&mut r, &mut part, &mut seen, max_numbers, false, true)?;
             Ok((part, seen, None))
         });
-        let nodes = r
-            .expect(b'[', "to open \"nodes\"")
-            .and_then(|()| read_nodes(&mut r, &mut snap, max_numbers))
-            .and_then(|()| match split_rx.recv() {
+        let nodes = r.expect(b'[', "to open \"nodes\"").and_then(|()| read_nodes(&mut r, &mut snap, max_numbers)).and_then(|()| {
+            match split_rx.recv() {
                 Ok(mut front) => read_first_edges(&mut r, meta, &mut front),
                 Err(_) => Ok(()),
-            });
+            }
+        });
         (nodes, rest.join())
     });
     let (part, rest_seen, edges_read) = match rest {
@@ -884,12 +775,7 @@ fn read_plain_split(
 /// Where to split `edges` between the two reader threads: (edges the nodes
 /// thread reads, offset after the comma that ends them). `None` (no split)
 /// unless `edges` follows `nodes` and is long enough to be worth it.
-fn edges_split(
-    path: &Path,
-    nodes_at: u64,
-    after_nodes: u64,
-    meta: &Meta,
-) -> Result<Option<(u64, u64)>> {
+fn edges_split(path: &Path, nodes_at: u64, after_nodes: u64, meta: &Meta) -> Result<Option<(u64, u64)>> {
     use std::io::{Seek, SeekFrom};
     const MIN_SHARE: u64 = 4 << 20;
     let mut file = File::open(path)?;
@@ -1072,10 +958,7 @@ fn read_nodes<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u6
     }
     let n = snap.node_type.len();
     if n as u64 != snap.meta.node_count {
-        return corrupt(format!(
-            "\"nodes\" holds {n} nodes, the header says {}",
-            snap.meta.node_count
-        ));
+        return corrupt(format!("\"nodes\" holds {n} nodes, the header says {}", snap.meta.node_count));
     }
     if n >= u32::MAX as usize / width.max(1) {
         return corrupt("too many nodes");
@@ -1095,20 +978,11 @@ impl EdgeColumns {
     fn zeroed(meta: &Meta, max_numbers: u64) -> EdgeColumns {
         let width = meta.edge_fields.len().max(1) as u64;
         let n = meta.edge_count.min(max_numbers / width) as usize;
-        EdgeColumns {
-            ty: vec![0; n],
-            name: vec![0; n],
-            to: vec![0; n],
-        }
+        EdgeColumns { ty: vec![0; n], name: vec![0; n], to: vec![0; n] }
     }
 
     fn sink(&mut self) -> EdgeSink<'_> {
-        EdgeSink {
-            ty: &mut self.ty,
-            name: &mut self.name,
-            to: &mut self.to,
-            len: 0,
-        }
+        EdgeSink { ty: &mut self.ty, name: &mut self.name, to: &mut self.to, len: 0 }
     }
 
     fn into_snapshot(mut self, snap: &mut RawSnapshot, count: usize) {
@@ -1141,20 +1015,7 @@ impl<'a> EdgeSink<'a> {
         let (ty, ty_rest) = self.ty.split_at_mut(mid);
         let (name, name_rest) = self.name.split_at_mut(mid);
         let (to, to_rest) = self.to.split_at_mut(mid);
-        (
-            EdgeSink {
-                ty,
-                name,
-                to,
-                len: 0,
-            },
-            EdgeSink {
-                ty: ty_rest,
-                name: name_rest,
-                to: to_rest,
-                len: 0,
-            },
-        )
+        (EdgeSink { ty, name, to, len: 0 }, EdgeSink { ty: ty_rest, name: name_rest, to: to_rest, len: 0 })
     }
 
     #[inline]
@@ -1172,11 +1033,7 @@ impl<'a> EdgeSink<'a> {
 }
 
 /// The whole `edges` array (its `[` read) into `snap`'s edge columns.
-fn read_all_edges<R: Read>(
-    r: &mut Bytes<R>,
-    snap: &mut RawSnapshot,
-    max_numbers: u64,
-) -> Result<()> {
+fn read_all_edges<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot, max_numbers: u64) -> Result<()> {
     let mut columns = EdgeColumns::zeroed(&snap.meta, max_numbers);
     let mut sink = columns.sink();
     read_edges_upto(r, &snap.meta, &mut sink, None)?;
@@ -1187,12 +1044,7 @@ fn read_all_edges<R: Read>(
 
 /// Edges into `sink`: up to the array's `]`, or with `records` only that
 /// many (no `]` after them).
-fn read_edges_upto<R: Read>(
-    r: &mut Bytes<R>,
-    meta: &Meta,
-    sink: &mut EdgeSink,
-    records: Option<u64>,
-) -> Result<()> {
+fn read_edges_upto<R: Read>(r: &mut Bytes<R>, meta: &Meta, sink: &mut EdgeSink, records: Option<u64>) -> Result<()> {
     let fields = &meta.edge_fields;
     let pos = |name: &str| fields.iter().position(|f| f == name).unwrap_or(0);
     // Required fields are checked in parse_meta.
@@ -1201,10 +1053,7 @@ fn read_edges_upto<R: Read>(
     // The nodes may be read on another thread at the same time: check against
     // the header's counts; `validate` compares with the nodes later.
     let node_width = meta.node_fields.len() as u64;
-    let limit = meta
-        .node_count
-        .saturating_mul(node_width)
-        .min(u64::from(u32::MAX));
+    let limit = meta.node_count.saturating_mul(node_width).min(u64::from(u32::MAX));
     // `to_node / node_width` by multiplication: exact for every value below 2^32.
     let reciprocal = u64::MAX / node_width + 1;
     let type_count = meta.edge_types.len() as u64;
@@ -1239,12 +1088,7 @@ fn read_strings<R: Read>(r: &mut Bytes<R>, strings: &mut Strings) -> Result<()> 
                 return Ok(());
             }
             Some(b'"') => {}
-            Some(b) => {
-                return corrupt(format!(
-                    "expected a string in \"strings\", found '{}'",
-                    (b as char).escape_default()
-                ))
-            }
+            Some(b) => return corrupt(format!("expected a string in \"strings\", found '{}'", (b as char).escape_default())),
         }
         match string_fast(&r.buf[r.pos..r.end], strings) {
             Some((used, more)) => {
@@ -1268,12 +1112,7 @@ fn read_strings<R: Read>(r: &mut Bytes<R>, strings: &mut Strings) -> Result<()> 
                 strings.shrink();
                 return Ok(());
             }
-            Some(b) => {
-                return corrupt(format!(
-                    "expected ',' or ']' in \"strings\", found '{}'",
-                    (b as char).escape_default()
-                ))
-            }
+            Some(b) => return corrupt(format!("expected ',' or ']' in \"strings\", found '{}'", (b as char).escape_default())),
         }
     }
 }
@@ -1306,12 +1145,7 @@ fn string_fast(buf: &[u8], strings: &mut Strings) -> Option<(usize, bool)> {
 fn read_locations<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot) -> Result<()> {
     let f = &snap.meta.location_fields;
     let pos = |name: &str| f.iter().position(|x| x == name);
-    let wanted = (
-        pos("object_index"),
-        pos("script_id"),
-        pos("line"),
-        pos("column"),
-    );
+    let wanted = (pos("object_index"), pos("script_id"), pos("line"), pos("column"));
     let node_width = snap.meta.node_fields.len().max(1) as u32;
     let node_count = snap.meta.node_count;
     let mut rec = vec![0u64; f.len().max(1)];
@@ -1324,12 +1158,7 @@ fn read_locations<R: Read>(r: &mut Bytes<R>, snap: &mut RawSnapshot) -> Result<(
         if index % node_width != 0 || u64::from(index / node_width) >= node_count {
             return corrupt("a location points to no node");
         }
-        snap.locations.push([
-            index / node_width,
-            rec[script] as u32,
-            rec[line] as u32,
-            rec[col] as u32,
-        ]);
+        snap.locations.push([index / node_width, rec[script] as u32, rec[line] as u32, rec[col] as u32]);
     }
     Ok(())
 }
@@ -1341,20 +1170,14 @@ fn validate(snap: &RawSnapshot) -> Result<()> {
     }
     let total = u64::from(*snap.first_edge.last().unwrap_or(&0));
     if snap.edge_to.len() as u64 != total {
-        return corrupt(format!(
-            "\"edges\" holds {} edges, the nodes' edge counts add up to {total}",
-            snap.edge_to.len()
-        ));
+        return corrupt(format!("\"edges\" holds {} edges, the nodes' edge counts add up to {total}", snap.edge_to.len()));
     }
     let strings = snap.strings.len() as u32;
     if let Some(bad) = snap.node_name.iter().find(|&&s| s >= strings) {
         return corrupt(format!("node name {bad} is not in \"strings\""));
     }
     let t = &snap.meta.edge_types;
-    let numeric: Vec<bool> = t
-        .iter()
-        .map(|name| name == "element" || name == "hidden")
-        .collect();
+    let numeric: Vec<bool> = t.iter().map(|name| name == "element" || name == "hidden").collect();
     for (i, &name) in snap.edge_name.iter().enumerate() {
         if !numeric[snap.edge_type[i] as usize] && name >= strings {
             return corrupt(format!("edge name {name} is not in \"strings\""));
@@ -1367,6 +1190,7 @@ fn validate(snap: &RawSnapshot) -> Result<()> {
     }
     Ok(())
 }
+
 
 /// Bytes `record_fast` may read for one value: up to 19 digits, a `\n,`
 /// before them, and room for an 8-byte load after.
@@ -1464,22 +1288,12 @@ mod tests {
         .unwrap();
         for i in 0..nodes {
             let c = if i == 0 { "" } else { "," };
-            write!(
-                s,
-                "{c}{},{},{},{},{edges_per_node},0,0{sep}",
-                i % 4,
-                i % 3,
-                i * 2 + 1,
-                i % 1000
-            )
-            .unwrap();
+            write!(s, "{c}{},{},{},{},{edges_per_node},0,0{sep}", i % 4, i % 3, i * 2 + 1, i % 1000).unwrap();
         }
         s.push_str("],\n\"edges\":[");
         let mut x = 12345u64;
         for e in 0..edge_count {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let c = if e == 0 { "" } else { "," };
             let to = (x >> 33) as usize % nodes * 7;
             write!(s, "{c}{},{},{to}{sep}", (x >> 20) % 6, (x >> 40) % 3).unwrap();
@@ -1505,10 +1319,7 @@ mod tests {
     fn split_edges_read_as_one_stream() {
         for (sep, edges_per_node) in [("\n", 12), ("", 14), (" ", 16)] {
             let text = big_snapshot(100_000, edges_per_node, sep);
-            let path = std::env::temp_dir().join(format!(
-                "memguard-split-{}-{edges_per_node}.heapsnapshot",
-                std::process::id()
-            ));
+            let path = std::env::temp_dir().join(format!("memguard-split-{}-{edges_per_node}.heapsnapshot", std::process::id()));
             std::fs::write(&path, &text).unwrap();
             let nodes_at = text.find("\"nodes\":").unwrap() as u64 + 8;
             let after_nodes = text[nodes_at as usize..].find(']').unwrap() as u64 + nodes_at + 1;
@@ -1527,44 +1338,24 @@ mod tests {
         let mut x = 99u64;
         for len in 1..=19usize {
             for _ in 0..200 {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let digits: String = (0..len)
-                    .map(|k| char::from(b'0' + ((x >> (k * 3 % 60)) % 10) as u8))
-                    .collect();
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let digits: String = (0..len).map(|k| char::from(b'0' + ((x >> (k * 3 % 60)) % 10) as u8)).collect();
                 for tail in [",", "\n,", "]", " "] {
                     let text = format!("{digits}{tail}{}", "0".repeat(FAST_FIELD));
                     let (end, v) = digits_swar(text.as_bytes(), 0).unwrap();
-                    assert_eq!(
-                        (end, v),
-                        (len, digits.parse::<u64>().unwrap()),
-                        "{digits}{tail}"
-                    );
+                    assert_eq!((end, v), (len, digits.parse::<u64>().unwrap()), "{digits}{tail}");
                 }
             }
         }
         let pad = " ".repeat(FAST_FIELD);
-        assert_eq!(
-            digits_swar(format!("{}1{pad}", "9".repeat(19)).as_bytes(), 0),
-            None,
-            "20 digits"
-        );
-        assert_eq!(
-            digits_swar(format!(",1{pad}").as_bytes(), 0),
-            None,
-            "no digit"
-        );
+        assert_eq!(digits_swar(format!("{}1{pad}", "9".repeat(19)).as_bytes(), 0), None, "20 digits");
+        assert_eq!(digits_swar(format!(",1{pad}").as_bytes(), 0), None, "no digit");
         let mut rec = [0u64; 3];
         let text = format!("\n,12,3456789012,7\n,1{pad}{pad}{pad}");
         assert_eq!(record_fast(text.as_bytes(), false, &mut rec), Some(17));
         assert_eq!(rec, [12, 3456789012, 7]);
         let text = format!("12, 3,7{pad}{pad}{pad}");
-        assert_eq!(
-            record_fast(text.as_bytes(), true, &mut rec),
-            None,
-            "a space is left to next_uint"
-        );
+        assert_eq!(record_fast(text.as_bytes(), true, &mut rec), None, "a space is left to next_uint");
     }
 
     #[test]
@@ -1572,10 +1363,7 @@ mod tests {
         let text = big_snapshot(100_000, 12, "\n");
         let nodes_at = text.find("\"nodes\":").unwrap() as u64 + 8;
         let after_nodes = text[nodes_at as usize..].find(']').unwrap() as u64 + nodes_at + 1;
-        let path = std::env::temp_dir().join(format!(
-            "memguard-split-at-{}.heapsnapshot",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("memguard-split-at-{}.heapsnapshot", std::process::id()));
         std::fs::write(&path, &text).unwrap();
         let meta = read_snapshot(text.as_bytes(), u64::MAX).unwrap().meta;
         let found = edges_split(&path, nodes_at, after_nodes, &meta);
@@ -1585,9 +1373,6 @@ mod tests {
         let before = &text[edges_at..resume_at as usize];
         assert!(before.ends_with(','));
         assert_eq!(count_commas(before.as_bytes()), records * 3);
-        assert_eq!(
-            before.bytes().filter(|&b| b == b',').count() as u64,
-            records * 3
-        );
+        assert_eq!(before.bytes().filter(|&b| b == b',').count() as u64, records * 3);
     }
 }

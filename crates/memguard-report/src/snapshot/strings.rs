@@ -44,9 +44,7 @@ impl Strings {
     pub fn push_bytes(&mut self, bytes: &[u8]) -> u32 {
         match std::str::from_utf8(bytes) {
             Ok(_) => self.data.extend_from_slice(bytes),
-            Err(_) => self
-                .data
-                .extend_from_slice(String::from_utf8_lossy(bytes).as_bytes()),
+            Err(_) => self.data.extend_from_slice(String::from_utf8_lossy(bytes).as_bytes()),
         }
         self.ends.push(self.data.len() as u64);
         (self.ends.len() - 1) as u32

@@ -63,9 +63,7 @@ fn match_name(b: &[u8]) -> Option<(&[u8], &[u8])> {
     }
     // Line terminators: \n, \r, U+2028 and U+2029 (E2 80 A8 / E2 80 A9).
     let terminator = memchr::memchr2(b'\n', b'\r', b).is_some()
-        || LINE_SEP_FINDER
-            .find_iter(b)
-            .any(|i| matches!(b.get(i + 2), Some(0xA8 | 0xA9)));
+        || LINE_SEP_FINDER.find_iter(b).any(|i| matches!(b.get(i + 2), Some(0xA8 | 0xA9)));
     if terminator {
         return None;
     }
@@ -108,19 +106,13 @@ impl EphemeronNames {
                 continue;
             };
             // All digits: `None` only when too large for a u64.
-            let table = table.iter().try_fold(0u64, |v, &d| {
-                v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-            });
+            let table = table.iter().try_fold(0u64, |v, &d| v.checked_mul(10)?.checked_add(u64::from(d - b'0')));
             found.push((i, table, identity(part)));
             is_name.set(i as usize);
         }
         // Parts numbered by sorting their identities: a map keyed by the
         // part text chased a pointer into the string table per lookup.
-        let mut by_part: Vec<(u128, u32)> = found
-            .iter()
-            .enumerate()
-            .map(|(k, f)| (f.2, k as u32))
-            .collect();
+        let mut by_part: Vec<(u128, u32)> = found.iter().enumerate().map(|(k, f)| (f.2, k as u32)).collect();
         by_part.sort_unstable();
         let mut part_of = vec![0u32; found.len()];
         let mut part_id = 0u32;
@@ -157,9 +149,7 @@ mod tests {
 
     fn by_regex(s: &str) -> Option<(String, String)> {
         static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-        RE.get_or_init(|| regex::Regex::new(PATTERN).unwrap())
-            .captures(s)
-            .map(|c| (c[1].to_string(), c[2].to_string()))
+        RE.get_or_init(|| regex::Regex::new(PATTERN).unwrap()).captures(s).map(|c| (c[1].to_string(), c[2].to_string()))
     }
 
     fn by_hand(s: &str) -> Option<(String, String)> {
@@ -196,25 +186,8 @@ mod tests {
 
     fn token() -> impl Strategy<Value = &'static str> {
         prop::sample::select(vec![
-            "0",
-            "17",
-            " @",
-            "@",
-            " ",
-            "(",
-            ")",
-            ") -> value (",
-            " / part of key (",
-            ") pair in WeakMap (table @",
-            "x",
-            "é",
-            "\u{2028}",
-            "\u{2029}",
-            "\u{2027}",
-            "\n",
-            "\r",
-            "Object",
-            " -> ",
+            "0", "17", " @", "@", " ", "(", ")", ") -> value (", " / part of key (", ") pair in WeakMap (table @",
+            "x", "é", "\u{2028}", "\u{2029}", "\u{2027}", "\n", "\r", "Object", " -> ",
         ])
     }
 

@@ -23,9 +23,7 @@ fn rises(points: &[(f64, f64)]) -> (bool, f64, f64) {
     let mut heaps: Vec<f64> = points.iter().map(|p| p.1).collect();
     let med = median(&mut heaps).unwrap_or(0.0);
     let growth = t.slope_per_ms * span;
-    let rising = t.concordance >= MIN_CONCORDANCE
-        && t.slope_per_ms > 0.0
-        && growth >= (0.1 * med).max(1048576.0);
+    let rising = t.concordance >= MIN_CONCORDANCE && t.slope_per_ms > 0.0 && growth >= (0.1 * med).max(1048576.0);
     (rising, t.slope_per_ms * 60_000.0, t.concordance)
 }
 
@@ -37,12 +35,8 @@ fn thinned(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
 /// `hit_limit`: the process reached its heap limit (a near-heap-limit
 /// capture): growth that ended there was stopped by the limit, not by itself.
 pub fn heap_trend(t: &TimelineSummary, hit_limit: bool) -> HeapTrend {
-    let points: Vec<(f64, f64)> = t
-        .pauses
-        .iter()
-        .filter(|p| p.kind == "mark-compact")
-        .map(|p| (p.t, p.heap_after as f64))
-        .collect();
+    let points: Vec<(f64, f64)> =
+        t.pauses.iter().filter(|p| p.kind == "mark-compact").map(|p| (p.t, p.heap_after as f64)).collect();
     let whole = t.leak.verdict.as_str();
     let mut out = HeapTrend {
         state: String::new(),
@@ -60,20 +54,12 @@ pub fn heap_trend(t: &TimelineSummary, hit_limit: bool) -> HeapTrend {
     } else {
         None
     };
-    let limit = t
-        .samples
-        .iter()
-        .map(|s| s.heap_limit)
-        .filter(|&l| l > 0)
-        .min();
-    let reached_limit =
-        hit_limit || limit.is_some_and(|l| t.heap_used_peak as f64 >= NEAR_LIMIT * l as f64);
+    let limit = t.samples.iter().map(|s| s.heap_limit).filter(|&l| l > 0).min();
+    let reached_limit = hit_limit || limit.is_some_and(|l| t.heap_used_peak as f64 >= NEAR_LIMIT * l as f64);
     // A recording too short for the timeline's own verdict (under 2 s) that
     // rose all the way to the heap limit is a fast leak, not too little data.
-    let short_rise_to_limit = whole == "too-short"
-        && reached_limit
-        && points.len() >= MIN_POINTS
-        && rises(&thinned(&points)).0;
+    let short_rise_to_limit =
+        whole == "too-short" && reached_limit && points.len() >= MIN_POINTS && rises(&thinned(&points)).0;
     out.state = match (whole, recent_rising) {
         ("too-short", _) if short_rise_to_limit => "growing",
         ("too-short", None | Some(false)) => "too-short",

@@ -44,37 +44,20 @@ pub fn holder_text(p: &AccumulationPoint) -> String {
 fn grew(p: &AccumulationPoint) -> Option<bool> {
     let g = p.growth.as_ref()?;
     let added = g.bytes_added.unwrap_or(0) as f64;
-    let holder = g
-        .holder_before
-        .map(|b| p.holder.retained_size as f64 - b as f64);
+    let holder = g.holder_before.map(|b| p.holder.retained_size as f64 - b as f64);
     let share = MIN_GROWTH_SHARE * p.retained_size as f64;
-    Some(
-        added >= share && holder.is_none_or(|h| h > 0.0)
-            || holder.is_some_and(|h| h >= MIN_GROWTH_SHARE * p.holder.retained_size as f64),
-    )
+    Some(added >= share && holder.is_none_or(|h| h > 0.0) || holder.is_some_and(|h| h >= MIN_GROWTH_SHARE * p.holder.retained_size as f64))
 }
 
 /// A near-heap-limit capture in the bundle, or its marker in the timeline.
 fn hit_limit(r: &Report) -> bool {
-    let near = |v: &serde_json::Value| {
-        v.get("trigger").and_then(|t| t.as_str()) == Some("near-heap-limit")
-    };
-    let captures = r
-        .bundle
-        .as_ref()
-        .and_then(|b| b.get("captures"))
-        .and_then(|c| c.as_array());
-    captures.is_some_and(|c| c.iter().any(near))
-        || r.timeline
-            .as_ref()
-            .is_some_and(|t| t.markers.iter().any(|m| near(&m.detail)))
+    let near = |v: &serde_json::Value| v.get("trigger").and_then(|t| t.as_str()) == Some("near-heap-limit");
+    let captures = r.bundle.as_ref().and_then(|b| b.get("captures")).and_then(|c| c.as_array());
+    captures.is_some_and(|c| c.iter().any(near)) || r.timeline.as_ref().is_some_and(|t| t.markers.iter().any(|m| near(&m.detail)))
 }
 
 pub fn judge(r: &Report) -> Verdict {
-    let trend = r
-        .timeline
-        .as_ref()
-        .map(|t| gate::heap_trend(t, hit_limit(r)));
+    let trend = r.timeline.as_ref().map(|t| gate::heap_trend(t, hit_limit(r)));
     let points: &[AccumulationPoint] = r.snapshot.as_ref().map_or(&[], |s| &s.accumulations);
     let reachable = r.snapshot.as_ref().map_or(0, |s| s.reachable_size);
     let diffed = points.iter().any(|p| p.growth.is_some());
@@ -85,10 +68,7 @@ pub fn judge(r: &Report) -> Verdict {
         // No usable timeline: two snapshots can still show growth.
         _ => diffed && points.iter().any(|p| grew(p) == Some(true)),
     };
-    let mut v = Verdict {
-        heap_trend: trend.clone(),
-        ..Verdict::default()
-    };
+    let mut v = Verdict { heap_trend: trend.clone(), ..Verdict::default() };
     if !open {
         let (reason, why) = match state {
             "flat" => ("flat", flat_text(trend.as_ref())),
@@ -107,29 +87,19 @@ pub fn judge(r: &Report) -> Verdict {
     let rate = trend
         .as_ref()
         .filter(|t| t.state == "growing")
-        .map(|t| {
-            if t.bytes_per_min > 0.0 {
-                t.bytes_per_min
-            } else {
-                t.recent_bytes_per_min
-            }
-        })
+        .map(|t| if t.bytes_per_min > 0.0 { t.bytes_per_min } else { t.recent_bytes_per_min })
         .filter(|&r| r > 0.0);
     let mut candidates: Vec<&AccumulationPoint> = points.iter().collect();
     if diffed {
-        let (growing, still): (Vec<_>, Vec<_>) =
-            candidates.into_iter().partition(|p| grew(p) != Some(false));
+        let (growing, still): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|p| grew(p) != Some(false));
         v.not_growing = still.into_iter().take(MAX_HOLDERS).cloned().collect();
         candidates = growing;
-        candidates.sort_by_key(|p| {
-            std::cmp::Reverse(p.growth.as_ref().and_then(|g| g.bytes_added).unwrap_or(0))
-        });
+        candidates.sort_by_key(|p| std::cmp::Reverse(p.growth.as_ref().and_then(|g| g.bytes_added).unwrap_or(0)));
     } else {
         candidates.sort_by(|a, b| app_first(b).total_cmp(&app_first(a)));
     }
     for p in candidates.into_iter().take(MAX_SUSPECTS) {
-        v.suspects
-            .push(suspect_of(r, p, reachable, trend.as_ref(), rate));
+        v.suspects.push(suspect_of(r, p, reachable, trend.as_ref(), rate));
     }
     if v.suspects.is_empty() && r.snapshot.is_none() {
         if let Some(s) = profile_suspect(r, rate) {
@@ -171,16 +141,8 @@ pub fn retitle(v: &mut Verdict) {
 }
 
 fn headline(s: &Suspect) -> String {
-    let objects = if s.objects > 0 {
-        format!("{} ", thousands(s.objects))
-    } else {
-        String::new()
-    };
-    let mut h = format!(
-        "Leak suspect: {objects}{} ({})",
-        s.class,
-        human(s.retained_size as f64)
-    );
+    let objects = if s.objects > 0 { format!("{} ", thousands(s.objects)) } else { String::new() };
+    let mut h = format!("Leak suspect: {objects}{} ({})", s.class, human(s.retained_size as f64));
     if let Some(holder) = &s.holder {
         let edge = match &holder.edge {
             Some(e) => format!(" '{e}'"),
@@ -197,13 +159,7 @@ fn headline(s: &Suspect) -> String {
     h
 }
 
-fn suspect_of(
-    r: &Report,
-    p: &AccumulationPoint,
-    reachable: u64,
-    trend: Option<&HeapTrend>,
-    rate: Option<f64>,
-) -> Suspect {
+fn suspect_of(r: &Report, p: &AccumulationPoint, reachable: u64, trend: Option<&HeapTrend>, rate: Option<f64>) -> Suspect {
     let site = r.allocations.as_ref().and_then(|a| {
         sites::match_class(a, &p.class, p.class_location).or_else(|| sites::top_app_site(a))
     });
@@ -217,11 +173,7 @@ fn suspect_of(
             t.recent_concordance * 100.0
         ));
     }
-    let share = if reachable > 0 {
-        100.0 * p.holder.retained_size.min(reachable) as f64 / reachable as f64
-    } else {
-        0.0
-    };
+    let share = if reachable > 0 { 100.0 * p.holder.retained_size.min(reachable) as f64 / reachable as f64 } else { 0.0 };
     evidence.push(format!(
         "snapshot: {} accumulates {} {} ({:.0} % of the heap)",
         holder_text(p),
@@ -231,19 +183,10 @@ fn suspect_of(
     ));
     if let (Some(objects), Some(bytes)) = (growth.objects_added, growth.bytes_added) {
         let holder = match growth.holder_before {
-            Some(b) => format!(
-                ", holder {} → {}",
-                human(b as f64),
-                human(p.holder.retained_size as f64)
-            ),
+            Some(b) => format!(", holder {} → {}", human(b as f64), human(p.holder.retained_size as f64)),
             None => ", holder new since then".into(),
         };
-        evidence.push(format!(
-            "snapshots: +{} new {} (+{}) still held{holder}",
-            thousands(objects),
-            p.class,
-            human(bytes as f64)
-        ));
+        evidence.push(format!("snapshots: +{} new {} (+{}) still held{holder}", thousands(objects), p.class, human(bytes as f64)));
     }
     if let Some(m) = &site {
         let how = match m.matched_by.as_str() {
@@ -276,23 +219,13 @@ fn profile_suspect(r: &Report, rate: Option<f64>) -> Option<Suspect> {
     // The objects themselves are sampled in the caller's frame (it runs
     // `new`), what the constructor builds in the constructor's.
     let caller_own = |m: &SiteMatch| {
-        let own = a.sites.iter().find(|s| {
-            s.function == m.site.function && s.url == m.site.url && s.line == m.site.line
-        });
-        if m.matched_by == "constructor-caller" {
-            own.map_or(0, |s| s.bytes)
-        } else {
-            0
-        }
+        let own = a.sites.iter().find(|s| s.function == m.site.function && s.url == m.site.url && s.line == m.site.line);
+        if m.matched_by == "constructor-caller" { own.map_or(0, |s| s.bytes) } else { 0 }
     };
     let bytes = site.as_ref().map_or(0, |m| m.site.bytes + caller_own(m));
-    let mut evidence =
-        vec!["no heap snapshot: the suspect comes from the allocation sites alone".to_string()];
+    let mut evidence = vec!["no heap snapshot: the suspect comes from the allocation sites alone".to_string()];
     if let Some(rate) = rate {
-        evidence.push(format!(
-            "timeline: heap after GC growing {}/min",
-            human(rate)
-        ));
+        evidence.push(format!("timeline: heap after GC growing {}/min", human(rate)));
     }
     if let Some(m) = &site {
         evidence.push(format!(
@@ -308,10 +241,7 @@ fn profile_suspect(r: &Report, rate: Option<f64>) -> Option<Suspect> {
         retained_size: bytes,
         holder: None,
         allocation_site: site,
-        growth: Growth {
-            heap_bytes_per_min: rate,
-            ..Growth::default()
-        },
+        growth: Growth { heap_bytes_per_min: rate, ..Growth::default() },
         evidence: evidence.join("; "),
         source: "allocation-profile".into(),
     })
@@ -319,12 +249,7 @@ fn profile_suspect(r: &Report, rate: Option<f64>) -> Option<Suspect> {
 
 fn flat_text(t: Option<&HeapTrend>) -> String {
     match t {
-        Some(t) => format!(
-            "the heap was flat over the timeline ({}{}/min, {:.1} s)",
-            sign(t.bytes_per_min),
-            human(t.bytes_per_min.abs()),
-            t.span_ms / 1000.0
-        ),
+        Some(t) => format!("the heap was flat over the timeline ({}{}/min, {:.1} s)", sign(t.bytes_per_min), human(t.bytes_per_min.abs()), t.span_ms / 1000.0),
         None => "the heap was flat".into(),
     }
 }
@@ -349,8 +274,7 @@ fn too_little_text(r: &Report, state: &str) -> String {
             t.leak.span_ms / 1000.0
         ),
         _ if r.snapshot.is_some() => {
-            "too little data: one snapshot and no timeline cannot tell a leak from a large cache"
-                .into()
+            "too little data: one snapshot and no timeline cannot tell a leak from a large cache".into()
         }
         _ => "too little data".into(),
     }

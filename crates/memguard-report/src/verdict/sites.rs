@@ -22,11 +22,7 @@ pub fn is_app_url(url: &str) -> bool {
 
 fn site_of(n: &ProfileNode, bytes: u64) -> AllocationSite {
     AllocationSite {
-        function: if n.function_name.is_empty() {
-            "(anonymous)".into()
-        } else {
-            n.function_name.clone()
-        },
+        function: if n.function_name.is_empty() { "(anonymous)".into() } else { n.function_name.clone() },
         url: n.url.clone(),
         line: n.line.max(0) as u32,
         column: n.column.max(0) as u32,
@@ -44,8 +40,7 @@ fn subtree_bytes(nodes: &[ProfileNode]) -> HashMap<u32, u64> {
     for n in nodes.iter().rev() {
         if let (Some(&own), Some(&p)) = (sums.get(&n.id), parent.get(&n.id)) {
             if p != 0 {
-                *sums.entry(p).or_default() =
-                    sums.get(&p).copied().unwrap_or(0).saturating_add(own);
+                *sums.entry(p).or_default() = sums.get(&p).copied().unwrap_or(0).saturating_add(own);
             }
         }
     }
@@ -54,11 +49,7 @@ fn subtree_bytes(nodes: &[ProfileNode]) -> HashMap<u32, u64> {
 
 /// The constructor frames of `class` and the JS frames that called them,
 /// with the live bytes allocated under each call.
-pub fn match_class(
-    a: &AllocationSummary,
-    class: &str,
-    location: Option<[u32; 3]>,
-) -> Option<SiteMatch> {
+pub fn match_class(a: &AllocationSummary, class: &str, location: Option<[u32; 3]>) -> Option<SiteMatch> {
     let nodes = &a.nodes;
     let by_id: HashMap<u32, &ProfileNode> = nodes.iter().map(|n| (n.id, n)).collect();
     let sums = subtree_bytes(nodes);
@@ -79,39 +70,22 @@ pub fn match_class(
     let mut sites: HashMap<(String, String, i32, i32, bool), (u64, u32)> = HashMap::new();
     for ((id, is_caller), bytes) in callers {
         let n = by_id[&id];
-        let e = sites
-            .entry((
-                n.function_name.clone(),
-                n.url.clone(),
-                n.line,
-                n.column,
-                is_caller,
-            ))
-            .or_insert((0, id));
+        let e = sites.entry((n.function_name.clone(), n.url.clone(), n.line, n.column, is_caller)).or_insert((0, id));
         e.0 += bytes;
     }
-    let best = sites
-        .into_iter()
-        .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| b.0.cmp(&a.0)))?;
+    let best = sites.into_iter().max_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| b.0.cmp(&a.0)))?;
     let ((_, _, _, _, is_caller), (bytes, id)) = best;
     Some(SiteMatch {
         site: site_of(by_id[&id], bytes),
-        matched_by: if is_caller {
-            "constructor-caller"
-        } else {
-            "constructor"
-        }
-        .into(),
+        matched_by: if is_caller { "constructor-caller" } else { "constructor" }.into(),
     })
 }
 
 /// The largest site in application code, when it holds a fair share.
 pub fn top_app_site(a: &AllocationSummary) -> Option<SiteMatch> {
     let site = a.sites.iter().find(|s| is_app_url(&s.url))?;
-    (site.bytes as f64 >= TOP_SITE_SHARE * a.total_bytes as f64).then(|| SiteMatch {
-        site: site.clone(),
-        matched_by: "top-app-site".into(),
-    })
+    (site.bytes as f64 >= TOP_SITE_SHARE * a.total_bytes as f64)
+        .then(|| SiteMatch { site: site.clone(), matched_by: "top-app-site".into() })
 }
 
 /// Without a snapshot: the constructor with the most live bytes under it in
@@ -121,11 +95,7 @@ pub fn top_constructor(a: &AllocationSummary) -> Option<(String, SiteMatch)> {
     let ctor = a
         .nodes
         .iter()
-        .filter(|n| {
-            is_app_url(&n.url)
-                && n.function_name
-                    .starts_with(|c: char| c.is_ascii_uppercase())
-        })
+        .filter(|n| is_app_url(&n.url) && n.function_name.starts_with(|c: char| c.is_ascii_uppercase()))
         .max_by_key(|n| sums.get(&n.id).copied().unwrap_or(0))?;
     let class = ctor.function_name.clone();
     match_class(a, &class, None).map(|m| (class, m))

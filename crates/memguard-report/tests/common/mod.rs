@@ -22,25 +22,10 @@ pub enum EdgeName {
 }
 
 pub const NODE_TYPES: [&str; 15] = [
-    "hidden",
-    "array",
-    "string",
-    "object",
-    "code",
-    "closure",
-    "regexp",
-    "number",
-    "native",
-    "synthetic",
-    "concatenated string",
-    "sliced string",
-    "symbol",
-    "bigint",
-    "object shape",
+    "hidden", "array", "string", "object", "code", "closure", "regexp", "number", "native", "synthetic",
+    "concatenated string", "sliced string", "symbol", "bigint", "object shape",
 ];
-pub const EDGE_TYPES: [&str; 7] = [
-    "context", "element", "property", "internal", "hidden", "shortcut", "weak",
-];
+pub const EDGE_TYPES: [&str; 7] = ["context", "element", "property", "internal", "hidden", "shortcut", "weak"];
 
 #[derive(Default)]
 pub struct Snap {
@@ -58,14 +43,7 @@ impl Snap {
     /// Adds a node; returns its ordinal. Ids are 1, 3, 5, … in order.
     pub fn node(&mut self, ty: &'static str, name: &str, size: u32) -> usize {
         let id = 1 + 2 * self.nodes.len() as u32;
-        self.nodes.push(Node {
-            ty,
-            name: name.to_string(),
-            id,
-            size,
-            detachedness: 0,
-            edges: Vec::new(),
-        });
+        self.nodes.push(Node { ty, name: name.to_string(), id, size, detachedness: 0, edges: Vec::new() });
         self.nodes.len() - 1
     }
 
@@ -99,19 +77,8 @@ impl Snap {
         let mut edges = Vec::new();
         let edge_count: usize = self.nodes.iter().map(|n| n.edges.len()).sum();
         for n in &self.nodes {
-            let t = NODE_TYPES
-                .iter()
-                .position(|x| *x == n.ty)
-                .expect("node type");
-            nodes.push(format!(
-                "{},{},{},{},{},0,{}",
-                t,
-                intern(&n.name),
-                n.id,
-                n.size,
-                n.edges.len(),
-                n.detachedness
-            ));
+            let t = NODE_TYPES.iter().position(|x| *x == n.ty).expect("node type");
+            nodes.push(format!("{},{},{},{},{},0,{}", t, intern(&n.name), n.id, n.size, n.edges.len(), n.detachedness));
             for (ty, name, to) in &n.edges {
                 let et = EDGE_TYPES.iter().position(|x| x == ty).expect("edge type");
                 let name = match name {

@@ -7,10 +7,7 @@ use proptest::prelude::*;
 /// longer hunt); no failure files: the corpus directories keep what matters.
 pub fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(cases),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases),
         failure_persistence: None,
         ..ProptestConfig::default()
     }
@@ -29,12 +26,7 @@ pub enum Mutation {
 }
 
 /// Openers that nest in JSON, in general and in the shapes the readers expect.
-const NESTS: [&str; 4] = [
-    "[",
-    "{\"a\":",
-    "{\"callFrame\":{},\"children\":[",
-    "{\"detail\":[",
-];
+const NESTS: [&str; 4] = ["[", "{\"a\":", "{\"callFrame\":{},\"children\":[", "{\"detail\":["];
 
 pub fn apply(mut bytes: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
     for m in muts {
@@ -53,9 +45,7 @@ pub fn apply(mut bytes: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
             }
             Mutation::Digit(at, d) => {
                 // Change one number: the mutation most likely to stay parseable.
-                let digits: Vec<usize> = (0..bytes.len())
-                    .filter(|&i| bytes[i].is_ascii_digit())
-                    .collect();
+                let digits: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i].is_ascii_digit()).collect();
                 if !digits.is_empty() {
                     bytes[digits[at % digits.len()]] = b'0' + d % 10;
                 }
@@ -80,29 +70,12 @@ pub fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         any::<usize>().prop_map(Mutation::Cut),
         (any::<usize>(), any::<u8>()).prop_map(|(a, v)| Mutation::Flip(a, v)),
-        (
-            any::<usize>(),
-            proptest::collection::vec(
-                prop_oneof![
-                    Just(b','),
-                    Just(b'"'),
-                    Just(b'\\'),
-                    Just(b'['),
-                    Just(b']'),
-                    Just(b'9'),
-                    any::<u8>()
-                ],
-                1..6
-            )
-        )
+        (any::<usize>(), proptest::collection::vec(prop_oneof![Just(b','), Just(b'"'), Just(b'\\'), Just(b'['), Just(b']'), Just(b'9'), any::<u8>()], 1..6))
             .prop_map(|(a, v)| Mutation::Insert(a, v)),
         (any::<usize>(), any::<u8>()).prop_map(|(a, d)| Mutation::Digit(a, d)),
         (any::<usize>(), any::<usize>()).prop_map(|(a, n)| Mutation::Delete(a, n)),
-        (
-            any::<usize>(),
-            proptest::sample::select(&NESTS[..]),
-            prop_oneof![1usize..300, 300usize..20_000]
-        )
+        (any::<usize>(), proptest::sample::select(&NESTS[..]), prop_oneof![1usize..300, 300usize..20_000])
             .prop_map(|(a, unit, n)| Mutation::Nest(a, unit, n)),
     ]
 }
+
