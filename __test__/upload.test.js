@@ -16,22 +16,8 @@ const { findReport } = require('../lib/platform');
 const skip = s3.skipReason() || false;
 const REPORT = findReport();
 
-/** Runs `memguard-report ...args`; resolves with {code, signal, stdout, stderr}. */
-function cli(args, env, { timeoutMs = 60_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(REPORT, args, { env: h.childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, child });
-    });
-  });
-}
+/** Runs `memguard-report ...args` (what `npx memguard` runs). */
+const cli = (args, env) => h.run(REPORT, args, { env, timeoutMs: 60_000 });
 
 /** A bundle as a crashed process leaves it (pid 4000000+ cannot exist: the process is gone). */
 function fakeBundle(root, name, { script = 'worker.js', files = {} } = {}) {

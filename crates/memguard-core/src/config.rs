@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::segments;
 
-/// Every variable memguard reads; anything else starting with `MEMGUARD_` is
-/// reported as unknown (usually a typo the user wants to hear about).
+/// Every variable memguard reads (with `upload::VARS`); anything else starting
+/// with `MEMGUARD_` is reported as unknown (usually a typo the user wants to
+/// hear about).
 pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD",
     "MEMGUARD_DIR",
@@ -33,12 +34,6 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_LEAK_SNAPSHOT",
     "MEMGUARD_MAX_DISK",
     "MEMGUARD_METRICS",
-    "MEMGUARD_UPLOAD",
-    "MEMGUARD_UPLOAD_KEEP",
-    "MEMGUARD_UPLOAD_TIMEOUT",
-    "MEMGUARD_UPLOAD_RATE",
-    "MEMGUARD_UPLOAD_SSE",
-    "MEMGUARD_SERVICE",
 ];
 
 /// Where bundles go when `MEMGUARD_DIR` is not set, relative to the working
@@ -373,7 +368,7 @@ impl Config {
                 n if crate::upload::VARS.contains(&n) => crate::upload::apply(&mut config.upload, n, raw, &mut warnings),
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
-                    KNOWN_VARS.join(", ")
+                    KNOWN_VARS.iter().chain(crate::upload::VARS).copied().collect::<Vec<_>>().join(", ")
                 )),
             }
         }
@@ -387,7 +382,7 @@ impl Config {
 }
 
 /// An on/off value, or a warning that names `default`.
-fn switch_or_warn(name: &str, raw: &str, default: &str, warnings: &mut Vec<String>) -> Option<bool> {
+pub(crate) fn switch_or_warn(name: &str, raw: &str, default: &str, warnings: &mut Vec<String>) -> Option<bool> {
     let on = parse_switch(raw.trim());
     if on.is_none() {
         warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", default));
@@ -396,7 +391,7 @@ fn switch_or_warn(name: &str, raw: &str, default: &str, warnings: &mut Vec<Strin
 }
 
 /// A whole number of `unit` within `range`, or a warning that names `default`.
-fn whole_or_warn(
+pub(crate) fn whole_or_warn(
     name: &str,
     raw: &str,
     range: std::ops::RangeInclusive<u32>,

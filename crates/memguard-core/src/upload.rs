@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::dirfd::{Dir, Kind};
-use crate::disk::{bundle_pid, is_bundle_name, owner_alive};
+use crate::dirfd::Dir;
+use crate::disk::{other_bundles, owner_alive};
 use crate::log;
 
 /// Made in a bundle once all its files are in the bucket: never uploaded twice.
@@ -117,10 +117,11 @@ pub fn apply(settings: &mut Settings, name: &str, raw: &str, warnings: &mut Vec<
             Ok(target) => settings.target = target,
             Err(problem) => warnings.push(bad(name, raw, problem, "off (bundles stay local)")),
         },
-        "MEMGUARD_UPLOAD_KEEP" => match crate::config::parse_switch(value) {
-            Some(keep) => settings.keep = keep,
-            None => warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", "on")),
-        },
+        "MEMGUARD_UPLOAD_KEEP" => {
+            if let Some(keep) = crate::config::switch_or_warn(name, raw, "on", warnings) {
+                settings.keep = keep
+            }
+        }
         "MEMGUARD_SERVICE" | "MEMGUARD_UPLOAD_HOST" => match valid_segment(value) {
             true if name == "MEMGUARD_SERVICE" => settings.service = Some(value.to_string()),
             true => settings.host = Some(value.to_string()),
@@ -135,19 +136,12 @@ pub fn apply(settings: &mut Settings, name: &str, raw: &str, warnings: &mut Vec<
                 },
             )),
         },
-        "MEMGUARD_UPLOAD_TIMEOUT" => match value.parse::<u32>() {
-            Ok(secs) if TIMEOUT_RANGE.contains(&secs) => settings.timeout_secs = secs,
-            _ => warnings.push(bad(
-                name,
-                raw,
-                &format!(
-                    "is not a whole number of seconds from {} to {}",
-                    TIMEOUT_RANGE.start(),
-                    TIMEOUT_RANGE.end()
-                ),
-                &DEFAULT_TIMEOUT_SECS.to_string(),
-            )),
-        },
+        "MEMGUARD_UPLOAD_TIMEOUT" => {
+            let (range, default) = (TIMEOUT_RANGE, DEFAULT_TIMEOUT_SECS);
+            if let Some(secs) = crate::config::whole_or_warn(name, raw, range, "seconds", default, warnings) {
+                settings.timeout_secs = secs
+            }
+        }
         "MEMGUARD_UPLOAD_RATE" => match value.to_ascii_lowercase().as_str() {
             "" | "off" | "none" => settings.rate = None,
             _ => match crate::config::parse_size(value.trim_end_matches("/s")) {
@@ -292,18 +286,7 @@ pub fn leftovers(root: &Path, own_pid: u32) -> Vec<PathBuf> {
     let Ok(dir) = Dir::open(root) else {
         return Vec::new();
     };
-    let Ok(entries) = dir.entries() else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .into_iter()
-        .filter(|(name, kind)| {
-            *kind == Kind::Dir && is_bundle_name(name) && bundle_pid(name) != Some(own_pid)
-        })
-        .map(|(name, _)| name)
-        .collect();
-    names.sort();
-    names
+    other_bundles(&dir, own_pid)
         .into_iter()
         .filter(|name| {
             let Ok(bundle) = dir.open_dir(name) else {
