@@ -209,7 +209,9 @@ fn parse() -> Result<Cli, ExitCode> {
         // clap's message runs until the first blank line (then comes usage).
         let text = e.to_string();
         let message: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
-        eprintln!("memguard report: {} (see --help)", printable(&message.join(" "), UNLIMITED));
+        let command = std::env::args().nth(1).filter(|c| ["list", "fetch", "upload"].contains(&c.as_str()));
+        let command = command.as_deref().unwrap_or("report");
+        eprintln!("memguard {command}: {} (see --help)", printable(&message.join(" "), UNLIMITED));
         ExitCode::from(2)
     })
 }
