@@ -218,3 +218,17 @@ test('wrong credentials (403), a missing bucket, plain HTTP without AWS_ALLOW_HT
   }
   assert.deepStrictEqual(s3.listKeys(server, 'errors/').objects, {}, 'nothing reached the bucket');
 });
+
+test('MEMGUARD_UPLOAD_KEEP=off removes the local bundle once it is in the bucket, and only then', { skip, timeout: 60_000 }, async (t) => {
+  const dir = h.tempDir(t);
+  const bundle = fakeBundle(dir, '20260102-030405-4000401', { files: { 'timeline.ndjson.gz': 'x' } });
+  const local = localFiles(bundle);
+  const failed = await cli(['upload', bundle], server.env({ MEMGUARD_UPLOAD: 's3://crashes/keep', MEMGUARD_UPLOAD_KEEP: 'off', AWS_SECRET_ACCESS_KEY: 'wrong' }));
+  assert.strictEqual(failed.code, 2, failed.stderr);
+  assert.deepStrictEqual(localFiles(bundle), local, 'a failed upload removes nothing');
+  const r = await cli(['upload', bundle], server.env({ MEMGUARD_UPLOAD: 's3://crashes/keep', MEMGUARD_UPLOAD_KEEP: 'off' }));
+  assert.strictEqual(r.code, 0, r.stderr);
+  assert.ok(!fs.existsSync(bundle), 'removed after the upload');
+  const objects = s3.listKeys(server, 'keep/').objects;
+  for (const [f, sum] of Object.entries(local)) assert.ok(Object.entries(objects).some(([k, o]) => k.endsWith(`/${f}`) && o.sha256 === sum), f);
+});
