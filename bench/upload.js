@@ -47,9 +47,9 @@ function bundle(root, mb) {
 
 function timed(cmd, args, env) {
   const start = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8' });
+  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return { secs: Number(process.hrtime.bigint() - start) / 1e9, stderr: r.stderr };
+  return { secs: Number(process.hrtime.bigint() - start) / 1e9, stderr: r.stderr, stdout: r.stdout };
 }
 
 const BOTO = `
@@ -117,6 +117,8 @@ async function main() {
   }
   console.log(`Death → bundle complete in the bucket: median ${median(deaths).toFixed(2)} s (${spread(deaths)}), over ${DEATH_RUNS} runs`);
   console.log('  (includes the report.json verdict: `memguard report --json` on the snapshot, in a child process)');
+  const listed = JSON.parse(timed(REPORT, ['list', 's3://crashes/death', '--json'], server.env()).stdout || '[]');
+  for (const row of listed) console.log(`  ${row.host}: ${row.verdict ? row.verdict.headline : `no verdict: ${row.reportError}`}`);
 }
 
 main()

@@ -59,7 +59,7 @@ pub fn run(bundles: &[PathBuf]) -> Result<(), ReportError> {
     // Below the app and everything else on the machine: this is cleanup.
     let _ = rustix::process::setpriority_process(None, 10);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let (config, _) = memguard_core::config::Config::from_vars(std::env::vars(), &cwd);
+    let (config, _) = memguard_core::config::Config::from_vars(utf8_vars(), &cwd);
     let settings = config.upload;
     let Some(target) = settings.target.clone() else {
         return Err(ReportError::Usage(
@@ -106,6 +106,11 @@ pub fn run(bundles: &[PathBuf]) -> Result<(), ReportError> {
         return Err(ReportError::Reported);
     }
     Ok(())
+}
+
+/// The environment's UTF-8 variables (`std::env::vars` panics on others).
+fn utf8_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
 /// One line on stderr in one write: it shares the app's log with the app.
