@@ -46,7 +46,8 @@ function portFree(port) {
  * `crashes`. Returns {endpoint, env(extra), stop(), dir}; stopped when the test ends.
  */
 async function startS3(t) {
-  const dir = h.tempDir(t, 'memguard-s3-');
+  // Removed after the server stops (below), not before: weed writes until it ends.
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'memguard-s3-'));
   const config = path.join(dir, 's3.json');
   fs.writeFileSync(
     config,
@@ -74,7 +75,10 @@ async function startS3(t) {
     } catch {}
     await Promise.race([closed, sleep(3000).then(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch {} return closed; })]);
   };
-  t.after(stop);
+  t.after(async () => {
+    await stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
   const endpoint = `http://127.0.0.1:${base + 3}`;
   for (let i = 0; ; i++) {
     try {
