@@ -56,6 +56,18 @@ export interface MemguardConfig {
   keepAll: boolean
   /** `MEMGUARD_METRICS`: the address the Prometheus endpoint listens on (`127.0.0.1:9464`), or null (off). */
   metrics: string | null
+  /** `MEMGUARD_UPLOAD*`, `MEMGUARD_SERVICE`: shipping bundles to S3-compatible storage (see docs/upload.md). No credentials: those stay in the AWS environment. */
+  upload: {
+    /** `s3://bucket/prefix`, or null (off). */
+    target: string | null
+    keep: boolean
+    service: string | null
+    host: string | null
+    timeoutSecs: number
+    /** Bytes per second, or null (unbounded). */
+    rate: number | null
+    sse: 'default' | 'aes256' | { kms: string | null }
+  }
 }
 
 /** The verdict passed to `memguard.on('leak', info)` and written as a `leak` timeline marker. */

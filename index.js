@@ -8,7 +8,7 @@
 // `memguard:` line on stderr and an inactive API; the host runs on.
 
 const { EventEmitter } = require('node:events');
-const { findAddon, missingAddonMessage } = require('./lib/platform');
+const { findAddon, findReport, missingAddonMessage } = require('./lib/platform');
 
 // One instance per thread even if two copies of the package get loaded.
 const INSTANCE = Symbol.for('memguard.instance');
@@ -82,6 +82,8 @@ function create() {
         argv: process.argv,
         execArgv: process.execArgv,
         nodeNearLimitFlag: nodeNearLimitFlag(),
+        // The binary that uploads bundles (MEMGUARD_UPLOAD) in a process of its own.
+        uploader: process.env.MEMGUARD_UPLOAD ? findReport() || '' : '',
       },
       cwd(),
     );

@@ -44,6 +44,7 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     maxDisk: 'auto',
     keepAll: false,
     metrics: null,
+    upload: { target: null, keep: true, service: null, host: null, timeoutSecs: 900, rate: null, sse: 'default' },
   });
   assert.equal(h.countByClass(h.readSnapshot(out.first)).get('OnDemandMarker'), 3000);
   const summary = h.readSummary(out.bundleDir);

@@ -29,9 +29,14 @@ function childEnv(extra = {}) {
 }
 
 /** Runs `node ...args`; resolves with {code, signal, stdout, stderr}. */
-function runNode(args, { env = {}, cwd, timeoutMs = 120_000 } = {}) {
+function runNode(args, options) {
+  return run(process.execPath, args, options);
+}
+
+/** Runs `command ...args` with childEnv(env); resolves with {code, signal, stdout, stderr}. */
+function run(command, args, { env = {}, cwd, timeoutMs = 120_000 } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env: childEnv(env), cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { env: childEnv(env), cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -129,6 +134,7 @@ function memguardLines(stderr) {
 }
 
 module.exports = {
+  run,
   timelineFiles,
   readTimelineFile,
   ROOT,

@@ -1,14 +1,23 @@
 #!/usr/bin/env node
-// `npx memguard report <bundle-dir | snapshot> [options]`: runs the report
-// analyser (pure Rust, no Node ABI: built by `npm run build` into build/, or
-// prebuilt in the platform package) with the same arguments and exit code.
+// `npx memguard report <bundle-dir | snapshot | s3://…> [options]`, `list`,
+// `fetch`, `upload`: runs the report analyser (pure Rust, no Node ABI: built
+// by `npm run build` into build/, or prebuilt in the platform package) with
+// the same arguments and exit code.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const { findReport, platformTag } = require('../lib/platform');
 
 const [command, ...rest] = process.argv.slice(2);
-if (command !== 'report') {
-  console.error('usage: memguard report <bundle-dir | file.heapsnapshot[.gz]> [--json] [--html <file>] [--top N] [--baseline <snapshot>] [--help]');
+const COMMANDS = ['report', 'list', 'fetch', 'upload'];
+if (!COMMANDS.includes(command)) {
+  console.error(
+    [
+      'usage: memguard report <bundle-dir | file.heapsnapshot[.gz] | s3://…/<bundle>> [--json] [--html <file>] [--top N] [--baseline <snapshot>] [--help]',
+      '       memguard list s3://bucket/prefix [--service S] [--since 7d] [--json]',
+      '       memguard fetch s3://bucket/prefix/<service>/<host>/<bundle> [--to DIR]',
+      '       memguard upload <bundle-dir>…   (MEMGUARD_UPLOAD=s3://bucket/prefix; see docs/upload.md)',
+    ].join('\n'),
+  );
   process.exit(2);
 }
 const analyser = findReport();
@@ -19,7 +28,7 @@ if (!analyser) {
   );
   process.exit(2);
 }
-const result = spawnSync(analyser, ['report', ...rest], { stdio: 'inherit' });
+const result = spawnSync(analyser, [command, ...rest], { stdio: 'inherit' });
 if (result.error) {
   console.error(`memguard: error: cannot run ${analyser}: ${result.error.message}`);
   process.exit(2);

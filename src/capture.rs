@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
+use memguard_core::upload;
 use memguard_core::log;
 use memguard_core::afford::{self, Skip};
 use memguard_core::config::RssLimit;
@@ -161,6 +162,13 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     guard.flush();
     if let Err(e) = guard.save_manifest() {
         log::warn(&format!("could not update summary.json in {}: {e}", guard.bundle.path().display()));
+    }
+    if guard.config.upload.target.is_some() {
+        // The process is usually about to die: the uploader, a process of its
+        // own, waits for that and ships the bundle. Started from the writer
+        // thread, after the files queued above, never from this one.
+        let bundle = guard.bundle.path();
+        writer.run_later(move || upload::spawn(&[bundle]));
     }
     Ok(path)
 }

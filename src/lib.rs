@@ -21,6 +21,7 @@ use memguard_core::bundle::{bundle_name, choose_root, Bundle};
 use memguard_core::config::{Config, DiskBudget};
 use memguard_core::crashes;
 use memguard_core::selfcost;
+use memguard_core::upload;
 use memguard_core::writer;
 use memguard_core::log;
 use memguard_core::manifest::{Manifest, ProcessInfo};
@@ -71,6 +72,10 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
 
     if info.thread_id == 0 {
         crashes::scan_in_background(root.clone(), info.pid);
+        upload::set_uploader(&info.uploader);
+        if config.upload.target.is_some() {
+            upload::leftovers_in_background(root.clone(), info.pid);
+        }
     }
     let started = process_start();
     match config.max_disk {

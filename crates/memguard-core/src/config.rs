@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::segments;
 
-/// Every variable memguard reads; anything else starting with `MEMGUARD_` is
-/// reported as unknown (usually a typo the user wants to hear about).
+/// Every variable memguard reads (with `upload::VARS`); anything else starting
+/// with `MEMGUARD_` is reported as unknown (usually a typo the user wants to
+/// hear about).
 pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD",
     "MEMGUARD_DIR",
@@ -134,6 +135,8 @@ pub struct Config {
     pub keep_all: bool,
     /// Where the Prometheus endpoint listens (`MEMGUARD_METRICS`); `None` = off.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Shipping bundles to object storage (`MEMGUARD_UPLOAD*`, see `upload`).
+    pub upload: crate::upload::Settings,
 }
 
 /// `MEMGUARD_MAX_DISK`: what all bundles under the root may take together.
@@ -184,6 +187,7 @@ impl Config {
             max_disk: DiskBudget::Auto,
             keep_all: false,
             metrics: None,
+            upload: crate::upload::Settings::default(),
         }
     }
 
@@ -361,9 +365,10 @@ impl Config {
                     }
                     Err(problem) => warnings.push(bad(name, raw, problem, "off")),
                 },
+                n if crate::upload::VARS.contains(&n) => crate::upload::apply(&mut config.upload, n, raw, &mut warnings),
                 _ => warnings.push(format!(
                     "unknown variable {name} ignored (known: {})",
-                    KNOWN_VARS.join(", ")
+                    KNOWN_VARS.iter().chain(crate::upload::VARS).copied().collect::<Vec<_>>().join(", ")
                 )),
             }
         }
@@ -377,7 +382,7 @@ impl Config {
 }
 
 /// An on/off value, or a warning that names `default`.
-fn switch_or_warn(name: &str, raw: &str, default: &str, warnings: &mut Vec<String>) -> Option<bool> {
+pub(crate) fn switch_or_warn(name: &str, raw: &str, default: &str, warnings: &mut Vec<String>) -> Option<bool> {
     let on = parse_switch(raw.trim());
     if on.is_none() {
         warnings.push(bad(name, raw, "is not on/off (1/0, true/false)", default));
@@ -386,7 +391,7 @@ fn switch_or_warn(name: &str, raw: &str, default: &str, warnings: &mut Vec<Strin
 }
 
 /// A whole number of `unit` within `range`, or a warning that names `default`.
-fn whole_or_warn(
+pub(crate) fn whole_or_warn(
     name: &str,
     raw: &str,
     range: std::ops::RangeInclusive<u32>,
@@ -402,7 +407,7 @@ fn whole_or_warn(
     n
 }
 
-fn parse_switch(value: &str) -> Option<bool> {
+pub(crate) fn parse_switch(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "" | "1" | "on" | "true" | "yes" => Some(true),
         "0" | "off" | "false" | "no" => Some(false),
@@ -480,7 +485,7 @@ fn parse_signal(value: &str) -> Result<Option<(i32, String)>, &'static str> {
     }
 }
 
-fn bad(name: &str, raw: &str, problem: &str, default: &str) -> String {
+pub(crate) fn bad(name: &str, raw: &str, problem: &str, default: &str) -> String {
     // A value can be anything: escaped and cut like a name.
     let raw = crate::printable::name(raw);
     format!("{name}=\"{raw}\" {problem}; using the default {default}")

@@ -18,8 +18,8 @@ use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::dirfd::{Dir, Kind};
-use crate::disk::{bundle_pid, is_bundle_name, owner_alive};
+use crate::dirfd::Dir;
+use crate::disk::{bundle_pid, other_bundles, owner_alive};
 use crate::{log, printable};
 use crate::recorder::TIMELINE_FILE;
 use crate::segments::{segment_name, segment_number};
@@ -65,17 +65,9 @@ pub struct LastSample {
 /// and returns them oldest first.
 pub fn scan(root: &Path, own_pid: u32) -> Vec<PreviousCrash> {
     let Ok(dir) = Dir::open(root) else { return Vec::new() };
-    let Ok(entries) = dir.entries() else { return Vec::new() };
-    let mut names: Vec<String> = entries
-        .into_iter()
-        .filter(|(name, kind)| {
-            *kind == Kind::Dir && is_bundle_name(name) && !name.contains("-t") && bundle_pid(name) != Some(own_pid)
-        })
-        .map(|(name, _)| name)
-        .collect();
-    names.sort(); // by start time: the names begin with it
     let mut found = Vec::new();
-    for name in names {
+    // Main-thread bundles only: a worker's dies with its process.
+    for name in other_bundles(&dir, own_pid).into_iter().filter(|n| !n.contains("-t")) {
         if found.len() == MAX_ANNOUNCED {
             break;
         }

@@ -65,6 +65,13 @@ impl Dir {
         Ok(File::from(rustix::fs::openat(&self.0, one_name(name)?, flags, Mode::RUSR | Mode::WUSR)?))
     }
 
+    /// Opens the file `name` for writing, creating it (mode 0600) if absent;
+    /// a link there fails (ELOOP). For lock files, which outlive their holder.
+    pub fn open_or_create_file(&self, name: &str) -> io::Result<File> {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(File::from(rustix::fs::openat(&self.0, one_name(name)?, flags, Mode::RUSR | Mode::WUSR)?))
+    }
+
     /// Opens the regular file `name` for reading (a link there fails: ELOOP).
     pub fn open_file(&self, name: &str) -> io::Result<File> {
         self.open_regular(name, OFlags::RDONLY)

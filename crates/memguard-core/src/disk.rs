@@ -98,6 +98,19 @@ pub fn is_bundle_name(name: &str) -> bool {
     digits(pid.as_bytes()) && rest.next().is_none_or(|tid| digits(tid.as_bytes()))
 }
 
+/// The names of the bundle directories in `root` other than `own_pid`'s,
+/// oldest first (the names begin with the start time).
+pub fn other_bundles(root: &Dir, own_pid: u32) -> Vec<String> {
+    let Ok(entries) = root.entries() else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .into_iter()
+        .filter(|(name, kind)| *kind == Kind::Dir && is_bundle_name(name) && bundle_pid(name) != Some(own_pid))
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    names
+}
+
 /// The pid in a bundle name.
 pub fn bundle_pid(name: &str) -> Option<u32> {
     if !is_bundle_name(name) {

@@ -20,5 +20,6 @@ pub mod recorder;
 pub mod segments;
 pub mod selfcost;
 pub mod sourcemaps;
+pub mod upload;
 pub mod watchdog;
 pub mod writer;

@@ -138,6 +138,9 @@ pub struct ProcessInfo {
     /// otherwise): then Node, not memguard, handles the near-limit event.
     #[serde(default, skip_serializing)]
     pub node_near_limit_flag: String,
+    /// The `memguard-report` binary that uploads bundles (found by index.js).
+    #[serde(default, skip_serializing)]
+    pub uploader: String,
 }
 
 /// The manifest's name in a bundle (the report reads what the agent writes).

@@ -43,6 +43,8 @@ enum Job {
     Atomic { bundle: Bundle, name: String, bytes: Vec<u8>, done: Option<Sender<io::Result<()>>> },
     /// Removes a bundle after every job queued before this one.
     Remove { bundle: Bundle, done: Sender<io::Result<()>> },
+    /// Anything else that must stay off the JS thread (starting the uploader).
+    Run(Box<dyn FnOnce() + Send>),
 }
 
 enum Chunk {
@@ -123,6 +125,12 @@ impl Writer {
                     .map(|_| Writer { jobs })
             })
             .as_ref()
+    }
+
+    /// Runs `task` on the writer thread, after the files queued before it;
+    /// `false` (and not run) if the queue is full.
+    pub fn run_later(&self, task: impl FnOnce() + Send + 'static) -> bool {
+        self.jobs.try_send(Job::Run(Box::new(task))).is_ok()
     }
 
     /// Starts `bundle/name`, a gzip file fed chunk by chunk through the sink.
@@ -244,6 +252,7 @@ fn run(job: Job, ours: &mut Ours) {
             ours.0.remove(&bundle.path());
             let _ = done.send(bundle.remove());
         }
+        Job::Run(task) => task(),
     }
 }
 

@@ -13,6 +13,12 @@ pub enum ReportError {
     Truncated { path: PathBuf, reason: String },
     #[error("{0}")]
     Usage(String),
+    /// Object storage (upload, list, fetch), in one line.
+    #[error("{0}")]
+    Remote(String),
+    /// Already said on stderr, one line per problem (`memguard upload`).
+    #[error("")]
+    Reported,
 }
 
 impl ReportError {

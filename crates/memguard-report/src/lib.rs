@@ -15,6 +15,7 @@
 //! - `sourcemaps`  — generated positions → original source
 //! - `report`      — the `--json` schema (the one structure every output renders)
 //! - `terminal`, `html` — renderings of a `Report`
+//! - `upload/`     — bundles in S3-compatible storage: upload, list, fetch
 
 pub mod allocations;
 pub mod bounded;
@@ -28,7 +29,19 @@ pub mod sourcemaps;
 pub mod summary;
 pub mod terminal;
 pub mod timeline;
+pub mod upload;
 pub mod verdict;
 
 pub use error::ReportError;
 pub use report::Report;
+
+/// Writes `text` to stdout; a reader that closed the pipe early
+/// (`memguard report … | head`) is not an error.
+pub fn write_stdout(text: &str) -> Result<(), ReportError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|source| ReportError::Io { path: "<stdout>".into(), source }),
+    }
+}

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use memguard_core::printable::{printable, printable_bytes, UNLIMITED};
 use memguard_report::report::{Report, SCHEMA};
-use memguard_report::{allocations, history, html, input, snapshot, sourcemaps, summary, terminal, timeline, verdict, ReportError};
+use memguard_report::{write_stdout, upload, allocations, history, html, input, snapshot, sourcemaps, summary, terminal, timeline, verdict, ReportError};
 
 #[derive(Parser)]
-#[command(name = "memguard", about = "Reads a memguard crash bundle or a heap snapshot")]
+#[command(name = "memguard", about = "Reads a memguard crash bundle or a heap snapshot; ships bundles to S3-compatible storage")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +21,33 @@ struct Cli {
 enum Command {
     /// What took the space, what retains it, how it grew.
     Report(ReportArgs),
+    /// Ship bundles to MEMGUARD_UPLOAD=s3://bucket/prefix (run detached by memguard itself).
+    Upload {
+        /// Bundle directories.
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+    },
+    /// Every crash bundle under s3://bucket/prefix, newest first, with its verdict.
+    List {
+        /// s3://bucket/prefix
+        url: String,
+        /// Only this service's bundles.
+        #[arg(long, value_name = "S")]
+        service: Option<String>,
+        /// Only bundles started this recently (90s, 30m, 12h, 7d, 2w).
+        #[arg(long, value_name = "AGE")]
+        since: Option<String>,
+        /// JSON (an array of the bundles' report.json records) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a bundle: s3://bucket/prefix/<service>/<host>/<bundle>.
+    Fetch {
+        url: String,
+        /// The directory to put the bundle in (default: the current one).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        to: PathBuf,
+    },
     /// Every node's id and retained size, one `id retained` line each (for tests that
     /// compare with DevTools).
     #[command(hide = true)]
@@ -34,7 +61,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ReportArgs {
-    /// A bundle directory, or a `.heapsnapshot` / `.heapsnapshot.gz` file.
+    /// A bundle directory, a `.heapsnapshot` / `.heapsnapshot.gz` file, or
+    /// a bundle in S3: s3://bucket/prefix/<service>/<host>/<bundle>.
     input: PathBuf,
     /// Print the report as JSON (schema `memguard-report/1`) instead of text.
     #[arg(long)]
@@ -117,19 +145,23 @@ fn printable_path(path: &Path) -> String {
     printable_bytes(path.as_os_str().as_bytes(), UNLIMITED).into_owned()
 }
 
-fn write_stdout(text: &str) -> Result<(), ReportError> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        // `memguard report … | head` closing the pipe early is not an error.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(|source| ReportError::Io { path: "<stdout>".into(), source }),
-    }
-}
-
 fn run(cli: Cli) -> Result<(), ReportError> {
     match cli.command {
-        Command::Report(args) => {
-            let report = build_report(&args)?;
+        Command::Report(mut args) => {
+            // A bundle in a bucket is brought into a private scratch directory first.
+            let remote = args.input.to_str().filter(|s| s.starts_with("s3://")).map(str::to_owned);
+            let _scratch = match &remote {
+                Some(url) => {
+                    let scratch = upload::fetch::Scratch::new()?;
+                    args.input = upload::fetch::fetch(url, &scratch.0, !args.json && std::io::stderr().is_terminal())?;
+                    Some(scratch)
+                }
+                None => None,
+            };
+            let mut report = build_report(&args)?;
+            if let Some(url) = remote {
+                report.input = url;
+            }
             if let Some(path) = &args.html {
                 std::fs::write(path, html::render(&report))
                     .map_err(|source| ReportError::Io { path: path.clone(), source })?;
@@ -141,6 +173,22 @@ fn run(cli: Cli) -> Result<(), ReportError> {
             } else {
                 write_stdout(&terminal::render(&report))
             }
+        }
+        Command::Upload { bundles } => upload::put::run(&bundles),
+        Command::List { url, service, since, json } => {
+            let target = memguard_core::upload::parse_target(&url)
+                .map_err(|p| ReportError::Usage(format!("{}: {p}", printable(&url, 200))))?
+                .ok_or_else(|| ReportError::Usage("list needs s3://bucket/prefix".into()))?;
+            let since = since
+                .map(|s| upload::list::parse_since(&s).ok_or_else(|| ReportError::Usage(format!("--since {}: not an age like 30m, 12h or 7d", printable(&s, 40)))))
+                .transpose()?;
+            let bucket = upload::store::open(&target, &memguard_core::upload::Sse::Default)?;
+            upload::list::run(&bucket, service.as_deref(), since, json)
+        }
+        Command::Fetch { url, to } => {
+            let dest = upload::fetch::fetch(&url, &to, std::io::stderr().is_terminal())?;
+            eprintln!("memguard fetch: {}", printable_path(&dest));
+            Ok(())
         }
         Command::Retained { snapshot: path, classes } => {
             let stdout = std::io::stdout();
@@ -161,7 +209,9 @@ fn parse() -> Result<Cli, ExitCode> {
         // clap's message runs until the first blank line (then comes usage).
         let text = e.to_string();
         let message: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
-        eprintln!("memguard report: {} (see --help)", printable(&message.join(" "), UNLIMITED));
+        let command = std::env::args().nth(1).filter(|c| ["list", "fetch", "upload"].contains(&c.as_str()));
+        let command = command.as_deref().unwrap_or("report");
+        eprintln!("memguard {command}: {} (see --help)", printable(&message.join(" "), UNLIMITED));
         ExitCode::from(2)
     })
 }
@@ -171,11 +221,18 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    let name = match &cli.command {
+        Command::Upload { .. } => "upload",
+        Command::List { .. } => "list",
+        Command::Fetch { .. } => "fetch",
+        Command::Report(_) | Command::Retained { .. } => "report",
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(ReportError::Reported) => ExitCode::from(2),
         Err(e) => {
             // One line, whatever the message quotes (paths, parser errors).
-            eprintln!("memguard report: error: {}", printable(&e.to_string(), UNLIMITED));
+            eprintln!("memguard {name}: error: {}", printable(&e.to_string(), UNLIMITED));
             ExitCode::from(e.exit_code() as u8)
         }
     }
