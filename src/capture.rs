@@ -9,7 +9,6 @@ use std::time::Instant;
 use chrono::{SecondsFormat, Utc};
 use memguard_core::log;
 use memguard_core::afford::{self, Skip};
-use memguard_core::config::RssLimit;
 use memguard_core::heapprofile;
 use memguard_core::sourcemaps;
 use memguard_core::leak::Leak;
@@ -328,12 +327,8 @@ fn stack_when_js_resumes(index: usize) {
 fn affordable(guard: &Guard, index: usize) -> Result<(), Skip> {
     let used = guard.manifest.borrow().captures[index].heap.used_heap_size;
     // A fixed RSS limit is the user's word on what the process may use.
-    let rss_limit = match guard.config.rss_limit {
-        Some(RssLimit::Bytes(bytes)) => Some((bytes, "MEMGUARD_RSS_LIMIT")),
-        _ => None,
-    };
     let headroom = afford::headroom(
-        guard.config.memory_limit.map(|bytes| (bytes, "MEMGUARD_MEMORY_LIMIT")).or(rss_limit),
+        guard.config.explicit_memory_limit(),
         procmem::rss_bytes(),
         guard.cgroup.as_ref().and_then(Cgroup::read),
         procmem::mem_available(),
