@@ -114,6 +114,46 @@ function countByClass(snapshot) {
   return counts;
 }
 
+// A real container limit: a memory cgroup (v1, writable here as root), made
+// by the test and removed after it; a child is moved into it before node
+// starts. Where that is not possible (not root, no cgroup v1 memory
+// controller) the test is skipped with the reason.
+const CGROUP_ROOT = '/sys/fs/cgroup/memory';
+
+/** A memory cgroup with `limitBytes` (none: no limit); `{dir}` or `{skip: reason}`. */
+function makeCgroup(t, limitBytes) {
+  const dir = path.join(CGROUP_ROOT, `memguard-test-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`);
+  try {
+    fs.mkdirSync(dir);
+    if (limitBytes) fs.writeFileSync(path.join(dir, 'memory.limit_in_bytes'), String(limitBytes));
+  } catch (err) {
+    return { skip: `cannot make a memory cgroup under ${CGROUP_ROOT} (${err.code}); needs root and cgroup v1` };
+  }
+  t.after(() => fs.rmdirSync(dir));
+  return { dir };
+}
+
+/** Runs `node ...args` moved into `cgroupDir` before node starts; resolves like `runNode`. */
+function runNodeInCgroup(cgroupDir, args, env, { timeoutMs = 120_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const script = `echo $$ > ${cgroupDir}/cgroup.procs && exec "$0" "$@"`;
+    const child = spawn('sh', ['-c', script, process.execPath, ...args], {
+      env: childEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
 /** A TCP port nobody listens on right now (127.0.0.1). */
 async function freePort() {
   const server = net.createServer();
@@ -146,4 +186,6 @@ module.exports = {
   countByClass,
   memguardLines,
   freePort,
+  makeCgroup,
+  runNodeInCgroup,
 };

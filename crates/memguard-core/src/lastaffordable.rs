@@ -12,9 +12,10 @@
 //! trend of its own: in a 400 MB container the last affordable heap is
 //! ~18 MB, and the leak trend's default bar (8 MiB over 20 mark-compacts) is
 //! often met only past it. The short trend asks for the same rank
-//! concordance over `WINDOW` mark-compacts that span at least `MIN_SPAN_MS`
-//! (a start-up that loads its modules or fills a cache is over sooner) and
-//! add up to `MIN_GROWTH`.
+//! concordance over the mark-compacts of the last `MAX_SPAN_MS` (at least
+//! `MIN_POINTS` of them, at most `MAX_POINTS`), which must span at least
+//! `MIN_SPAN_MS` (a start-up that loads its modules or fills a cache is over
+//! sooner) and add up to `MIN_GROWTH`.
 
 use std::collections::VecDeque;
 
@@ -23,9 +24,12 @@ use serde::Serialize;
 use crate::afford::{snapshot_estimate, MemoryBound, SNAPSHOT_BYTES_PER_HEAP_BYTE};
 use crate::leak::{trend, Trend, MIN_CONCORDANCE};
 
-/// Mark-compacts the short trend looks back over.
-pub const WINDOW: usize = 8;
-/// The short trend's window must span this long: growth that is over in
+/// Mark-compacts the short trend needs at least, and looks back over at most.
+pub const MIN_POINTS: usize = 8;
+pub const MAX_POINTS: usize = 64;
+/// The short trend looks back this far ...
+pub const MAX_SPAN_MS: f64 = 60_000.0;
+/// ... and its points must span at least this long: growth that is over in
 /// seconds (start-up, a cache filling) is not a leak.
 pub const MIN_SPAN_MS: f64 = 5_000.0;
 /// ... and add up to this much.
@@ -87,7 +91,7 @@ pub enum Decision {
 pub struct LastAffordable {
     /// The leak trend's verdict: it stays.
     leak_per_minute: Option<f64>,
-    /// The last `WINDOW` mark-compacts: (ms, heap used after it).
+    /// The recent mark-compacts: (ms, heap used after it).
     points: VecDeque<(f64, u64)>,
     done: bool,
 }
@@ -118,10 +122,10 @@ impl LastAffordable {
         // The growth since the previous mark-compact: the next one is
         // expected about this much higher.
         let step = used.saturating_sub(self.points.back().map_or(used, |p| p.1));
-        if self.points.len() == WINDOW {
+        self.points.push_back((t_ms, used));
+        while self.points.len() > MAX_POINTS || self.points.front().is_some_and(|p| t_ms - p.0 > MAX_SPAN_MS) {
             self.points.pop_front();
         }
-        self.points.push_back((t_ms, used));
         if self.done {
             return Decision::Wait;
         }
@@ -146,10 +150,10 @@ impl LastAffordable {
         Decision::Wait
     }
 
-    /// Bytes per minute when the last `WINDOW` mark-compacts show steady
-    /// growth over at least `MIN_SPAN_MS`.
+    /// Bytes per minute when the recent mark-compacts show steady growth
+    /// over at least `MIN_SPAN_MS`.
     fn short_trend(&self) -> Option<f64> {
-        if self.points.len() < WINDOW {
+        if self.points.len() < MIN_POINTS {
             return None;
         }
         let pts: Vec<(f64, f64)> = self.points.iter().map(|&(t, u)| (t, u as f64)).collect();
@@ -263,6 +267,22 @@ mod tests {
     }
 
     #[test]
+    fn frequent_mark_compacts_still_show_the_trend() {
+        // Ten mark-compacts a second (churn), 0.5 MB/s of leak: the trend is
+        // judged over the last seconds, not the last 8 mark-compacts (0.7 s).
+        let mut la = LastAffordable::new();
+        let decisions: Vec<_> = (0..400)
+            .map(|i| {
+                let used = 5 * MB + i * MB / 20;
+                la.observe(i as f64 * 100.0, used, 4096 * MB, || container(used))
+            })
+            .collect();
+        let fired = taken(&decisions);
+        assert_eq!(fired.len(), 1, "{:?}", decisions.iter().find(|d| !matches!(d, Decision::Wait)));
+        assert!(fired[0].used_heap_bytes < fired[0].threshold_bytes);
+    }
+
+    #[test]
     fn without_a_known_bound_never_fires() {
         let mut la = LastAffordable::new();
         la.growing(60.0 * MB as f64);
@@ -277,14 +297,14 @@ mod tests {
         let mut la = LastAffordable::new();
         let big = |heap| Some(MemoryBound { limit_bytes: 4096 * MB, used_bytes: 40 * MB + heap, source: "cgroup" });
         let decisions: Vec<_> = (4..64).map(|m| la.observe(m as f64 * 1000.0, m * MB, 64 * MB, || big(m * MB))).collect();
-        assert!(decisions[..WINDOW - 1].iter().all(|d| *d == Decision::Wait), "no trend yet");
-        assert!(decisions[WINDOW..].iter().all(|d| matches!(d, Decision::NotNeeded(_))), "{decisions:?}");
+        assert!(decisions[..MIN_POINTS - 1].iter().all(|d| *d == Decision::Wait), "no trend yet");
+        assert!(decisions[MIN_POINTS..].iter().all(|d| matches!(d, Decision::NotNeeded(_))), "{decisions:?}");
     }
 
     #[test]
     fn growing_and_unaffordable_fires_once_near_the_threshold() {
         let mut la = LastAffordable::new();
-        // 1 MB per mark-compact, one a second: the short trend after 8 of them.
+        // 1 MB per mark-compact, one a second: the short trend after 8 of them (7 s).
         let (decisions, reads) = run(&mut la, 4..=60, 4096 * MB);
         let fired = taken(&decisions);
         assert_eq!(fired.len(), 1, "once only");
@@ -300,7 +320,7 @@ mod tests {
         assert_eq!((plan.end_heap_bytes, plan.end_available_bytes), (360 * MB, 0));
         assert_eq!(plan.expected_pause_ms, (17.0 * PAUSE_MS_PER_MIB) as u64);
         // Memory was read from the first growing verdict to the capture, never after.
-        assert_eq!(reads as u64, 17 - (4 + WINDOW as u64 - 1) + 1);
+        assert_eq!(reads as u64, 17 - (4 + MIN_POINTS as u64 - 1) + 1);
     }
 
     #[test]
