@@ -278,6 +278,19 @@ fn snapshot_section(out: &mut String, s: &SnapshotSummary) {
         thousands(s.edge_count),
         human(s.total_size as f64)
     );
+    if let Some(e) = &s.earlier {
+        let end = match e.heap_used_at_end {
+            Some(end) => format!(", {} at the end", human(end as f64)),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  taken earlier ({}{}): heap {} then{end}; it shows what had accumulated by then",
+            name(&e.trigger),
+            e.time.as_deref().map(|t| format!(" at {}", name(t))).unwrap_or_default(),
+            human(e.heap_used_then as f64),
+        );
+    }
     if !s.classes.is_empty() {
         let names: Vec<_> = s.classes.iter().map(|c| name(&c.name)).collect();
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(5, 40);
@@ -620,6 +633,7 @@ mod tests {
                 accumulations: vec![],
                 reachable_size: 51_000_000,
                 timings_ms: vec![("parse".into(), 812.0)],
+                earlier: None,
             }),
             diff: Some(SnapshotDiff {
                 before: "heap-1.heapsnapshot.gz".into(),
