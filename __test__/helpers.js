@@ -30,8 +30,13 @@ function childEnv(extra = {}) {
 
 /** Runs `node ...args`; resolves with {code, signal, stdout, stderr}. */
 function runNode(args, { env = {}, cwd, timeoutMs = 120_000 } = {}) {
+  return collect(() => spawn(process.execPath, args, { env: childEnv(env), cwd, stdio: ['ignore', 'pipe', 'pipe'] }), timeoutMs);
+}
+
+/** Starts a child and collects its output; resolves with {code, signal, stdout, stderr} (SIGKILL past `timeoutMs`). */
+function collect(start, timeoutMs) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env: childEnv(env), cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = start();
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -135,23 +140,9 @@ function makeCgroup(t, limitBytes) {
 
 /** Runs `node ...args` moved into `cgroupDir` before node starts; resolves like `runNode`. */
 function runNodeInCgroup(cgroupDir, args, env, { timeoutMs = 120_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const script = `echo $$ > ${cgroupDir}/cgroup.procs && exec "$0" "$@"`;
-    const child = spawn('sh', ['-c', script, process.execPath, ...args], {
-      env: childEnv(env),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+  const script = `echo $$ > ${cgroupDir}/cgroup.procs && exec "$0" "$@"`;
+  const opts = { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] };
+  return collect(() => spawn('sh', ['-c', script, process.execPath, ...args], opts), timeoutMs);
 }
 
 /** A TCP port nobody listens on right now (127.0.0.1). */
