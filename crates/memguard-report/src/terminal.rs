@@ -897,6 +897,24 @@ mod tests {
     }
 
     #[test]
+    fn an_earlier_snapshot_says_so() {
+        let mut r = sample_report();
+        assert!(!render(&r).contains("taken earlier"));
+        r.snapshot.as_mut().unwrap().earlier = Some(EarlierSnapshot {
+            trigger: "last-affordable".into(),
+            time: Some("2026-12-02T02:36:52.080Z\x1b[2J".into()),
+            heap_used_then: 19_600_000,
+            heap_used_at_end: Some(280_200_000),
+        });
+        let text = render(&r);
+        let line = text.lines().find(|l| l.contains("taken earlier")).unwrap();
+        assert_eq!(
+            line,
+            "  taken earlier (last-affordable at 2026-12-02T02:36:52.080Z\\x1b[2J): heap 19.6 MB then, 280.2 MB at the end; it shows what had accumulated by then"
+        );
+    }
+
+    #[test]
     fn a_huge_name_is_cut() {
         let mut r = sample_report();
         r.snapshot.as_mut().unwrap().retainer_paths[0].class = "K".repeat(1_000_000);
