@@ -253,7 +253,8 @@ mod tests {
         }
         // Then flat: while the ramp is still in the window it looks like
         // growth, but far past the last affordable heap: no capture.
-        let later: Vec<_> = (8..100).map(|i| la.observe(i as f64 * 1000.0, 60 * MB, 4096 * MB, || container(60 * MB))).collect();
+        let later: Vec<_> =
+            (8..100).map(|i| la.observe(i as f64 * 1000.0, 60 * MB, 4096 * MB, || container(60 * MB))).collect();
         assert!(later.iter().all(|d| matches!(d, Decision::Wait | Decision::TooLate(_))), "{later:?}");
     }
 
@@ -296,7 +297,8 @@ mod tests {
         // A 64 MB heap limit in a 4 GB container: 64 MB × 16 = 1 GB fits.
         let mut la = LastAffordable::new();
         let big = |heap| Some(MemoryBound { limit_bytes: 4096 * MB, used_bytes: 40 * MB + heap, source: "cgroup" });
-        let decisions: Vec<_> = (4..64).map(|m| la.observe(m as f64 * 1000.0, m * MB, 64 * MB, || big(m * MB))).collect();
+        let decisions: Vec<_> =
+            (4..64).map(|m| la.observe(m as f64 * 1000.0, m * MB, 64 * MB, || big(m * MB))).collect();
         assert!(decisions[..MIN_POINTS - 1].iter().all(|d| *d == Decision::Wait), "no trend yet");
         assert!(decisions[MIN_POINTS..].iter().all(|d| matches!(d, Decision::NotNeeded(_))), "{decisions:?}");
     }

@@ -14,11 +14,17 @@ const EARLY_TRIGGERS: &[&str] = &["last-affordable"];
 /// The capture in `summary` that wrote `snapshot_file` (a path or a name),
 /// when it is an early one, with the heap at its time and the most the
 /// timeline saw after it.
-pub fn find(summary: Option<&Value>, timeline: Option<&TimelineSummary>, snapshot_file: &str) -> Option<EarlierSnapshot> {
+pub fn find(
+    summary: Option<&Value>,
+    timeline: Option<&TimelineSummary>,
+    snapshot_file: &str,
+) -> Option<EarlierSnapshot> {
     let name = snapshot_file.rsplit('/').next().unwrap_or(snapshot_file);
     let captures = summary?.get("captures")?.as_array()?;
     let capture = captures.iter().find(|c| {
-        c.get("files").and_then(Value::as_array).is_some_and(|f| f.iter().any(|f| f.get("name").and_then(Value::as_str) == Some(name)))
+        c.get("files")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|f| f.get("name").and_then(Value::as_str) == Some(name)))
     })?;
     let trigger = capture.get("trigger")?.as_str()?;
     if !EARLY_TRIGGERS.contains(&trigger) {
@@ -51,10 +57,16 @@ mod tests {
     fn a_last_affordable_snapshot_is_from_earlier() {
         let timeline = TimelineSummary { heap_used_peak: 260_000_000, ..TimelineSummary::default() };
         let e = find(Some(&summary("last-affordable")), Some(&timeline), "/b/x/heap-1.heapsnapshot.gz").unwrap();
-        assert_eq!((e.trigger.as_str(), e.heap_used_then, e.heap_used_at_end), ("last-affordable", 19_000_000, Some(260_000_000)));
+        assert_eq!(
+            (e.trigger.as_str(), e.heap_used_then, e.heap_used_at_end),
+            ("last-affordable", 19_000_000, Some(260_000_000))
+        );
         assert_eq!(e.time.as_deref(), Some("2026-12-02T02:31:00.000Z"));
         // Without a timeline, the heap at the end is not known.
-        assert_eq!(find(Some(&summary("last-affordable")), None, "heap-1.heapsnapshot.gz").unwrap().heap_used_at_end, None);
+        assert_eq!(
+            find(Some(&summary("last-affordable")), None, "heap-1.heapsnapshot.gz").unwrap().heap_used_at_end,
+            None
+        );
     }
 
     #[test]
