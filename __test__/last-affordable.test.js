@@ -10,6 +10,7 @@ const { describe, test } = require('node:test');
 const h = require('./helpers');
 
 const MB = 1024 * 1024;
+const CLI = path.join(h.ROOT, 'bin', 'memguard.js');
 const LIMIT = 400 * MB;
 
 /** A 400 MB memory cgroup with no swap to escape into, or a skip reason. */
@@ -31,8 +32,27 @@ function captures(bundle) {
   return h.readSummary(bundle).captures;
 }
 
+/** `memguard report` on the bundle: it says the snapshot is from earlier, and the verdict uses it. */
+async function assertReport(bundle, capture) {
+  const json = await h.runNode([CLI, 'report', bundle, '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  const report = JSON.parse(json.stdout);
+  assert.deepEqual(
+    [report.snapshot.earlier.trigger, report.snapshot.earlier.heapUsedThen],
+    ['last-affordable', capture.heap.usedHeapSize],
+  );
+  assert.ok(report.snapshot.earlier.heapUsedAtEnd > 2 * capture.heap.usedHeapSize, JSON.stringify(report.snapshot.earlier));
+  const [suspect] = report.verdict.suspects;
+  assert.equal(report.verdict.status, 'leak-suspect', report.verdict.headline);
+  assert.equal(suspect.class, 'LeakedSession', report.verdict.headline);
+  assert.equal(suspect.holder.class, 'Map', JSON.stringify(suspect.holder));
+  assert.match(suspect.evidence, /the snapshot is from earlier \(last-affordable, heap [\d.]+ MB then\); the heap grew on to [\d.]+ MB after it/);
+  const text = await h.runNode([CLI, 'report', bundle]);
+  assert.match(text.stdout, /^ {2}taken earlier \(last-affordable at [^)]+\): heap [\d.]+ MB then, [\d.]+ MB at the end/m);
+}
+
 /** The early capture: written, before death, with a complete snapshot full of the leaking class. */
-function assertEarlySnapshot(r, bundle) {
+async function assertEarlySnapshot(r, bundle) {
   const all = captures(bundle);
   const early = all.filter((c) => c.trigger === 'last-affordable');
   assert.equal(early.length, 1, `one last-affordable capture: ${JSON.stringify(all.map((c) => c.trigger))}\n${r.stderr}`);
@@ -64,6 +84,7 @@ function assertEarlySnapshot(r, bundle) {
   const samples = h.readTimeline(bundle).filter((x) => x.type === 'sample');
   const peak = Math.max(...samples.map((s) => s.heap.used));
   assert.ok(peak > 2 * capture.heap.usedHeapSize, `the heap grew on after the snapshot: ${peak} vs ${capture.heap.usedHeapSize}`);
+  await assertReport(bundle, capture);
   return all;
 }
 
@@ -77,7 +98,7 @@ describe('the last affordable snapshot in a 400 MB container', { concurrency: 2 
     const r = await h.runNodeInCgroup(cgroup.dir, args, { MEMGUARD_DIR: dir, LEAK_BUFFERS: '1' });
     assert.equal(r.signal, 'SIGKILL', `the kernel's OOM killer ends it, as without memguard: ${r.stderr.slice(-1500)}`);
     const [bundle] = h.bundles(dir);
-    const all = assertEarlySnapshot(r, bundle);
+    const all = await assertEarlySnapshot(r, bundle);
     // Later captures near the limit could not afford a snapshot and wrote none.
     assert.ok(all.slice(1).every((c) => c.outcome !== 'written'), JSON.stringify(all.map((c) => [c.trigger, c.outcome])));
   });
@@ -91,7 +112,7 @@ describe('the last affordable snapshot in a 400 MB container', { concurrency: 2 
     assert.ok(['SIGABRT', 'SIGKILL'].includes(r.signal), `V8's OOM or the kernel's: ${r.signal} ${r.stderr.slice(-1500)}`);
     if (r.signal === 'SIGABRT') assert.match(r.stderr, /JavaScript heap out of memory/);
     const [bundle] = h.bundles(dir);
-    assertEarlySnapshot(r, bundle);
+    await assertEarlySnapshot(r, bundle);
   });
 
   test('no early capture for a large heap that does not grow', async (t) => {
