@@ -79,6 +79,9 @@ pub struct Guard {
     /// The last affordable moment for a snapshot (`MEMGUARD_EARLY_SNAPSHOT`),
     /// judged after each mark-compact once the leak trend says "growing".
     last_affordable: RefCell<LastAffordable>,
+    /// Enabled, with a snapshot possible and a memory bound that may be known
+    /// (a memory cgroup, or an explicit limit): elsewhere nothing to judge.
+    may_take_last_affordable: bool,
     /// Events for JS listeners (`memguard.on('leak')`), collected by index.js.
     pub events: RefCell<Vec<Value>>,
 }
@@ -98,16 +101,21 @@ impl Guard {
         } else {
             None
         };
+        let cgroup = Cgroup::discover();
+        let may_take_last_affordable = config.early_snapshot
+            && config.snapshot != SnapshotMode::Never
+            && (cgroup.is_some() || config.explicit_memory_limit().is_some());
         Rc::new(Guard {
             timeline,
             gc_hook: RefCell::new(None),
             sampling: Cell::new(false),
-            cgroup: Cgroup::discover(),
+            cgroup,
             thresholds_armed: RefCell::new(vec![true; config.heap_thresholds.len()]),
             initial_heap_limit: isolate.heap_stats().heap_size_limit,
             leak_trend: RefCell::new(config.leak.then(|| LeakTrend::new(config.leak_window, config.leak_min_growth))),
             leak_reported: Cell::new(false),
             last_affordable: RefCell::new(LastAffordable::new()),
+            may_take_last_affordable,
             events: RefCell::new(Vec::new()),
             isolate,
             config,
@@ -195,7 +203,7 @@ impl Guard {
     /// Starts watching every GC (for the timeline and the heap thresholds),
     /// and writes the first `summary.json` naming the timeline.
     pub fn start_recording(self: &Rc<Self>) {
-        if self.timeline.is_some() || !self.config.heap_thresholds.is_empty() || self.config.leak || self.config.early_snapshot {
+        if self.timeline.is_some() || !self.config.heap_thresholds.is_empty() || self.config.leak || self.may_take_last_affordable {
             *self.gc_hook.borrow_mut() = Some(GcHook::install(self.isolate, self));
         }
         if let Some(timeline) = &self.timeline {
@@ -402,7 +410,7 @@ impl GcHandler for Guard {
             if self.config.leak {
                 self.check_leak(used);
             }
-            if self.config.early_snapshot && self.config.snapshot != SnapshotMode::Never {
+            if self.may_take_last_affordable {
                 self.check_last_affordable(used);
             }
         }
