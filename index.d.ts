@@ -50,6 +50,8 @@ export interface MemguardConfig {
   leakMinGrowth: number
   /** `MEMGUARD_LEAK_SNAPSHOT`: capture when a leak is found (once per thread). */
   leakSnapshot: boolean
+  /** `MEMGUARD_EARLY_SNAPSHOT`: one snapshot at the last affordable moment of a growing heap under a known memory limit (on by default). */
+  earlySnapshot: boolean
   /** `MEMGUARD_MAX_DISK`: cap on the total size of all bundles in `dir`; `auto` (the default) or `off`. */
   maxDisk: { bytes: number } | 'auto' | 'off'
   /** `MEMGUARD_KEEP=all`: keep the bundle of a thread that ended in order with nothing captured. */

@@ -41,6 +41,7 @@ test('snapshot() writes the same compressed snapshot on demand, listed in summar
     leakWindow: 20,
     leakMinGrowth: 8388608,
     leakSnapshot: false,
+    earlySnapshot: true,
     maxDisk: 'auto',
     keepAll: false,
     metrics: null,

@@ -33,10 +33,15 @@ function runNode(args, options) {
   return run(process.execPath, args, options);
 }
 
-/** Runs `command ...args` with childEnv(env); resolves with {code, signal, stdout, stderr}. */
+/** Runs `command ...args` with childEnv(env); resolves with {code, signal, stdout, stderr} (SIGKILL past `timeoutMs`). */
 function run(command, args, { env = {}, cwd, timeoutMs = 120_000 } = {}) {
+  return collect(() => spawn(command, args, { env: childEnv(env), cwd, stdio: ['ignore', 'pipe', 'pipe'] }), timeoutMs);
+}
+
+/** Starts a child and collects its output; resolves with {code, signal, stdout, stderr} (SIGKILL past `timeoutMs`). */
+function collect(start, timeoutMs) {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: childEnv(env), cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = start();
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -119,6 +124,32 @@ function countByClass(snapshot) {
   return counts;
 }
 
+// A real container limit: a memory cgroup (v1, writable here as root), made
+// by the test and removed after it; a child is moved into it before node
+// starts. Where that is not possible (not root, no cgroup v1 memory
+// controller) the test is skipped with the reason.
+const CGROUP_ROOT = '/sys/fs/cgroup/memory';
+
+/** A memory cgroup with `limitBytes` (none: no limit); `{dir}` or `{skip: reason}`. */
+function makeCgroup(t, limitBytes) {
+  const dir = path.join(CGROUP_ROOT, `memguard-test-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`);
+  try {
+    fs.mkdirSync(dir);
+    if (limitBytes) fs.writeFileSync(path.join(dir, 'memory.limit_in_bytes'), String(limitBytes));
+  } catch (err) {
+    return { skip: `cannot make a memory cgroup under ${CGROUP_ROOT} (${err.code}); needs root and cgroup v1` };
+  }
+  t.after(() => fs.rmdirSync(dir));
+  return { dir };
+}
+
+/** Runs `node ...args` moved into `cgroupDir` before node starts; resolves like `runNode`. */
+function runNodeInCgroup(cgroupDir, args, env, { timeoutMs = 120_000 } = {}) {
+  const script = `echo $$ > ${cgroupDir}/cgroup.procs && exec "$0" "$@"`;
+  const opts = { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] };
+  return collect(() => spawn('sh', ['-c', script, process.execPath, ...args], opts), timeoutMs);
+}
+
 /** A TCP port nobody listens on right now (127.0.0.1). */
 async function freePort() {
   const server = net.createServer();
@@ -152,4 +183,6 @@ module.exports = {
   countByClass,
   memguardLines,
   freePort,
+  makeCgroup,
+  runNodeInCgroup,
 };

@@ -45,37 +45,9 @@ test('Buffer leak: the RSS watchdog captures before RSS reaches MEMGUARD_RSS_LIM
   assert.ok(h.memguardLines(r.stderr).some((l) => /RSS is \d+ MB, \d+ % of the 400 MB limit/.test(l)), r.stderr);
 });
 
-// A real container limit: a memory cgroup (v1, writable here as root) with
-// a 600 MB limit, the child moved into it before node starts.
-const CGROUP_ROOT = '/sys/fs/cgroup/memory';
-function makeCgroup(t, limitBytes) {
-  const dir = path.join(CGROUP_ROOT, `memguard-test-${process.pid}-${Date.now()}`);
-  try {
-    fs.mkdirSync(dir);
-    if (limitBytes) fs.writeFileSync(path.join(dir, 'memory.limit_in_bytes'), String(limitBytes));
-  } catch (err) {
-    return { skip: `cannot make a memory cgroup under ${CGROUP_ROOT} (${err.code}); needs root and cgroup v1` };
-  }
-  t.after(() => fs.rmdirSync(dir));
-  return { dir };
-}
-
-/** Runs `node ...args` moved into `cgroupDir` before node starts. */
-function runNodeInCgroup(cgroupDir, args, env) {
-  return new Promise((resolve, reject) => {
-    const script = `echo $$ > ${cgroupDir}/cgroup.procs && exec "$0" "$@"`;
-    const child = spawn('sh', ['-c', script, process.execPath, ...args], {
-      env: h.childEnv(env),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
+// A real container limit: a memory cgroup (v1, writable here as root), the
+// child moved into it before node starts.
+const { makeCgroup, runNodeInCgroup } = h;
 
 test('in a container, with no setting: the cgroup limit is watched and the capture comes before it', async (t) => {
   const cgroup = makeCgroup(t, 600 * MB);

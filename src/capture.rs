@@ -10,13 +10,13 @@ use chrono::{SecondsFormat, Utc};
 use memguard_core::upload;
 use memguard_core::log;
 use memguard_core::afford::{self, Skip};
-use memguard_core::config::RssLimit;
 use memguard_core::heapprofile;
 use memguard_core::sourcemaps;
+use memguard_core::lastaffordable::Plan;
 use memguard_core::leak::Leak;
 use memguard_core::watchdog::RssCrossing;
-use memguard_core::procmem::{self, Cgroup};
-use memguard_core::manifest::{Capture, FileRecord, Folded, HeapLimit};
+use memguard_core::procmem::{self, Cgroup, PeakRss};
+use memguard_core::manifest::{Capture, FileRecord, Folded, HeapLimit, SnapshotMemory};
 use memguard_core::disk;
 use memguard_core::writer::Writer;
 
@@ -39,6 +39,9 @@ pub enum Trigger {
     Signal(String),
     /// The leak trend found steady growth.
     Leak(Leak),
+    /// A growing heap neared the largest one whose snapshot still fits in
+    /// the memory limit (`lastaffordable`).
+    LastAffordable(Plan),
     Api(Option<String>),
 }
 
@@ -62,6 +65,9 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
     let _capturing = guard.begin_capture();
     let seq = guard.next_seq();
     let (trigger_name, reason) = describe(&trigger);
+    // A last-affordable snapshot is taken to live on after it (see
+    // `Guard::restart_allocation_sampling`).
+    let lives_on = matches!(trigger, Trigger::LastAffordable(_));
     let (heap_limit, stack_at, detail) = match trigger {
         Trigger::NearHeapLimit(limit) => {
             guard.last_near_limit_seq.set(seq);
@@ -69,6 +75,7 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
         }
         Trigger::Rss(crossing) => (None, StackAt::Now, serde_json::to_value(crossing).ok()),
         Trigger::Leak(leak) => (None, StackAt::Now, serde_json::to_value(&leak).ok()),
+        Trigger::LastAffordable(plan) => (None, StackAt::Now, serde_json::to_value(&plan).ok()),
         Trigger::HeapThreshold { .. } | Trigger::Signal(_) => (None, StackAt::Now, None),
         Trigger::Api(_) => (None, StackAt::Never, None),
     };
@@ -89,6 +96,7 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
             top_allocation_sites: None,
             stack: (stack_at == StackAt::Now).then(|| guard.isolate.current_stack(STACK_FRAMES)),
             stack_taken: None,
+            snapshot_memory: None,
             snapshot_skipped: None,
             outcome: "writing".into(),
             error: None,
@@ -125,7 +133,23 @@ pub fn capture(guard: &Guard, trigger: Trigger) -> Result<PathBuf, String> {
         Ok(sink) => sink,
         Err(e) => return fail(guard, index, started, e.to_string()),
     };
+    let used = guard.manifest.borrow().captures[index].heap.used_heap_size;
+    let peak = PeakRss::start();
+    let pause = Instant::now();
     let streamed = guard.isolate.write_heap_snapshot(&mut |chunk| sink.write(chunk));
+    let pause_ms = pause.elapsed().as_millis() as u64;
+    let (rss_before_bytes, peak_bytes, measured_by) = peak.finish();
+    if lives_on {
+        guard.restart_allocation_sampling();
+    }
+    crate::v8::trim_native_memory();
+    guard.manifest.borrow_mut().captures[index].snapshot_memory = Some(SnapshotMemory {
+        estimated_bytes: afford::snapshot_estimate(used),
+        peak_bytes,
+        rss_before_bytes,
+        measured_by,
+        pause_ms,
+    });
     let record = match streamed {
         Ok(()) => sink.finish(),
         Err(SnapshotError::Stopped) => sink.finish(), // the writer's own error explains why
@@ -200,6 +224,17 @@ fn describe(trigger: &Trigger) -> (&'static str, Option<String>) {
                 leak.growth_bytes as f64 / MB,
                 leak.mark_compacts,
                 leak.bytes_per_minute / MB
+            )),
+        ),
+        Trigger::LastAffordable(plan) => (
+            "last-affordable",
+            Some(format!(
+                "the heap is growing and a snapshot when memory runs out would not fit ({:.0} MB needed, {:.0} MB left); \
+                 taken at {:.1} MB of heap, below {:.1} MB, the largest whose snapshot fits",
+                plan.end_needed_bytes as f64 / MB,
+                plan.end_available_bytes as f64 / MB,
+                plan.used_heap_bytes as f64 / MB,
+                plan.threshold_bytes as f64 / MB
             )),
         ),
         Trigger::Api(reason) => ("api", reason.clone()),
@@ -336,12 +371,8 @@ fn stack_when_js_resumes(index: usize) {
 fn affordable(guard: &Guard, index: usize) -> Result<(), Skip> {
     let used = guard.manifest.borrow().captures[index].heap.used_heap_size;
     // A fixed RSS limit is the user's word on what the process may use.
-    let rss_limit = match guard.config.rss_limit {
-        Some(RssLimit::Bytes(bytes)) => Some((bytes, "MEMGUARD_RSS_LIMIT")),
-        _ => None,
-    };
     let headroom = afford::headroom(
-        guard.config.memory_limit.map(|bytes| (bytes, "MEMGUARD_MEMORY_LIMIT")).or(rss_limit),
+        guard.config.explicit_memory_limit(),
         procmem::rss_bytes(),
         guard.cgroup.as_ref().and_then(Cgroup::read),
         procmem::mem_available(),

@@ -62,6 +62,7 @@ extern "C" {
     fn mg_used_heap_size(isolate: *mut c_void) -> u64;
     fn mg_start_sampling_heap_profiler(isolate: *mut c_void, interval: u64, stack_depth: c_int) -> c_int;
     fn mg_stop_sampling_heap_profiler(isolate: *mut c_void);
+    fn mg_trim_native_memory();
     fn mg_allocation_profile(
         isolate: *mut c_void,
         node_fn: ProfileNodeFn,
@@ -296,6 +297,12 @@ impl<H: GcHandler> Drop for GcHook<H> {
 fn lossy(ptr: *const c_char, len: usize) -> String {
     // SAFETY: the shim passes `len` valid bytes (UTF-8 from V8) at `ptr`.
     String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(ptr as *const u8, len) }).into_owned()
+}
+
+/// Returns freed native memory (a snapshot's graph) to the system.
+pub fn trim_native_memory() {
+    // SAFETY: no arguments, no V8; malloc_trim may run on any thread.
+    unsafe { mg_trim_native_memory() }
 }
 
 impl Isolate {

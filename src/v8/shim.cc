@@ -9,6 +9,9 @@
 #include <v8-profiler.h>
 #include <uv.h>
 #include <pthread.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <cstddef>
 #include <cstdint>
@@ -158,6 +161,17 @@ MG_EXPORT int mg_write_heap_snapshot(void* isolate, mg_chunk_fn sink, void* data
   // Free the graph (often 10× the heap) before anything else runs.
   const_cast<v8::HeapSnapshot*>(snapshot)->Delete();
   return stream.aborted() ? 1 : 0;
+}
+
+// Gives freed native memory back to the system: glibc keeps a freed
+// snapshot graph's many small blocks in its arenas, where RSS (and a
+// container's usage) still counts them (measured: 370 MB after a snapshot
+// of a 24 MB heap, 18 MB once trimmed). Not needed elsewhere: musl returns
+// what it frees.
+MG_EXPORT void mg_trim_native_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 // Adds GC prologue and epilogue callbacks (all GC types); returns the cookie

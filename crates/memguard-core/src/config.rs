@@ -32,6 +32,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MEMGUARD_LEAK_WINDOW",
     "MEMGUARD_LEAK_MIN_GROWTH",
     "MEMGUARD_LEAK_SNAPSHOT",
+    "MEMGUARD_EARLY_SNAPSHOT",
     "MEMGUARD_MAX_DISK",
     "MEMGUARD_METRICS",
 ];
@@ -128,6 +129,10 @@ pub struct Config {
     pub leak_min_growth: u64,
     /// A capture when a leak is detected (`MEMGUARD_LEAK_SNAPSHOT`).
     pub leak_snapshot: bool,
+    /// One snapshot at the last affordable moment, while a growing heap
+    /// still fits one in the memory limit (`MEMGUARD_EARLY_SNAPSHOT`; see
+    /// `lastaffordable`).
+    pub early_snapshot: bool,
     /// Cap on the total size of all bundles under `dir` (`MEMGUARD_MAX_DISK`).
     pub max_disk: DiskBudget,
     /// Keep every bundle (`MEMGUARD_KEEP=all`), not only those worth reading:
@@ -184,11 +189,23 @@ impl Config {
             leak_window: DEFAULT_LEAK_WINDOW,
             leak_min_growth: DEFAULT_LEAK_MIN_GROWTH,
             leak_snapshot: false,
+            early_snapshot: true,
             max_disk: DiskBudget::Auto,
             keep_all: false,
             metrics: None,
             upload: crate::upload::Settings::default(),
         }
+    }
+
+    /// The memory the user says the process may use, and the variable it came
+    /// from: `MEMGUARD_MEMORY_LIMIT`, else a fixed `MEMGUARD_RSS_LIMIT` (a
+    /// container's limit is found at run time, see `afford::memory_bound`).
+    pub fn explicit_memory_limit(&self) -> Option<(u64, &'static str)> {
+        let rss_limit = match self.rss_limit {
+            Some(RssLimit::Bytes(bytes)) => Some((bytes, "MEMGUARD_RSS_LIMIT")),
+            _ => None,
+        };
+        self.memory_limit.map(|bytes| (bytes, "MEMGUARD_MEMORY_LIMIT")).or(rss_limit)
     }
 
     /// Resolves the settings from `MEMGUARD*` variables (others are ignored).
@@ -333,6 +350,11 @@ impl Config {
                 "MEMGUARD_LEAK_SNAPSHOT" => {
                     if let Some(on) = switch_or_warn(name, raw, "off", &mut warnings) {
                         config.leak_snapshot = on
+                    }
+                }
+                "MEMGUARD_EARLY_SNAPSHOT" => {
+                    if let Some(on) = switch_or_warn(name, raw, "on", &mut warnings) {
+                        config.early_snapshot = on
                     }
                 }
                 "MEMGUARD_MAX_DISK" => match value.to_ascii_lowercase().as_str() {
@@ -692,6 +714,30 @@ mod tests {
             assert_eq!(c.signal, None, "{bad:?}");
             assert_eq!(w.len(), 1, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn explicit_memory_limit_prefers_memguard_memory_limit() {
+        assert_eq!(parse(&[]).0.explicit_memory_limit(), None);
+        let c = parse(&[("MEMGUARD_RSS_LIMIT", "512MiB")]).0;
+        assert_eq!(c.explicit_memory_limit(), Some((512 << 20, "MEMGUARD_RSS_LIMIT")));
+        let c = parse(&[("MEMGUARD_RSS_LIMIT", "512MiB"), ("MEMGUARD_MEMORY_LIMIT", "1GiB")]).0;
+        assert_eq!(c.explicit_memory_limit(), Some((1 << 30, "MEMGUARD_MEMORY_LIMIT")));
+        assert_eq!(parse(&[("MEMGUARD_RSS_LIMIT", "auto")]).0.explicit_memory_limit(), None);
+    }
+
+    #[test]
+    fn early_snapshot_setting() {
+        assert!(parse(&[]).0.early_snapshot, "on by default");
+        for off in ["off", "0", "false", "no", " OFF "] {
+            let (c, w) = parse(&[("MEMGUARD_EARLY_SNAPSHOT", off)]);
+            assert!(!c.early_snapshot && w.is_empty(), "{off:?}: {w:?}");
+        }
+        let (c, w) = parse(&[("MEMGUARD_EARLY_SNAPSHOT", "on")]);
+        assert!(c.early_snapshot && w.is_empty());
+        let (c, w) = parse(&[("MEMGUARD_EARLY_SNAPSHOT", "sometimes")]);
+        assert!(c.early_snapshot, "a bad value keeps the default");
+        assert_eq!(w, vec![r#"MEMGUARD_EARLY_SNAPSHOT="sometimes" is not on/off (1/0, true/false); using the default on"#]);
     }
 
     #[test]

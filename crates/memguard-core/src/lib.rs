@@ -10,6 +10,7 @@ pub mod dirfd;
 pub mod disk;
 pub mod heapprofile;
 pub mod history;
+pub mod lastaffordable;
 pub mod leak;
 pub mod log;
 pub mod manifest;

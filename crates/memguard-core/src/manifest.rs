@@ -75,7 +75,8 @@ pub struct HeapLimit {
 #[serde(rename_all = "camelCase")]
 pub struct Capture {
     pub seq: u32,
-    /// `near-heap-limit`, `heap-threshold`, `rss`, `signal`, `leak` or `api`.
+    /// `near-heap-limit`, `heap-threshold`, `rss`, `signal`, `leak`,
+    /// `last-affordable` or `api`.
     pub trigger: String,
     pub reason: Option<String>,
     pub time: String,
@@ -101,6 +102,9 @@ pub struct Capture {
     /// When the stack was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack_taken: Option<String>,
+    /// What the snapshot was expected to need in memory and what it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_memory: Option<SnapshotMemory>,
     /// Why no heap snapshot was taken (`outcome` is then `skipped`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_skipped: Option<Skip>,
@@ -113,6 +117,23 @@ pub struct Capture {
     /// favour (a second snapshot of the same heap would only double the pause).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub folded: Vec<Folded>,
+}
+
+/// A snapshot's memory, estimated before and measured while V8 took it, so
+/// the estimate (`afford::snapshot_estimate`) can be checked on real bundles.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotMemory {
+    /// The estimate the affordability check used.
+    pub estimated_bytes: u64,
+    /// Peak RSS while the snapshot was taken, minus RSS before it.
+    pub peak_bytes: u64,
+    pub rss_before_bytes: u64,
+    /// How the peak was measured: `VmHWM` (the kernel's high-water mark rose
+    /// during the snapshot: exact) or `sampled` (RSS read every 5 ms).
+    pub measured_by: &'static str,
+    /// How long V8 stopped the thread to take and serialize it.
+    pub pause_ms: u64,
 }
 
 /// A capture that was pending when a near-limit capture ran, folded into it.
@@ -229,6 +250,7 @@ mod tests {
             top_allocation_sites: None,
             stack: None,
             stack_taken: None,
+            snapshot_memory: None,
             snapshot_skipped: None,
             outcome: "written".into(),
             error: None,

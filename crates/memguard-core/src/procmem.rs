@@ -3,6 +3,8 @@
 //! return `None` wherever a value is not available.
 
 use std::fs;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -14,6 +16,76 @@ pub fn rss_bytes() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * u64::try_from(page).ok()?)
+}
+
+/// A `kB` field of /proc/self/status (`VmHWM`, `VmRSS`), in bytes.
+pub fn parse_status_field(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn status_field(field: &str) -> Option<u64> {
+    parse_status_field(&fs::read_to_string("/proc/self/status").ok()?, field)
+}
+
+/// RSS is sampled this often while a snapshot is taken.
+pub const PEAK_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Peak RSS while something runs on the calling thread (a heap snapshot),
+/// measured without touching the process: a thread of its own samples RSS
+/// every `PEAK_POLL`, and the kernel's high-water mark (`VmHWM`) gives the
+/// exact peak when it rose meanwhile. (It is never reset — `clear_refs`
+/// would — because the app sees it as its `maxRSS`.)
+pub struct PeakRss {
+    rss_before: u64,
+    hwm_before: Option<u64>,
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PeakRss {
+    pub fn start() -> PeakRss {
+        let rss_before = rss_bytes().unwrap_or(0);
+        let peak = Arc::new(AtomicU64::new(rss_before));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("memguard-peak".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Acquire) {
+                        if let Some(rss) = rss_bytes() {
+                            peak.fetch_max(rss, Ordering::AcqRel);
+                        }
+                        std::thread::sleep(PEAK_POLL);
+                    }
+                })
+                .ok()
+        };
+        PeakRss { rss_before, hwm_before: status_field("VmHWM"), peak, stop, sampler }
+    }
+
+    /// RSS before, the peak above it, and how the peak was measured.
+    pub fn finish(mut self) -> (u64, u64, &'static str) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(sampler) = self.sampler.take() {
+            let _ = sampler.join();
+        }
+        let sampled = self.peak.load(Ordering::Acquire).max(rss_bytes().unwrap_or(0));
+        let (peak, how) = peak_of(self.hwm_before, status_field("VmHWM"), sampled);
+        (self.rss_before, peak.saturating_sub(self.rss_before), how)
+    }
+}
+
+/// The high-water mark when it rose (it was set during the run: exact),
+/// else the sampled peak.
+pub fn peak_of(hwm_before: Option<u64>, hwm_after: Option<u64>, sampled: u64) -> (u64, &'static str) {
+    match (hwm_before, hwm_after) {
+        (Some(before), Some(after)) if after > before => (after.max(sampled), "VmHWM"),
+        _ => (sampled, "sampled"),
+    }
 }
 
 /// MemAvailable from /proc/meminfo: what the kernel can give without
@@ -148,6 +220,28 @@ fn is_main_thread_link(link: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_fields_and_peaks() {
+        let status = "Name:\tnode\nVmPeak:\t 900 kB\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(parse_status_field(status, "VmHWM"), Some(2 << 20));
+        assert_eq!(parse_status_field(status, "VmRSS"), Some(1 << 20));
+        assert_eq!(parse_status_field(status, "VmSwap"), None);
+        assert_eq!(peak_of(Some(100), Some(300), 250), (300, "VmHWM"), "the mark rose: exact");
+        assert_eq!(peak_of(Some(500), Some(500), 250), (250, "sampled"), "an older, higher peak says nothing");
+        assert_eq!(peak_of(None, None, 250), (250, "sampled"));
+    }
+
+    #[test]
+    fn peak_rss_sees_memory_touched_meanwhile() {
+        let peak = PeakRss::start();
+        let block = vec![1u8; 64 << 20];
+        std::thread::sleep(PEAK_POLL * 4);
+        drop(std::hint::black_box(block));
+        let (before, above, _) = peak.finish();
+        assert!(before > 0);
+        assert!(above >= 60 << 20, "{above}");
+    }
 
     #[test]
     fn parses_limits() {

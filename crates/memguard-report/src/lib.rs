@@ -9,6 +9,7 @@
 //! - `timeline`    — `timeline.ndjson.gz` → heap per space over time, GC pauses,
 //!                   triggers, markers, leak verdict
 //! - `summary`     — `summary.json` → its JSON value
+//! - `earlier`     — a snapshot taken before the end (`last-affordable`)
 //! - `allocations` — `allocations-*.heapprofile` → top allocation sites
 //! - `bounded`     — reading bundle files within size and nesting bounds
 //! - `verdict/`    — the answer first: leak suspects or why there is none
@@ -19,6 +20,7 @@
 
 pub mod allocations;
 pub mod bounded;
+pub mod earlier;
 pub mod error;
 pub mod history;
 pub mod html;

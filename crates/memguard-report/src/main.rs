@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use memguard_core::printable::{printable, printable_bytes, UNLIMITED};
 use memguard_report::report::{Report, SCHEMA};
-use memguard_report::{write_stdout, upload, allocations, history, html, input, snapshot, sourcemaps, summary, terminal, timeline, verdict, ReportError};
+use memguard_report::{
+    allocations, earlier, history, html, input, snapshot, sourcemaps, summary, terminal, timeline, upload, verdict, write_stdout,
+    ReportError,
+};
 
 #[derive(Parser)]
 #[command(name = "memguard", about = "Reads a memguard crash bundle or a heap snapshot; ships bundles to S3-compatible storage")]
@@ -128,6 +131,11 @@ fn build_report(args: &ReportArgs) -> Result<Report, ReportError> {
             baseline.display(),
             args.input.display()
         )));
+    }
+    // A snapshot from before the end says so, and the verdict counts the growth after it.
+    let earlier = report.snapshot.as_ref().and_then(|s| earlier::find(report.bundle.as_ref(), report.timeline.as_ref(), &s.file));
+    if let Some(s) = &mut report.snapshot {
+        s.earlier = earlier;
     }
     report.verdict = Some(verdict::judge(&report));
     let bundle = args.input.is_dir().then_some(args.input.as_path());

@@ -183,6 +183,21 @@ pub struct SnapshotSummary {
     pub reachable_size: u64,
     /// Wall time of each phase (parse, dominators, …), for `--verbose` and the benchmark.
     pub timings_ms: Vec<(String, f64)>,
+    /// Set when the snapshot was taken before the end on purpose (`earlier`).
+    pub earlier: Option<EarlierSnapshot>,
+}
+
+/// A snapshot from before the end: the heap then, and the most the timeline
+/// saw (the end of a process that died of memory).
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EarlierSnapshot {
+    /// The capture's trigger (`last-affordable`) and time.
+    pub trigger: String,
+    pub time: Option<String>,
+    pub heap_used_then: u64,
+    /// `None` without a timeline, or when it saw no more than then.
+    pub heap_used_at_end: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

@@ -278,6 +278,19 @@ fn snapshot_section(out: &mut String, s: &SnapshotSummary) {
         thousands(s.edge_count),
         human(s.total_size as f64)
     );
+    if let Some(e) = &s.earlier {
+        let end = match e.heap_used_at_end {
+            Some(end) => format!(", {} at the end", human(end as f64)),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  taken earlier ({}{}): heap {} then{end}; it shows what had accumulated by then",
+            name(&e.trigger),
+            e.time.as_deref().map(|t| format!(" at {}", name(t))).unwrap_or_default(),
+            human(e.heap_used_then as f64),
+        );
+    }
     if !s.classes.is_empty() {
         let names: Vec<_> = s.classes.iter().map(|c| name(&c.name)).collect();
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(5, 40);
@@ -624,6 +637,7 @@ mod tests {
                 accumulations: vec![],
                 reachable_size: 51_000_000,
                 timings_ms: vec![("parse".into(), 812.0)],
+                earlier: None,
             }),
             diff: Some(SnapshotDiff {
                 before: "heap-1.heapsnapshot.gz".into(),
@@ -886,6 +900,24 @@ mod tests {
             assert!(text.contains("\\x1b") || text.contains("\\x0a"), "{text}");
             assert_eq!(text.lines().count(), lines, "every field stays on its line:\n{text}");
         }
+    }
+
+    #[test]
+    fn an_earlier_snapshot_says_so() {
+        let mut r = sample_report();
+        assert!(!render(&r).contains("taken earlier"));
+        r.snapshot.as_mut().unwrap().earlier = Some(EarlierSnapshot {
+            trigger: "last-affordable".into(),
+            time: Some("2026-12-02T02:36:52.080Z\x1b[2J".into()),
+            heap_used_then: 19_600_000,
+            heap_used_at_end: Some(280_200_000),
+        });
+        let text = render(&r);
+        let line = text.lines().find(|l| l.contains("taken earlier")).unwrap();
+        assert_eq!(
+            line,
+            "  taken earlier (last-affordable at 2026-12-02T02:36:52.080Z\\x1b[2J): heap 19.6 MB then, 280.2 MB at the end; it shows what had accumulated by then"
+        );
     }
 
     #[test]

@@ -316,6 +316,7 @@ fn summary_of(path: &Path, a: &mut Analysis, opts: &Options, progress: &Progress
         classes,
         retainer_paths,
         timings_ms: a.timings.0.clone(),
+        earlier: None,
     }
 }
 

@@ -173,6 +173,17 @@ fn suspect_of(r: &Report, p: &AccumulationPoint, reachable: u64, trend: Option<&
             t.recent_concordance * 100.0
         ));
     }
+    if let Some(e) = r.snapshot.as_ref().and_then(|s| s.earlier.as_ref()) {
+        let after = match e.heap_used_at_end {
+            Some(end) => format!("; the heap grew on to {} after it (+{})", human(end as f64), human(end.saturating_sub(e.heap_used_then) as f64)),
+            None => String::new(),
+        };
+        evidence.push(format!(
+            "the snapshot is from earlier ({}, heap {} then){after}",
+            e.trigger,
+            human(e.heap_used_then as f64)
+        ));
+    }
     let share = if reachable > 0 { 100.0 * p.holder.retained_size.min(reachable) as f64 / reachable as f64 } else { 0.0 };
     evidence.push(format!(
         "snapshot: {} accumulates {} {} ({:.0} % of the heap)",
