@@ -119,7 +119,9 @@ function bundleBytes(dir) {
     const row = (label, gcRate) => {
       const perDay = (perGc * gcRate + restPerS) * 86400;
       const fullAfterH = TIMELINE_BUDGET / (perDay / 24);
-      const disk = (days) => Math.min(TIMELINE_BUDGET, (perDay * days)) + historyPerDay * days;
+      // The history keeps a week of periods; older ones are merged 60 into one.
+      const history = (days) => historyPerDay * Math.min(days, 7) + (historyPerDay / 60) * Math.max(0, days - 7);
+      const disk = (days) => Math.min(TIMELINE_BUDGET, perDay * days) + history(days);
       console.log(`| ${label} | ${gcRate.toFixed(0)} | ${mib(perDay)} | ${fullAfterH > 24 * 365 ? 'never within a year' : fullAfterH >= 48 ? `${(fullAfterH / 24).toFixed(0)} days` : `${fullAfterH.toFixed(1)} h`} | ${mib(disk(1))} | ${mib(disk(30))} |`);
     };
     console.log(`\nDisk per day and month (measured: ${perGc.toFixed(2)} bytes on disk per GC record, ${restPerS.toFixed(1)} bytes/s of samples and markers, history ${(historyPerDay / 1024).toFixed(0)} kB/day):`);
