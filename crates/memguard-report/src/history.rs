@@ -7,10 +7,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use memguard_core::leak::{median, trend, MIN_CONCORDANCE};
-
 use crate::report::{GcKindStat, Lifetime, LifetimeGrowth};
-use crate::timeline::read_records;
+use crate::timeline::{leak_verdict, read_records};
 use crate::ReportError;
 
 /// Reads a history file; `Err` only when it cannot be opened or holds no record.
@@ -41,35 +39,32 @@ pub fn read(path: &Path) -> Result<Lifetime, ReportError> {
     Ok(life)
 }
 
-/// Points the slope is computed over (Theil–Sen is O(n²); a month of
-/// minutes is 43,200 periods).
-const MAX_POINTS: usize = 600;
-const MIN_POINTS: usize = 5;
 const MAX_CURVE: usize = 2_000;
 
 /// The lifetime trend: a leak of 50 MB a day for three weeks is a steady
-/// rise here even where the timeline's ring holds only the last hour.
+/// rise here even where the timeline's ring holds only the last hour. Judged
+/// by the timeline's own bar (`timeline::leak_verdict`); shrinking is that
+/// bar met by the series run backwards in time.
 fn growth(curve: &[(f64, u64)]) -> Option<LifetimeGrowth> {
-    if curve.len() < MIN_POINTS {
+    let points: Vec<(f64, f64)> = curve.iter().map(|&(t, b)| (t, b as f64)).collect();
+    let forward = leak_verdict(&points);
+    if forward.verdict == "too-short" {
         return None;
     }
-    let step = curve.len().div_ceil(MAX_POINTS);
-    let points: Vec<(f64, f64)> = curve.iter().step_by(step).map(|&(t, b)| (t, b as f64)).collect();
-    let t = trend(&points);
-    let span = points.last()?.0 - points.first()?.0;
-    let mut heaps: Vec<f64> = points.iter().map(|p| p.1).collect();
-    let med = median(&mut heaps).unwrap_or(0.0);
-    let change = t.slope_per_ms * span;
-    let steady = |c: f64| c >= MIN_CONCORDANCE;
-    let big = change.abs() >= (0.1 * med).max(1048576.0);
-    let state = if steady(t.concordance) && change > 0.0 && big {
+    let end = points.last()?.0;
+    let backward: Vec<(f64, f64)> = points.iter().rev().map(|&(t, b)| (end - t, b)).collect();
+    let state = if forward.verdict == "growing" {
         "growing"
-    } else if steady(1.0 - t.concordance) && change < 0.0 && big {
+    } else if leak_verdict(&backward).verdict == "growing" {
         "shrinking"
     } else {
         "flat"
     };
-    Some(LifetimeGrowth { bytes_per_day: t.slope_per_ms * 86_400_000.0, concordance: t.concordance, state: state.into() })
+    Some(LifetimeGrowth {
+        bytes_per_day: forward.slope_bytes_per_min * 1440.0,
+        concordance: forward.concordance,
+        state: state.into(),
+    })
 }
 
 fn add_period(life: &mut Lifetime, gc: &mut BTreeMap<String, GcKindStat>, r: &Value) {
@@ -120,6 +115,10 @@ mod tests {
         let g = growth(&leak).unwrap();
         assert_eq!(g.state, "growing");
         assert!((g.bytes_per_day - 50e6).abs() < 5e6, "{g:?}");
+        // The same, run backwards: a heap that gives memory back.
+        let last = leak.last().unwrap().0;
+        let falling: Vec<(f64, u64)> = leak.iter().rev().map(|&(t, b)| (last - t, b)).collect();
+        assert_eq!(growth(&falling).unwrap().state, "shrinking");
         // A cache that filled in its first hour, then stayed.
         let cache: Vec<(f64, u64)> =
             (0..3 * 1440).map(|i| (i as f64 * minute, (100e6 + 400e6 * (i as f64 / 60.0).min(1.0) + ((i * 31) % 9) as f64 * 1e6) as u64)).collect();
