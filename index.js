@@ -25,18 +25,22 @@ function loadBinding() {
   return binding;
 }
 
-// Node's own --heapsnapshot-near-heap-limit, from the command line or
-// NODE_OPTIONS, if set to a positive count.
-function nodeNearLimitFlag() {
+// A Node option's value from the command line or NODE_OPTIONS ('' if absent).
+function nodeOption(name) {
   const args = [...process.execArgv, ...(process.env.NODE_OPTIONS || '').split(/\s+/)];
+  const re = new RegExp(`^--${name}(?:=(.*))?$`);
+  let value = '';
   for (let i = 0; i < args.length; i++) {
-    const m = /^--heapsnapshot-near-heap-limit(?:=(.*))?$/.exec(args[i]);
-    if (m) {
-      const value = m[1] !== undefined ? m[1] : args[i + 1];
-      if (Number(value) > 0) return `--heapsnapshot-near-heap-limit=${value}`;
-    }
+    const m = re.exec(args[i].replace(/_/g, '-'));
+    if (m) value = m[1] !== undefined ? m[1] : args[i + 1] || '';
   }
-  return '';
+  return value;
+}
+
+// Node's own --heapsnapshot-near-heap-limit, if set to a positive count.
+function nodeNearLimitFlag() {
+  const value = nodeOption('heapsnapshot-near-heap-limit');
+  return Number(value) > 0 ? `--heapsnapshot-near-heap-limit=${value}` : '';
 }
 
 function memguardVars() {
@@ -58,9 +62,9 @@ function cwd() {
 // Loading node:worker_threads costs ~2 ms, paid by every process started
 // with -r memguard; on the main thread the binding knows the answer.
 function thread(binding) {
-  if (binding && binding.isMainThread()) return { threadId: 0, isMainThread: true };
-  const { threadId, isMainThread } = require('node:worker_threads');
-  return { threadId, isMainThread };
+  if (binding && binding.isMainThread()) return { threadId: 0, isMainThread: true, youngMb: 0 };
+  const { threadId, isMainThread, resourceLimits } = require('node:worker_threads');
+  return { threadId, isMainThread, youngMb: (resourceLimits && resourceLimits.maxYoungGenerationSizeMb) || 0 };
 }
 
 function create() {
@@ -82,6 +86,10 @@ function create() {
         argv: process.argv,
         execArgv: process.execArgv,
         nodeNearLimitFlag: nodeNearLimitFlag(),
+        // The young generation's part of heap_size_limit (thresholds are
+        // fractions of the rest, the old generation's limit).
+        maxSemiSpaceMb: Number(nodeOption('max-semi-space-size')) || 0,
+        workerYoungGenerationMb: here.youngMb,
         // The binary that uploads bundles (MEMGUARD_UPLOAD) in a process of its own.
         uploader: process.env.MEMGUARD_UPLOAD ? findReport() || '' : '',
       },

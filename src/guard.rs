@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use memguard_core::bundle::Bundle;
 use memguard_core::config::Config;
+use memguard_core::heaplimit::{self, YoungGeneration};
 use memguard_core::heapprofile::{ProfileNode, ProfileSample};
 use memguard_core::history::Shape;
 use memguard_core::afford;
@@ -69,9 +70,9 @@ pub struct Guard {
     pub cgroup: Option<Cgroup>,
     /// Per heap threshold: armed (may fire) or not (fired, heap still high).
     thresholds_armed: RefCell<Vec<bool>>,
-    /// The heap limit at start: thresholds are fractions of it (not of a
-    /// limit raised for a near-limit snapshot).
-    initial_heap_limit: u64,
+    /// The old generation's limit at start (heaplimit.rs): thresholds are
+    /// fractions of it (not of a limit raised for a near-limit snapshot).
+    old_generation_limit: u64,
     /// Heap used after mark-compacts, judged for steady growth (`MEMGUARD_LEAK`).
     leak_trend: RefCell<Option<LeakTrend>>,
     /// A leak verdict was logged (and captured, with `MEMGUARD_LEAK_SNAPSHOT`):
@@ -88,7 +89,7 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(isolate: Isolate, config: Config, bundle: Bundle, manifest: Manifest) -> Rc<Guard> {
+    pub fn new(isolate: Isolate, config: Config, bundle: Bundle, manifest: Manifest, young: YoungGeneration) -> Rc<Guard> {
         let timeline = if config.timeline {
             let header = json!({
                 "pid": manifest.pid,
@@ -112,7 +113,7 @@ impl Guard {
             sampling: Cell::new(false),
             cgroup,
             thresholds_armed: RefCell::new(vec![true; config.heap_thresholds.len()]),
-            initial_heap_limit: isolate.heap_stats().heap_size_limit,
+            old_generation_limit: heaplimit::old_generation_limit(isolate.heap_stats().heap_size_limit, young),
             leak_trend: RefCell::new(config.leak.then(|| LeakTrend::new(config.leak_window, config.leak_min_growth))),
             leak_reported: Cell::new(false),
             last_affordable: RefCell::new(LastAffordable::new()),
@@ -316,7 +317,7 @@ impl Guard {
     /// Several thresholds crossed by one GC make one capture (for the
     /// highest): two snapshots of the same heap would only double the pause.
     fn check_thresholds(&self, used_bytes: u64) {
-        let used = used_bytes as f64 / self.initial_heap_limit.max(1) as f64;
+        let used = used_bytes as f64 / self.old_generation_limit.max(1) as f64;
         let mut armed = self.thresholds_armed.borrow_mut();
         let mut crossed = None;
         for (i, &fraction) in self.config.heap_thresholds.iter().enumerate() {
@@ -377,7 +378,7 @@ impl Guard {
             afford::memory_bound(self.config.explicit_memory_limit(), procmem::rss_bytes(), cgroup)
         };
         const MB: f64 = (1 << 20) as f64;
-        let decision = self.last_affordable.borrow_mut().observe(now_ms(), used, self.initial_heap_limit, bound);
+        let decision = self.last_affordable.borrow_mut().observe(now_ms(), used, self.old_generation_limit, bound);
         match decision {
             Decision::Take(plan) => {
                 log::info(&format!(

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use memguard_core::bundle::{bundle_name, choose_root, Bundle};
 use memguard_core::config::{Config, DiskBudget};
 use memguard_core::crashes;
+use memguard_core::heaplimit::YoungGeneration;
 use memguard_core::selfcost;
 use memguard_core::upload;
 use memguard_core::writer;
@@ -85,7 +86,12 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
     }
     let bundle = Bundle::new(root, bundle_name(started, info.pid, info.thread_id));
     let manifest = Manifest::new(&info, &config, started.to_rfc3339_opts(SecondsFormat::Secs, true));
-    let guard = Guard::new(isolate, config, bundle, manifest);
+    let young = YoungGeneration {
+        worker_mb: info.worker_young_generation_mb,
+        semi_space_flag_mb: info.max_semi_space_mb,
+        default_bytes: v8::Isolate::default_young_generation_size(),
+    };
+    let guard = Guard::new(isolate, config, bundle, manifest, young);
     let node_flag = &info.node_near_limit_flag;
     if !node_flag.is_empty() {
         // V8 runs only the newest near-limit callback: installing ours would

@@ -56,6 +56,7 @@ extern "C" {
     fn mg_add_near_heap_limit_callback(isolate: *mut c_void, cb: NearLimitFn, data: *mut c_void);
     fn mg_remove_near_heap_limit_callback(isolate: *mut c_void, cb: NearLimitFn);
     fn mg_restore_initial_heap_limit(isolate: *mut c_void, threshold_percent: f64);
+    fn mg_default_young_generation_size() -> usize;
     fn mg_write_heap_snapshot(isolate: *mut c_void, sink: ChunkFn, data: *mut c_void) -> c_int;
     fn mg_add_gc_callbacks(isolate: *mut c_void, cb: GcFn, data: *mut c_void) -> *mut c_void;
     fn mg_remove_gc_callbacks(isolate: *mut c_void, cookie: *mut c_void);
@@ -153,6 +154,13 @@ impl Isolate {
     pub fn used_heap_size(self) -> u64 {
         // SAFETY: live isolate of this thread.
         unsafe { mg_used_heap_size(self.ptr.as_ptr()) }
+    }
+
+    /// The young generation's part of `heap_size_limit` as Node sizes it
+    /// by default (see shim.cc); 0 when the machine's memory is unknown.
+    pub fn default_young_generation_size() -> u64 {
+        // SAFETY: a pure computation of V8's, no isolate involved.
+        unsafe { mg_default_young_generation_size() as u64 }
     }
 
     /// Lets V8 bring a raised heap limit back down once used heap falls below

@@ -162,6 +162,13 @@ pub struct ProcessInfo {
     /// The `memguard-report` binary that uploads bundles (found by index.js).
     #[serde(default, skip_serializing)]
     pub uploader: String,
+    /// Node's `--max-semi-space-size` in MiB if given (0 otherwise), and a
+    /// worker's `resourceLimits.maxYoungGenerationSizeMb`: the young
+    /// generation's part of the heap limit (see heaplimit.rs).
+    #[serde(default, skip_serializing)]
+    pub max_semi_space_mb: f64,
+    #[serde(default, skip_serializing)]
+    pub worker_young_generation_mb: f64,
 }
 
 /// The manifest's name in a bundle (the report reads what the agent writes).
