@@ -102,7 +102,9 @@ fn render_fields(report: &Report) -> String {
     if let Some(timeline) = &report.timeline {
         timeline_section(&mut out, timeline);
     }
-    if let Some(lifetime) = &report.lifetime {
+    // A process that lived less than one history period has none: the
+    // timeline above is its whole life.
+    if let Some(lifetime) = report.lifetime.as_ref().filter(|l| l.periods > 0) {
         lifetime_section(&mut out, lifetime);
     }
     if let Some(allocations) = &report.allocations {

@@ -243,6 +243,16 @@ fn thin<T>(items: Vec<T>, max: usize, weight: impl Fn(&T) -> f64) -> Vec<T> {
 /// GC) do not make a verdict. `growing` when at least 80 % of the ordered
 /// pairs rise and the fitted growth over the span is at least 10 % of the
 /// median heap and 1 MiB.
+/// The timeline's bar for growth, shared by the whole recording's verdict
+/// and the verdict gate's last half: most pairs rise, and the fitted line
+/// rises over `span_ms` by at least 10 % of the median heap and 1 MiB.
+pub fn rises_enough(fitted: &Trend, points: &[(f64, f64)], span_ms: f64) -> bool {
+    let mut heaps: Vec<f64> = points.iter().map(|p| p.1).collect();
+    let median_heap = median(&mut heaps).unwrap_or(0.0);
+    let growth = fitted.slope_per_ms * span_ms;
+    fitted.concordance >= MIN_CONCORDANCE && growth >= (0.1 * median_heap).max((1 << 20) as f64)
+}
+
 pub fn leak_verdict(points: &[(f64, f64)]) -> LeakVerdict {
     let mark_compacts = points.len() as u64;
     let span_ms = match (points.first(), points.last()) {
@@ -258,11 +268,10 @@ pub fn leak_verdict(points: &[(f64, f64)]) -> LeakVerdict {
         points.to_vec()
     };
     // The live detector's judgement (memguard-core `leak.rs`), over the whole recording.
-    let Trend { slope_per_ms, concordance } = trend(&chosen);
-    let mut heaps: Vec<f64> = points.iter().map(|p| p.1).collect();
-    let median_heap = median(&mut heaps).unwrap_or(0.0);
+    let fitted = trend(&chosen);
+    let Trend { slope_per_ms, concordance } = fitted;
     let growth = slope_per_ms * span_ms;
-    let growing = concordance >= MIN_CONCORDANCE && growth >= 0.1 * median_heap && growth >= (1 << 20) as f64;
+    let growing = rises_enough(&fitted, points, span_ms);
     LeakVerdict {
         verdict: if growing { "growing" } else { "stable" }.into(),
         slope_bytes_per_min: slope_per_ms * 60_000.0,

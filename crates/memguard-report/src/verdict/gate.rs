@@ -3,9 +3,10 @@
 //! (the timeline's own Theil–Sen verdict) and over its last half: a heap
 //! that rose and then stopped is a cache that filled up, not a leak.
 
-use memguard_core::leak::{median, trend, MIN_CONCORDANCE};
+use memguard_core::leak::trend;
 
 use crate::report::{HeapTrend, TimelineSummary};
+use crate::timeline::rises_enough;
 
 /// Points of the last half the slope is computed over (Theil–Sen is O(n²)).
 const MAX_POINTS: usize = 600;
@@ -15,16 +16,12 @@ const MIN_POINTS: usize = 5;
 /// thrash flat at the top while the app barely runs.
 const NEAR_LIMIT: f64 = 0.85;
 
-/// Growth by the timeline's own bar: most pairs rise, and the fitted line
-/// rises by at least 10 % of the median heap and 1 MiB.
+/// Growth by the timeline's own bar (`timeline::rises_enough`), without its
+/// minimum span: a short last half that rose is judged all the same.
 fn rises(points: &[(f64, f64)]) -> (bool, f64, f64) {
     let t = trend(points);
     let span = points.last().map_or(0.0, |p| p.0) - points.first().map_or(0.0, |p| p.0);
-    let mut heaps: Vec<f64> = points.iter().map(|p| p.1).collect();
-    let med = median(&mut heaps).unwrap_or(0.0);
-    let growth = t.slope_per_ms * span;
-    let rising = t.concordance >= MIN_CONCORDANCE && t.slope_per_ms > 0.0 && growth >= (0.1 * med).max(1048576.0);
-    (rising, t.slope_per_ms * 60_000.0, t.concordance)
+    (rises_enough(&t, points, span), t.slope_per_ms * 60_000.0, t.concordance)
 }
 
 fn thinned(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
