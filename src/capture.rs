@@ -374,7 +374,7 @@ fn affordable(guard: &Guard, index: usize) -> Result<(), Skip> {
     let headroom = afford::headroom(
         guard.config.explicit_memory_limit(),
         procmem::rss_bytes(),
-        guard.cgroup.as_ref().and_then(Cgroup::read),
+        Cgroup::process().and_then(Cgroup::read),
         procmem::mem_available(),
     );
     afford::decide(guard.config.snapshot, used, headroom)

@@ -3,7 +3,7 @@
 //! Node) and in the near-heap-limit hook; both go away in the env cleanup
 //! hook, so a worker's exit frees everything it had.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 
 use memguard_core::bundle::Bundle;
@@ -66,13 +66,15 @@ pub struct Guard {
     gc_hook: RefCell<Option<GcHook<Guard>>>,
     /// We started V8's sampling heap profiler (and so stop it at the end).
     sampling: Cell<bool>,
-    /// The memory cgroup, found once: its limit bounds what a snapshot may use.
-    pub cgroup: Option<Cgroup>,
     /// Per heap threshold: armed (may fire) or not (fired, heap still high).
     thresholds_armed: RefCell<Vec<bool>>,
-    /// The old generation's limit at start (heaplimit.rs): thresholds are
-    /// fractions of it (not of a limit raised for a near-limit snapshot).
-    old_generation_limit: u64,
+    /// V8's heap limit at start and what its young generation takes of it:
+    /// thresholds are fractions of the rest, the old generation's limit
+    /// (heaplimit.rs), worked out at the first mark-compact that asks (it
+    /// reads /proc, which start-up need not pay for).
+    heap_size_limit: u64,
+    young: YoungGeneration,
+    old_generation_limit: OnceCell<u64>,
     /// Heap used after mark-compacts, judged for steady growth (`MEMGUARD_LEAK`).
     leak_trend: RefCell<Option<LeakTrend>>,
     /// A leak verdict was logged (and captured, with `MEMGUARD_LEAK_SNAPSHOT`):
@@ -81,9 +83,6 @@ pub struct Guard {
     /// The last affordable moment for a snapshot (`MEMGUARD_EARLY_SNAPSHOT`),
     /// judged after each mark-compact once the leak trend says "growing".
     last_affordable: RefCell<LastAffordable>,
-    /// Enabled, with a snapshot possible and a memory bound that may be known
-    /// (a memory cgroup, or an explicit limit): elsewhere nothing to judge.
-    may_take_last_affordable: bool,
     /// Events for JS listeners (`memguard.on('leak')`), collected by index.js.
     pub events: RefCell<Vec<Value>>,
 }
@@ -103,21 +102,17 @@ impl Guard {
         } else {
             None
         };
-        let cgroup = Cgroup::discover();
-        let may_take_last_affordable = config.early_snapshot
-            && config.snapshot != SnapshotMode::Never
-            && (cgroup.is_some() || config.explicit_memory_limit().is_some());
         Rc::new(Guard {
             timeline,
             gc_hook: RefCell::new(None),
             sampling: Cell::new(false),
-            cgroup,
             thresholds_armed: RefCell::new(vec![true; config.heap_thresholds.len()]),
-            old_generation_limit: heaplimit::old_generation_limit(isolate.heap_stats().heap_size_limit, young),
+            heap_size_limit: isolate.heap_stats().heap_size_limit,
+            young,
+            old_generation_limit: OnceCell::new(),
             leak_trend: RefCell::new(config.leak.then(|| LeakTrend::new(config.leak_window, config.leak_min_growth))),
             leak_reported: Cell::new(false),
             last_affordable: RefCell::new(LastAffordable::new()),
-            may_take_last_affordable,
             events: RefCell::new(Vec::new()),
             isolate,
             config,
@@ -205,7 +200,7 @@ impl Guard {
     /// Starts watching every GC (for the timeline and the heap thresholds),
     /// and writes the first `summary.json` naming the timeline.
     pub fn start_recording(self: &Rc<Self>) {
-        if self.timeline.is_some() || !self.config.heap_thresholds.is_empty() || self.config.leak || self.may_take_last_affordable {
+        if self.timeline.is_some() || !self.config.heap_thresholds.is_empty() || self.config.leak || self.may_want_last_affordable() {
             *self.gc_hook.borrow_mut() = Some(GcHook::install(self.isolate, self));
         }
         if let Some(timeline) = &self.timeline {
@@ -258,22 +253,38 @@ impl Guard {
             self.isolate.stop_sampling_heap_profiler();
         }
         if let Some(timeline) = &self.timeline {
-            timeline.marker("end", ended.clone());
-            timeline.close();
             if self.is_uneventful_end(&ended) {
                 // A CLI or test runner started with NODE_OPTIONS=-r memguard,
                 // or an app with a worker per task, would otherwise leave a
                 // bundle per start: one that ended well and captured nothing
                 // tells nothing worth its disk space.
-                let _ = match Writer::global() {
-                    Some(writer) => writer.remove_bundle(&self.bundle),
-                    None => self.bundle.remove(),
-                };
+                self.retire_bundle(timeline);
                 return;
             }
+            timeline.marker("end", ended.clone());
+            timeline.close();
             self.manifest.borrow_mut().ended = Some(ended);
             let _ = self.save_manifest();
         }
+    }
+
+    /// Removes the bundle of an uneventful end, here and now: every process
+    /// start pays for its end, and waiting for memguard's threads to finish
+    /// writing what is about to be removed cost ~1 ms of it. Retired first,
+    /// so no thread makes it again. Only when a write under way keeps the
+    /// directory from going does the end wait, for the recorder and then the
+    /// writer, and remove it after them.
+    fn retire_bundle(&self, timeline: &Timeline) {
+        self.bundle.retire();
+        timeline.close_later();
+        if self.bundle.remove().is_ok() {
+            return;
+        }
+        timeline.flush();
+        let _ = match Writer::global() {
+            Some(writer) => writer.remove_bundle(&self.bundle),
+            None => self.bundle.remove(),
+        };
     }
 
     /// Nothing captured, nothing lost, and an orderly end: exit code 0, a
@@ -292,6 +303,24 @@ impl Guard {
             && orderly
             && self.manifest.borrow().captures.is_empty()
             && self.timeline.as_ref().is_some_and(|t| t.shared.digest().dropped == 0)
+    }
+
+    /// Enabled, with a snapshot possible: then the GC callbacks are needed.
+    fn may_want_last_affordable(&self) -> bool {
+        self.config.early_snapshot && self.config.snapshot != SnapshotMode::Never
+    }
+
+    /// ... and with a memory bound that may be known (a memory cgroup, or an
+    /// explicit limit): elsewhere there is nothing to judge.
+    fn may_take_last_affordable(&self) -> bool {
+        self.may_want_last_affordable() && (self.config.explicit_memory_limit().is_some() || Cgroup::process().is_some())
+    }
+
+    fn old_generation_limit(&self) -> u64 {
+        *self.old_generation_limit.get_or_init(|| {
+            let young = self.young.bytes(Isolate::default_young_generation_size);
+            heaplimit::old_generation_limit(self.heap_size_limit, young)
+        })
     }
 
     /// What headroom is added to: V8 may call with the heap already past the
@@ -317,7 +346,7 @@ impl Guard {
     /// Several thresholds crossed by one GC make one capture (for the
     /// highest): two snapshots of the same heap would only double the pause.
     fn check_thresholds(&self, used_bytes: u64) {
-        let used = used_bytes as f64 / self.old_generation_limit.max(1) as f64;
+        let used = used_bytes as f64 / self.old_generation_limit().max(1) as f64;
         let mut armed = self.thresholds_armed.borrow_mut();
         let mut crossed = None;
         for (i, &fraction) in self.config.heap_thresholds.iter().enumerate() {
@@ -374,11 +403,11 @@ impl Guard {
     fn check_last_affordable(&self, used: u64) {
         // The memory bound is read (/proc, /sys) only while it matters.
         let bound = || {
-            let cgroup = self.cgroup.as_ref().and_then(Cgroup::read);
+            let cgroup = Cgroup::process().and_then(Cgroup::read);
             afford::memory_bound(self.config.explicit_memory_limit(), procmem::rss_bytes(), cgroup)
         };
         const MB: f64 = (1 << 20) as f64;
-        let decision = self.last_affordable.borrow_mut().observe(now_ms(), used, self.old_generation_limit, bound);
+        let decision = self.last_affordable.borrow_mut().observe(now_ms(), used, self.old_generation_limit(), bound);
         match decision {
             Decision::Take(plan) => {
                 log::info(&format!(
@@ -422,7 +451,7 @@ impl GcHandler for Guard {
             if self.config.leak {
                 self.check_leak(used);
             }
-            if self.may_take_last_affordable {
+            if self.may_take_last_affordable() {
                 self.check_last_affordable(used);
             }
         }

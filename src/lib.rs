@@ -89,7 +89,6 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
     let young = YoungGeneration {
         worker_mb: info.worker_young_generation_mb,
         semi_space_flag_mb: info.max_semi_space_mb,
-        default_bytes: v8::Isolate::default_young_generation_size(),
     };
     let guard = Guard::new(isolate, config, bundle, manifest, young);
     let node_flag = &info.node_near_limit_flag;
@@ -104,7 +103,7 @@ pub fn start(env: Env, vars: HashMap<String, String>, info: Value, cwd: String) 
     }
     guard::set_current(guard.clone());
     remote::register(info.thread_id, isolate);
-    watch::start_once(&guard.config, guard.cgroup.as_ref());
+    watch::start_once(&guard.config);
     if let Some(addr) = guard.config.metrics {
         memguard_core::metrics::http::start_once(addr);
     }

@@ -93,6 +93,12 @@ impl Timeline {
         let id = self.id;
         self.recorder.send_and_wait(|done| Event::Close { id, done }, WAIT);
     }
+
+    /// Closes without waiting, for a retired bundle: nothing is written.
+    pub fn close_later(&self) {
+        let (done, _) = crossbeam_channel::bounded(1);
+        self.send(Event::Close { id: self.id, done });
+    }
 }
 
 impl GcHandler for Timeline {

@@ -11,27 +11,34 @@ use memguard_core::config::{Config, RssLimit};
 use memguard_core::log;
 use memguard_core::procmem::Cgroup;
 use memguard_core::watchdog::{self, RssPolicy};
+use memguard_core::writer::Writer;
 
 use crate::capture::{capture_current, Trigger};
 use crate::{remote, v8};
 
-pub fn start_once(config: &Config, cgroup: Option<&Cgroup>) {
+pub fn start_once(config: &Config) {
     static STARTED: Once = Once::new();
     STARTED.call_once(|| {
-        start_rss_watchdog(config, cgroup);
+        // Whether to watch depends on the memory cgroup, found by reading
+        // /proc and /sys: on the writer thread, not during start-up.
+        if let Some(limit) = config.rss_limit {
+            let threshold = config.rss_threshold;
+            let queued = Writer::global().is_some_and(|w| w.run_later(move || start_rss_watchdog(limit, threshold)));
+            if !queued {
+                start_rss_watchdog(limit, threshold);
+            }
+        }
         start_signal(config);
     });
 }
 
-fn start_rss_watchdog(config: &Config, cgroup: Option<&Cgroup>) {
-    let Some(limit) = config.rss_limit else { return };
-    let (limit, source) = match watchdog::resolve_limit(limit, cgroup) {
+fn start_rss_watchdog(limit: RssLimit, threshold: f64) {
+    let (limit, source) = match watchdog::resolve_limit(limit, Cgroup::process()) {
         Ok(found) => found,
         // By default the watchdog runs only in a container with a limit; elsewhere it has nothing to say.
         Err(_) if limit == RssLimit::Container => return log::debug("no memory cgroup limit; RSS is not watched"),
         Err(problem) => return log::warn_once(&format!("{problem}; the RSS watchdog is off")),
     };
-    let threshold = config.rss_threshold;
     let started = watchdog::spawn(RssPolicy::new(limit, threshold, source), |crossing| {
         log::info(&format!(
             "RSS is {} MB, {:.0} % of the {} MB limit ({}); capturing",

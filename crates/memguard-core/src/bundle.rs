@@ -12,6 +12,7 @@ use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -207,11 +208,27 @@ pub struct Bundle {
     pub root: PathBuf,
     pub name: String,
     dir: Arc<Mutex<Option<Arc<Dir>>>>,
+    /// Removed for good ([`Bundle::retire`]): never made again.
+    retired: Arc<AtomicBool>,
 }
 
 impl Bundle {
     pub fn new(root: impl Into<PathBuf>, name: impl Into<String>) -> Bundle {
-        Bundle { root: root.into(), name: name.into(), dir: Arc::default() }
+        Bundle { root: root.into(), name: name.into(), dir: Arc::default(), retired: Arc::default() }
+    }
+
+    /// From now on the bundle is not made again, and nothing more is
+    /// written to it: the process ended with nothing worth keeping. Writes
+    /// already under way go to a directory about to be removed (its handle
+    /// still works), which costs nothing.
+    pub fn retire(&self) {
+        let _cached = self.dir.lock(); // `ensure` checks the flag under this lock
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Retired: a failure to write it is what was asked for, not news.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// Where the bundle was created (for messages; never written through).
@@ -224,6 +241,9 @@ impl Bundle {
     /// any more): then it is made anew, the same careful way.
     pub fn ensure(&self) -> io::Result<Arc<Dir>> {
         let mut cached = self.dir.lock();
+        if self.is_retired() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "the bundle was removed (nothing worth keeping)"));
+        }
         if let Some(dir) = cached.as_ref() {
             if dir.stat().is_ok_and(|st| st.st_nlink > 0) {
                 return Ok(dir.clone());
@@ -328,6 +348,21 @@ mod tests {
         bundle.clone().ensure().unwrap().write_atomic("summary.json", b"2").unwrap();
         assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
         assert_eq!(fs::read(tmp.path().join("moved/summary.json")).unwrap(), b"2");
+    }
+
+    #[test]
+    fn a_retired_bundle_is_never_made_again_and_a_write_under_way_lands_nowhere() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = Bundle::new(tmp.path(), "b");
+        // Another thread's write, its directory handle taken before the end.
+        let under_way = bundle.clone().ensure().unwrap();
+        bundle.retire();
+        bundle.remove().unwrap();
+        assert!(!bundle.path().exists());
+        assert!(under_way.write_atomic("summary.json", b"late").is_err() || !bundle.path().exists());
+        let again = bundle.clone().ensure();
+        assert!(again.is_err() && bundle.is_retired(), "{again:?}");
+        assert!(!bundle.path().exists());
     }
 
     #[test]

@@ -17,27 +17,27 @@ pub struct YoungGeneration {
     /// Node's `--max-semi-space-size` in MiB, from the command line or
     /// NODE_OPTIONS (0: not given). V8 reserves three semi-spaces.
     pub semi_space_flag_mb: f64,
-    /// What V8 configures by default for this machine's memory (the shim
-    /// asks V8 the question Node asked it).
-    pub default_bytes: u64,
 }
 
 impl YoungGeneration {
-    pub fn bytes(&self) -> u64 {
+    /// The reserve in bytes; `default` (what V8 configures for this
+    /// machine's memory, which reads /proc) is asked only when nothing more
+    /// specific is known.
+    pub fn bytes(&self, default: impl FnOnce() -> u64) -> u64 {
         if self.worker_mb > 0.0 {
             (self.worker_mb * MIB) as u64
         } else if self.semi_space_flag_mb > 0.0 {
             (3.0 * self.semi_space_flag_mb * MIB) as u64
         } else {
-            self.default_bytes
+            default()
         }
     }
 }
 
 /// The old generation's limit: `heap_size_limit` less the young reserve, or
 /// `heap_size_limit` itself when the reserve is unknown or makes no sense.
-pub fn old_generation_limit(heap_size_limit: u64, young: YoungGeneration) -> u64 {
-    match heap_size_limit.checked_sub(young.bytes()) {
+pub fn old_generation_limit(heap_size_limit: u64, young_bytes: u64) -> u64 {
+    match heap_size_limit.checked_sub(young_bytes) {
         Some(old) if old >= 1 << 20 => old,
         _ => heap_size_limit,
     }
@@ -48,8 +48,8 @@ mod tests {
     use super::*;
     const MB: u64 = 1 << 20;
 
-    fn default(young_mb: u64) -> YoungGeneration {
-        YoungGeneration { default_bytes: young_mb * MB, ..Default::default() }
+    fn default(young_mb: u64) -> u64 {
+        YoungGeneration::default().bytes(|| young_mb * MB)
     }
 
     #[test]
@@ -64,14 +64,14 @@ mod tests {
     #[test]
     fn the_semi_space_flag_replaces_the_default() {
         // Node 26, --max-semi-space-size=64 --max-old-space-size=512: 704 MiB.
-        let young = YoungGeneration { semi_space_flag_mb: 64.0, default_bytes: 96 * MB, ..Default::default() };
-        assert_eq!(old_generation_limit(704 * MB, young), 512 * MB);
+        let young = YoungGeneration { semi_space_flag_mb: 64.0, ..Default::default() };
+        assert_eq!(old_generation_limit(704 * MB, young.bytes(|| 96 * MB)), 512 * MB);
     }
 
     #[test]
     fn a_worker_s_own_young_generation_comes_first() {
-        let young = YoungGeneration { worker_mb: 8.0, semi_space_flag_mb: 64.0, default_bytes: 96 * MB };
-        assert_eq!(old_generation_limit(40 * MB, young), 32 * MB);
+        let young = YoungGeneration { worker_mb: 8.0, semi_space_flag_mb: 64.0 };
+        assert_eq!(old_generation_limit(40 * MB, young.bytes(|| unreachable!())), 32 * MB);
     }
 
     #[test]

@@ -20,11 +20,11 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -43,7 +43,9 @@ pub const TIMELINE_FILE: &str = "timeline.ndjson.gz";
 /// Longest time a record waits before it is on disk.
 const MEMBER_EVERY: Duration = Duration::from_secs(1);
 /// Events in flight. At 2,000+ GCs/s this is seconds of slack; beyond it
-/// records are dropped (and counted), never waited for.
+/// records are dropped (and counted), never waited for. Counted by hand
+/// over an unbounded channel: a bounded one of this size writes all its
+/// 512 kB of slots when made, ~0.2 ms of every process start.
 const QUEUE: usize = 8_192;
 /// The recorder drains its queue this often instead of sleeping on it: a
 /// sender that finds the receiver asleep must wake it (a futex syscall, ~3 µs
@@ -188,6 +190,8 @@ const GC_FLAGS: &[(u32, &str)] = &[
 
 pub struct Recorder {
     tx: Sender<Event>,
+    /// Events sent and not yet received (at most `QUEUE`).
+    queued: Arc<AtomicUsize>,
     /// The recorder thread, unparked for the events someone waits on.
     thread: std::thread::Thread,
 }
@@ -199,19 +203,25 @@ impl Recorder {
     pub fn global() -> Option<&'static Recorder> {
         RECORDER
             .get_or_init(|| {
-                let (tx, rx) = bounded(QUEUE);
+                let (tx, rx) = unbounded();
+                let queued = Arc::new(AtomicUsize::new(0));
+                let counted = queued.clone();
                 std::thread::Builder::new()
                     .name("memguard-recorder".into())
-                    .spawn(move || run(rx))
+                    .spawn(move || run(rx, &counted))
                     .ok()
-                    .map(|handle| Recorder { tx, thread: handle.thread().clone() })
+                    .map(|handle| Recorder { tx, queued, thread: handle.thread().clone() })
             })
             .as_ref()
     }
 
     /// Never blocks: `false` if the queue is full (the caller counts a drop).
     pub fn try_send(&self, event: Event) -> bool {
-        self.tx.try_send(event).is_ok()
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= QUEUE {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        self.tx.send(event).is_ok()
     }
 
     /// Sends `make(done)` and waits up to `timeout` for the recorder to
@@ -221,7 +231,8 @@ impl Recorder {
     /// wait out the rest of its poll interval (up to 20 ms on every exit).
     pub fn send_and_wait(&self, make: impl FnOnce(Sender<()>) -> Event, timeout: Duration) -> bool {
         let (done, done_rx) = bounded(1);
-        if self.tx.send_timeout(make(done), timeout).is_err() {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(make(done)).is_err() {
             return false;
         }
         self.thread.unpark();
@@ -277,14 +288,24 @@ fn compress_member(plain: &[u8]) -> Vec<u8> {
     member.finish().unwrap_or_default()
 }
 
-fn run(rx: Receiver<Event>) {
-    let cgroup = Cgroup::discover();
+/// A bundle retired at an uneventful end fails to be written on purpose.
+fn warn_unless_retired(bundle: &Bundle, message: String) {
+    if !bundle.is_retired() {
+        log::warn_once(&message);
+    }
+}
+
+fn run(rx: Receiver<Event>, queued: &AtomicUsize) {
+    let cgroup = Cgroup::process();
     let mut timelines: HashMap<u64, Timeline> = HashMap::new();
     let mut next_member = Instant::now() + MEMBER_EVERY;
     loop {
         loop {
             match rx.try_recv() {
-                Ok(event) => handle(event, &mut timelines, cgroup.as_ref()),
+                Ok(event) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    handle(event, &mut timelines, cgroup)
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
             }
@@ -334,7 +355,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
             };
             match tl.bundle.ensure().and_then(|dir| dir.create_file(TIMELINE_FILE)) {
                 Ok(file) => tl.file = Some(file),
-                Err(e) => log::warn_once(&format!(
+                Err(e) => warn_unless_retired(&tl.bundle, format!(
                     "cannot create {} in {}: {e}; the timeline is kept in memory only",
                     TIMELINE_FILE,
                     tl.bundle.path().display()
@@ -381,7 +402,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
             let _ = done.send(());
         }
         Event::Close { id, done } => {
-            if let Some(mut tl) = timelines.remove(&id) {
+            if let Some(mut tl) = timelines.remove(&id).filter(|tl| !tl.bundle.is_retired()) {
                 tl.write_member();
                 tl.write_period(true);
             }
@@ -570,7 +591,7 @@ impl Timeline {
         let (dir, mut file) = match result {
             Ok(opened) => opened,
             Err(e) => {
-                log::warn_once(&format!(
+                warn_unless_retired(&self.bundle, format!(
                     "cannot start a new timeline segment in {} ({e}); the current one grows past MEMGUARD_TIMELINE_MAX",
                     self.bundle.path().display()
                 ));
@@ -618,7 +639,7 @@ impl Timeline {
                     self.history = Some(file);
                 }
             }
-            Err(e) => log::warn_once(&format!(
+            Err(e) => warn_unless_retired(&self.bundle, format!(
                 "cannot create {HISTORY_FILE} in {} ({e}); no lifetime history",
                 self.bundle.path().display()
             )),
@@ -663,7 +684,7 @@ impl Timeline {
         });
         match result {
             Ok(file) => self.history = Some(file),
-            Err(e) => log::warn_once(&format!(
+            Err(e) => warn_unless_retired(&self.bundle, format!(
                 "cannot downsample {HISTORY_FILE} in {} ({e}); it keeps every period",
                 self.bundle.path().display()
             )),

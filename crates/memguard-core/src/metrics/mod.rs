@@ -337,8 +337,7 @@ pub fn snapshot(thread: u64, drain: bool) -> Value {
 
 /// The process's memory cgroup, found once.
 pub fn cgroup() -> Option<&'static crate::procmem::Cgroup> {
-    static CGROUP: std::sync::OnceLock<Option<crate::procmem::Cgroup>> = std::sync::OnceLock::new();
-    CGROUP.get_or_init(crate::procmem::Cgroup::discover).as_ref()
+    crate::procmem::Cgroup::process()
 }
 
 #[cfg(test)]
