@@ -8,17 +8,45 @@
 // `memguard:` line on stderr and an inactive API; the host runs on.
 
 const { EventEmitter } = require('node:events');
-const { findAddon, findReport, missingAddonMessage } = require('./lib/platform');
+const fs = require('node:fs');
+const path = require('node:path');
 
 // One instance per thread even if two copies of the package get loaded.
 const INSTANCE = Symbol.for('memguard.instance');
 const EVENT_TICK_MS = 1000;
 
+// Where the addon usually is, found without loading lib/platform.js (a
+// module more is ~0.4 ms of every process start): the local build, or the
+// one platform package npm installed beside memguard or inside it. Names as
+// in lib/platform.js. Anything else (no package, a package per libc, a
+// binary that does not load) is lib/platform.js's to sort out.
+function usualAddon(abi) {
+  const local = path.join(__dirname, 'build', `memguard-${process.platform}-${process.arch}-abi${abi}.node`);
+  if (fs.existsSync(local)) return local;
+  if (process.platform !== 'linux') return null;
+  const found = [];
+  for (const libc of ['gnu', 'musl']) {
+    for (const dir of [path.join(__dirname, 'node_modules'), path.dirname(__dirname)]) {
+      const file = path.join(dir, `memguard-linux-${process.arch}-${libc}`, `memguard.abi${abi}.node`);
+      if (fs.existsSync(file)) found.push(file);
+    }
+  }
+  return found.length === 1 ? found[0] : null;
+}
+
 function loadBinding() {
   const abi = process.versions.modules;
-  const file = findAddon(abi);
-  if (!file) throw new Error(missingAddonMessage(abi));
-  const binding = require(file);
+  let binding = null;
+  let file = usualAddon(abi);
+  try {
+    if (file) binding = require(file);
+  } catch {} // e.g. the glibc package on musl: lib/platform.js says what fits
+  if (!binding) {
+    const { findAddon, missingAddonMessage } = require('./lib/platform');
+    file = findAddon(abi);
+    if (!file) throw new Error(missingAddonMessage(abi));
+    binding = require(file);
+  }
   if (binding.builtAbi() !== abi) {
     throw new Error(`${file} was built for ABI ${binding.builtAbi()}, not ${abi}; rebuild with: npm run build`);
   }
@@ -91,7 +119,7 @@ function create() {
         maxSemiSpaceMb: Number(nodeOption('max-semi-space-size')) || 0,
         workerYoungGenerationMb: here.youngMb,
         // The binary that uploads bundles (MEMGUARD_UPLOAD) in a process of its own.
-        uploader: process.env.MEMGUARD_UPLOAD ? findReport() || '' : '',
+        uploader: process.env.MEMGUARD_UPLOAD ? require('./lib/platform').findReport() || '' : '',
       },
       cwd(),
     );
