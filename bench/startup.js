@@ -2,7 +2,9 @@
 // `npm run bench:startup`: what loading memguard adds to a process that does
 // nothing (`node -e 0`): every CLI or test process started with
 // NODE_OPTIONS=-r memguard pays it. Sides alternate in each round; medians
-// and the spread of BENCH_RUNS rounds (default 31).
+// and the spread of BENCH_RUNS rounds (default 31). `-r` of an empty module
+// is measured too: what Node itself takes to preload any module, which no
+// module can spend less than.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -15,8 +17,11 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memguard-bench-startup-'));
 const env = { ...process.env, MEMGUARD_DIR: dir };
 for (const k of Object.keys(env)) if (k.startsWith('MEMGUARD_') && k !== 'MEMGUARD_DIR') delete env[k];
 
+const empty = path.join(os.tmpdir(), `memguard-bench-empty-${process.pid}.js`);
+fs.writeFileSync(empty, '');
 const sides = {
   'node -e 0': ['-e', '0'],
+  'node -r <an empty module> -e 0': ['-r', empty, '-e', '0'],
   'node -r memguard -e 0': ['-r', root, '-e', '0'],
   'node -r memguard -e 0 (MEMGUARD_KEEP=all)': ['-r', root, '-e', '0'],
 };
@@ -33,13 +38,16 @@ for (let i = 0; i < RUNS; i++) {
   for (const name of order) run(name);
 }
 fs.rmSync(dir, { recursive: true, force: true });
+fs.rmSync(empty, { force: true });
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const base = median(times['node -e 0']);
-console.log(`| process | median | spread | added |`);
-console.log(`|---|---|---|---|`);
+const preload = median(times['node -r <an empty module> -e 0']);
+console.log(`| process | median | spread | added | added beyond preloading any module |`);
+console.log(`|---|---|---|---|---|`);
 for (const [name, xs] of Object.entries(times)) {
   const m = median(xs);
-  console.log(`| \`${name}\` | ${m.toFixed(1)} ms | ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} ms | ${name === 'node -e 0' ? '' : `+${(m - base).toFixed(1)} ms`} |`);
+  const beyond = name.includes('memguard') ? `+${(m - preload).toFixed(1)} ms` : '';
+  console.log(`| \`${name}\` | ${m.toFixed(1)} ms | ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} ms | ${name === 'node -e 0' ? '' : `+${(m - base).toFixed(1)} ms`} | ${beyond} |`);
 }
 
 // The same cost seen from inside the process, which a loaded machine blurs
