@@ -37,8 +37,7 @@ const LOCATION_STEPS: usize = 8;
 /// accumulation points (node ordinals), largest first. `allowed` says which
 /// nodes may be a point (not the root, not synthetic).
 pub fn points(idom: &[u32], retained: &[u64], root: u32, allowed: impl Fn(u32) -> bool) -> Vec<u32> {
-    let total = retained[root as usize];
-    let floor = ((total as f64 * MIN_SHARE) as u64).max(MIN_BYTES);
+    let floor = floor(retained[root as usize]);
     // Only nodes that could be walked into or reported matter: one pass
     // collects them (a child worth walking into keeps 80 % of a parent that
     // is at least `floor`).
@@ -81,6 +80,12 @@ fn is_internal_name(name: &str) -> bool {
     name.starts_with('(') || name.starts_with("system /")
 }
 
+/// The least a point retains, and the size from which a child is walked
+/// into as a point of its own, for a heap of `total` bytes.
+fn floor(total: u64) -> u64 {
+    ((total as f64 * MIN_SHARE) as u64).max(MIN_BYTES)
+}
+
 impl Analysis {
     fn class_str(&self, node: u32) -> &str {
         self.g.strings.get(self.classes.class_name(node as usize))
@@ -101,7 +106,11 @@ impl Analysis {
         if aps.is_empty() {
             return Vec::new();
         }
-        // One pass: the objects each point directly dominates, by class key.
+        // One pass: the objects each point directly dominates, by class key —
+        // but not the children large enough to be walked into (`points`):
+        // what they hold is their own points' (an Array holding the Map that
+        // leaks is not "an Array leak"), the point itself is what it spreads.
+        let large = floor(self.retained[g.root as usize]);
         let mut is_point = Bits::new(g.node_count());
         let slot: HashMap<u32, usize> = aps.iter().enumerate().map(|(i, &n)| (n, i)).collect();
         for &n in aps {
@@ -110,7 +119,7 @@ impl Analysis {
         // (objects, retained, largest object) per (point, class key).
         let mut groups: Vec<HashMap<u32, (u64, u64, u32)>> = vec![HashMap::default(); aps.len()];
         for (o, &d) in self.idom.iter().enumerate() {
-            if o as u32 == g.root || !is_point.get(d as usize) {
+            if o as u32 == g.root || !is_point.get(d as usize) || self.retained[o] >= large {
                 continue;
             }
             let group = groups[slot[&d]].entry(self.classes.key_of[o]).or_insert((0, 0, o as u32));
@@ -154,10 +163,16 @@ impl Analysis {
     }
 
     /// The objects of a point's chosen class that it directly dominates.
+    /// (As counted for the point: not the children large enough to be points.)
     pub fn members(&self, p: &AccumulationPoint) -> impl Iterator<Item = u32> + '_ {
         let (point, key) = (p.point, p.class_key);
-        (0..self.g.node_count() as u32)
-            .filter(move |&o| o != self.g.root && self.idom[o as usize] == point && self.classes.key_of[o as usize] == key)
+        let large = floor(self.retained[self.g.root as usize]);
+        (0..self.g.node_count() as u32).filter(move |&o| {
+            o != self.g.root
+                && self.idom[o as usize] == point
+                && self.classes.key_of[o as usize] == key
+                && self.retained[o as usize] < large
+        })
     }
 
     /// The node at or above `ap` that a reader would call the container.
