@@ -42,9 +42,6 @@ use crate::segments::{segment_name, Ring};
 pub const TIMELINE_FILE: &str = "timeline.ndjson.gz";
 /// Longest time a record waits before it is on disk.
 const MEMBER_EVERY: Duration = Duration::from_secs(1);
-/// How often the memory freed by this thread's allocator arena is handed
-/// back to the system (see `trim_native_memory`).
-const TRIM_EVERY: Duration = Duration::from_secs(60);
 /// Events in flight. At 2,000+ GCs/s this is seconds of slack; beyond it
 /// records are dropped (and counted), never waited for. Counted by hand
 /// over an unbounded channel: a bounded one of this size writes all its
@@ -291,18 +288,6 @@ fn compress_member(plain: &[u8]) -> Vec<u8> {
     member.finish().unwrap_or_default()
 }
 
-/// glibc keeps what a thread's arena freed: under load, the recorder's
-/// per-second buffers left its arena growing ~4 MiB a minute (measured with
-/// `npm run bench:soak-rss`) although nothing it holds grows. Elsewhere a
-/// no-op.
-fn trim_native_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers and may run on any thread.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// A bundle retired at an uneventful end fails to be written on purpose.
 fn warn_unless_retired(bundle: &Bundle, message: String) {
     if !bundle.is_retired() {
@@ -314,7 +299,6 @@ fn run(rx: Receiver<Event>, queued: &AtomicUsize) {
     let cgroup = Cgroup::process();
     let mut timelines: HashMap<u64, Timeline> = HashMap::new();
     let mut next_member = Instant::now() + MEMBER_EVERY;
-    let mut next_trim = Instant::now() + TRIM_EVERY;
     loop {
         loop {
             match rx.try_recv() {
@@ -334,10 +318,6 @@ fn run(rx: Receiver<Event>, queued: &AtomicUsize) {
             next_member = Instant::now() + MEMBER_EVERY;
             // Once a second: reading the clock is a syscall.
             crate::selfcost::checkpoint(crate::selfcost::Role::Recorder);
-            if Instant::now() >= next_trim {
-                next_trim = Instant::now() + TRIM_EVERY;
-                trim_native_memory();
-            }
         }
         // Like a sleep, but `send_and_wait` can cut it short.
         std::thread::park_timeout(POLL);
