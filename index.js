@@ -56,10 +56,11 @@ function loadBinding() {
 // A Node option's value from the command line or NODE_OPTIONS ('' if absent).
 function nodeOption(name) {
   const args = [...process.execArgv, ...(process.env.NODE_OPTIONS || '').split(/\s+/)];
-  const re = new RegExp(`^--${name}(?:=(.*))?$`);
+  // Node takes `_` for `-` in option names (not in their values).
+  const re = new RegExp(`^--${name.replace(/-/g, '[-_]')}(?:=(.*))?$`);
   let value = '';
   for (let i = 0; i < args.length; i++) {
-    const m = re.exec(args[i].replace(/_/g, '-'));
+    const m = re.exec(args[i]);
     if (m) value = m[1] !== undefined ? m[1] : args[i + 1] || '';
   }
   return value;

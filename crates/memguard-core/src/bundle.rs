@@ -231,6 +231,14 @@ impl Bundle {
         self.retired.load(Ordering::Acquire)
     }
 
+    /// One warning about writing this bundle, unless it was retired (then
+    /// the failure is on purpose).
+    pub fn warn_unless_retired(&self, message: &str) {
+        if !self.is_retired() {
+            crate::log::warn_once(message);
+        }
+    }
+
     /// Where the bundle was created (for messages; never written through).
     pub fn path(&self) -> PathBuf {
         self.root.join(&self.name)

@@ -288,13 +288,6 @@ fn compress_member(plain: &[u8]) -> Vec<u8> {
     member.finish().unwrap_or_default()
 }
 
-/// A bundle retired at an uneventful end fails to be written on purpose.
-fn warn_unless_retired(bundle: &Bundle, message: String) {
-    if !bundle.is_retired() {
-        log::warn_once(&message);
-    }
-}
-
 fn run(rx: Receiver<Event>, queued: &AtomicUsize) {
     let cgroup = Cgroup::process();
     let mut timelines: HashMap<u64, Timeline> = HashMap::new();
@@ -355,7 +348,7 @@ fn handle(event: Event, timelines: &mut HashMap<u64, Timeline>, cgroup: Option<&
             };
             match tl.bundle.ensure().and_then(|dir| dir.create_file(TIMELINE_FILE)) {
                 Ok(file) => tl.file = Some(file),
-                Err(e) => warn_unless_retired(&tl.bundle, format!(
+                Err(e) => tl.bundle.warn_unless_retired(&format!(
                     "cannot create {} in {}: {e}; the timeline is kept in memory only",
                     TIMELINE_FILE,
                     tl.bundle.path().display()
@@ -591,7 +584,7 @@ impl Timeline {
         let (dir, mut file) = match result {
             Ok(opened) => opened,
             Err(e) => {
-                warn_unless_retired(&self.bundle, format!(
+                self.bundle.warn_unless_retired(&format!(
                     "cannot start a new timeline segment in {} ({e}); the current one grows past MEMGUARD_TIMELINE_MAX",
                     self.bundle.path().display()
                 ));
@@ -639,7 +632,7 @@ impl Timeline {
                     self.history = Some(file);
                 }
             }
-            Err(e) => warn_unless_retired(&self.bundle, format!(
+            Err(e) => self.bundle.warn_unless_retired(&format!(
                 "cannot create {HISTORY_FILE} in {} ({e}); no lifetime history",
                 self.bundle.path().display()
             )),
@@ -684,7 +677,7 @@ impl Timeline {
         });
         match result {
             Ok(file) => self.history = Some(file),
-            Err(e) => warn_unless_retired(&self.bundle, format!(
+            Err(e) => self.bundle.warn_unless_retired(&format!(
                 "cannot downsample {HISTORY_FILE} in {} ({e}); it keeps every period",
                 self.bundle.path().display()
             )),

@@ -240,9 +240,8 @@ fn run(job: Job, ours: &mut Ours) {
                     let _ = done.send(result);
                 }
                 None => {
-                    // A retired bundle (an uneventful end) fails on purpose.
-                    if let (Err(e), false) = (result, bundle.is_retired()) {
-                        log::warn_once(&format!("cannot write {name} in {}: {e}", bundle.path().display()));
+                    if let Err(e) = result {
+                        bundle.warn_unless_retired(&format!("cannot write {name} in {}: {e}", bundle.path().display()));
                     }
                 }
             }

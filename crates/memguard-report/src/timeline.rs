@@ -238,11 +238,6 @@ fn thin<T>(items: Vec<T>, max: usize, weight: impl Fn(&T) -> f64) -> Vec<T> {
     items.into_iter().zip(keep).filter_map(|(item, k)| k.then_some(item)).collect()
 }
 
-/// Theil–Sen slope of heap used after mark-compacts over time: the median of
-/// all pairwise slopes, so a few outliers (a big transient object, a forced
-/// GC) do not make a verdict. `growing` when at least 80 % of the ordered
-/// pairs rise and the fitted growth over the span is at least 10 % of the
-/// median heap and 1 MiB.
 /// The timeline's bar for growth, shared by the whole recording's verdict
 /// and the verdict gate's last half: most pairs rise, and the fitted line
 /// rises over `span_ms` by at least 10 % of the median heap and 1 MiB.
@@ -253,6 +248,11 @@ pub fn rises_enough(fitted: &Trend, points: &[(f64, f64)], span_ms: f64) -> bool
     fitted.concordance >= MIN_CONCORDANCE && growth >= (0.1 * median_heap).max((1 << 20) as f64)
 }
 
+/// Theil–Sen slope of heap used after mark-compacts over time: the median of
+/// all pairwise slopes, so a few outliers (a big transient object, a forced
+/// GC) do not make a verdict. `growing` when at least 80 % of the ordered
+/// pairs rise and the fitted growth over the span is at least 10 % of the
+/// median heap and 1 MiB (`rises_enough`).
 pub fn leak_verdict(points: &[(f64, f64)]) -> LeakVerdict {
     let mark_compacts = points.len() as u64;
     let span_ms = match (points.first(), points.last()) {

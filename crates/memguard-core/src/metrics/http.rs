@@ -83,7 +83,7 @@ impl Conn {
 }
 
 fn serve(listener: TcpListener) {
-    let cgroup = super::cgroup();
+    let cgroup = crate::procmem::Cgroup::process();
     let mut conns: Vec<Conn> = Vec::new();
     loop {
         crate::selfcost::checkpoint(crate::selfcost::Role::Metrics);

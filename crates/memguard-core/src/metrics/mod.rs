@@ -325,7 +325,7 @@ pub fn thread_json(thread: u64, drain: bool) -> Option<Value> {
 /// [`thread_json`]) and the process's (`process`), read now.
 pub fn snapshot(thread: u64, drain: bool) -> Value {
     let mut value = thread_json(thread, drain).unwrap_or_else(|| json!({ "thread": thread }));
-    let p = expo::ProcessValues::read(cgroup());
+    let p = expo::ProcessValues::read(crate::procmem::Cgroup::process());
     value["process"] = json!({
         "residentBytes": p.resident,
         "virtualBytes": p.virtual_size,
@@ -335,10 +335,6 @@ pub fn snapshot(thread: u64, drain: bool) -> Value {
     value
 }
 
-/// The process's memory cgroup, found once.
-pub fn cgroup() -> Option<&'static crate::procmem::Cgroup> {
-    crate::procmem::Cgroup::process()
-}
 
 #[cfg(test)]
 mod tests {

@@ -106,10 +106,7 @@ impl Analysis {
         if aps.is_empty() {
             return Vec::new();
         }
-        // One pass: the objects each point directly dominates, by class key —
-        // but not the children large enough to be walked into (`points`):
-        // what they hold is their own points' (an Array holding the Map that
-        // leaks is not "an Array leak"), the point itself is what it spreads.
+        // One pass: what each point spreads (`spread_by`), by class key.
         let large = floor(self.retained[g.root as usize]);
         let mut is_point = Bits::new(g.node_count());
         let slot: HashMap<u32, usize> = aps.iter().enumerate().map(|(i, &n)| (n, i)).collect();
@@ -119,7 +116,7 @@ impl Analysis {
         // (objects, retained, largest object) per (point, class key).
         let mut groups: Vec<HashMap<u32, (u64, u64, u32)>> = vec![HashMap::default(); aps.len()];
         for (o, &d) in self.idom.iter().enumerate() {
-            if o as u32 == g.root || !is_point.get(d as usize) || self.retained[o] >= large {
+            if !is_point.get(d as usize) || !self.spread_by(o as u32, d, large) {
                 continue;
             }
             let group = groups[slot[&d]].entry(self.classes.key_of[o]).or_insert((0, 0, o as u32));
@@ -162,17 +159,20 @@ impl Analysis {
         })
     }
 
-    /// The objects of a point's chosen class that it directly dominates.
-    /// (As counted for the point: not the children large enough to be points.)
+    /// Whether `o` is one of the objects `point` spreads its retained size
+    /// over: directly dominated by it, and not a child large enough
+    /// (`large`, see `floor`) to be walked into as a point of its own — what
+    /// such a child holds is its own point's (an Array holding the Map that
+    /// leaks is not "an Array leak").
+    fn spread_by(&self, o: u32, point: u32, large: u64) -> bool {
+        o != self.g.root && self.idom[o as usize] == point && self.retained[o as usize] < large
+    }
+
+    /// The objects of a point's chosen class that it spreads over.
     pub fn members(&self, p: &AccumulationPoint) -> impl Iterator<Item = u32> + '_ {
         let (point, key) = (p.point, p.class_key);
         let large = floor(self.retained[self.g.root as usize]);
-        (0..self.g.node_count() as u32).filter(move |&o| {
-            o != self.g.root
-                && self.idom[o as usize] == point
-                && self.classes.key_of[o as usize] == key
-                && self.retained[o as usize] < large
-        })
+        (0..self.g.node_count() as u32).filter(move |&o| self.spread_by(o, point, large) && self.classes.key_of[o as usize] == key)
     }
 
     /// The node at or above `ap` that a reader would call the container.
