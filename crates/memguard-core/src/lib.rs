@@ -8,6 +8,7 @@ pub mod config;
 pub mod crashes;
 pub mod dirfd;
 pub mod disk;
+pub mod gzmember;
 pub mod heaplimit;
 pub mod heapprofile;
 pub mod history;

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -26,13 +26,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::bundle::Bundle;
+use crate::gzmember;
 use crate::history::{self, Period, HISTORY_FILE};
 use crate::log;
 use crate::manifest::{HeapStats, SpaceStats};
@@ -275,19 +274,6 @@ struct Timeline {
     next_compaction: f64,
 }
 
-/// gzip level 3, as for snapshots: measured at ~3,000 GC records/s, the
-/// recorder thread spends a third less CPU time than at level 6 for a file
-/// ~10 % larger (level 1: 60 % larger for little more saved).
-const LEVEL: u32 = 3;
-
-/// A second's records as one gzip member, compressed in one go: one deflate
-/// call per member costs less than one per record.
-fn compress_member(plain: &[u8]) -> Vec<u8> {
-    let mut member = GzEncoder::new(Vec::with_capacity(plain.len() / 6 + 64), Compression::new(LEVEL));
-    let _ = member.write_all(plain); // into a Vec: cannot fail
-    member.finish().unwrap_or_default()
-}
-
 fn run(rx: Receiver<Event>, queued: &AtomicUsize) {
     let cgroup = Cgroup::process();
     let mut timelines: HashMap<u64, Timeline> = HashMap::new();
@@ -521,12 +507,15 @@ impl Timeline {
             return;
         }
         let records = std::mem::take(&mut self.pending);
-        let plain = std::mem::replace(&mut self.plain, Vec::with_capacity(16 << 10));
         let member_t0 = std::mem::replace(&mut self.member_t0, now_ms());
         if self.file.is_none() {
+            self.plain.clear();
             return;
         }
-        let bytes = compress_member(&plain);
+        // `plain` keeps its buffer: nothing here is allocated anew each second
+        // but the member itself.
+        let bytes = gzmember::member(&self.plain);
+        self.plain.clear();
         // Only between whole appends: a backlog belongs to the segment it was meant for.
         if self.backlog.is_empty() && self.ring.rotate_before(self.file_len, bytes.len() as u64) {
             self.rotate(member_t0, bytes.len() as u64);
@@ -534,9 +523,11 @@ impl Timeline {
         self.segment_records += records;
         let Some(file) = self.file.as_mut() else { return };
         let failing = !self.backlog.is_empty();
-        self.backlog.extend_from_slice(&bytes);
+        if failing {
+            self.backlog.extend_from_slice(&bytes);
+        }
         let path = self.bundle.path().join(TIMELINE_FILE);
-        match append(file, &self.backlog) {
+        match append(file, if failing { &self.backlog } else { &bytes }) {
             Ok(len) => {
                 self.backlog = Vec::new();
                 self.file_len = len;
@@ -544,6 +535,14 @@ impl Timeline {
                 if failing {
                     log::info(&format!("writing {} works again; no timeline record was lost", path.display()));
                 }
+            }
+            // Once per failure spell, not every second.
+            Err(e) if !failing => {
+                log::warn(&format!(
+                    "writing {} failed ({e}); keeping its records in memory and retrying every second",
+                    path.display()
+                ));
+                self.backlog = bytes;
             }
             Err(e) if self.backlog.len() > BACKLOG_MAX => {
                 log::warn(&format!(
@@ -553,11 +552,6 @@ impl Timeline {
                 self.backlog = Vec::new();
                 self.file = None;
             }
-            // Once per failure spell, not every second.
-            Err(e) if !failing => log::warn(&format!(
-                "writing {} failed ({e}); keeping its records in memory and retrying every second",
-                path.display()
-            )),
             Err(_) => {}
         }
     }
@@ -693,7 +687,7 @@ impl Timeline {
 
 /// One record as a gzip member of its own.
 fn member_of(record: &Value) -> Vec<u8> {
-    compress_member(format!("{record}\n").as_bytes())
+    gzmember::member(format!("{record}\n").as_bytes())
 }
 
 /// Appends whole members or nothing: a short write (disk full) is cut off
