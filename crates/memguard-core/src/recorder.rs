@@ -744,8 +744,10 @@ mod tests {
         let id = 9101;
         let t0_ms = now_ms();
         let second = Duration::from_secs(1);
-        // A period a second (the recorder's own tick); older than 2 s merged by 2 s, checked every second.
-        let history = history::Shape { every: second, full_detail: 2 * second, coarse: 2 * second, compact_every: second };
+        // A period a second (the recorder's own tick); older than 2 s merged by 4 s, checked every second.
+        // 4-s buckets: the periods ending in 0–4 s are at least two even when a
+        // tick comes late on a busy machine (2-s buckets then held one each).
+        let history = history::Shape { every: second, full_detail: 2 * second, coarse: 4 * second, compact_every: second };
         let ring = Ring::new(crate::segments::DEFAULT_BUDGET);
         let open = Open { bundle: bundle.clone(), t0_ms, header: json!({"pid": 3}), shared: Arc::new(Shared::default()), ring, history };
         assert!(rec.try_send(Event::Open { id, open: Box::new(open) }));
