@@ -5,38 +5,28 @@
 // RSS_MINUTES (default 4): memguard at its defaults, with allocation
 // sampling off, with the flight recorder off, and two without memguard.
 // RSS (VmRSS) of each every 15 s; at the end, the medians of the second half
-// against the mean of the two servers without memguard.
+// against the mean of the two servers without memguard, and each one's
+// growth per minute after warm-up.
 'use strict';
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const autocannon = require('autocannon');
+const { startSoakServer } = require('./soak-spawn');
 
-const root = path.resolve(__dirname, '..');
 const MINUTES = Number(process.env.RSS_MINUTES || 4);
 const CONNECTIONS = Number(process.env.RSS_CONNECTIONS || 4);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memguard-bench-rss-'));
 
 const SERVERS = [
-  ['memguard', ['-r', root], {}],
-  ['memguard, sampling off', ['-r', root], { MEMGUARD_ALLOC_SAMPLING: 'off' }],
-  ['memguard, timeline off', ['-r', root], { MEMGUARD_TIMELINE: 'off' }],
-  ['without (1)', [], {}],
-  ['without (2)', [], {}],
+  ['memguard', true, {}],
+  ['memguard, sampling off', true, { MEMGUARD_ALLOC_SAMPLING: 'off' }],
+  ['memguard, timeline off', true, { MEMGUARD_TIMELINE: 'off' }],
+  ['without (1)', false, {}],
+  ['without (2)', false, {}],
 ];
 
-function start([name, args, vars]) {
-  const env = { ...process.env, MEMGUARD_DIR: dir, ...vars };
-  const child = spawn(process.execPath, [...args, path.join(__dirname, 'soak-server.js'), '0'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    child.on('exit', (code) => reject(new Error(`${name} exited (${code})`)));
-    child.stdout.on('data', (d) => {
-      const m = /listening (\S+)/.exec(String(d));
-      if (m) resolve({ name, child, url: m[1], rss: [] });
-    });
-  });
-}
+const start = async ([name, memguard, vars]) => ({ ...(await startSoakServer(name, { memguard, dir, vars })), rss: [] });
 
 const rssMiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
@@ -59,13 +49,18 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
     for (const s of servers) s.child.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  // The second half: after warm-up.
+  // The second half: after warm-up. Growth: the last quarter's median
+  // against the second quarter's, per minute between them (medians, so a
+  // single GC's spike does not count).
   const late = (s) => median(s.rss.slice(s.rss.length >> 1));
+  const quarter = (s, k) => median(s.rss.slice((s.rss.length * k) >> 2, (s.rss.length * (k + 1)) >> 2));
+  const minutesApart = MINUTES / 2; // the two quarters' middles
   const without = (late(servers[3]) + late(servers[4])) / 2;
-  console.log(`\n| server | RSS, median of the second half | vs without memguard |`);
-  console.log(`|---|---|---|`);
+  const signed = (x, digits) => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
+  console.log(`\n| server | RSS, median of the second half | vs without memguard | growth after warm-up |`);
+  console.log(`|---|---|---|---|`);
   for (const s of servers) {
-    const d = late(s) - without;
-    console.log(`| ${s.name} | ${late(s).toFixed(1)} MiB | ${d >= 0 ? '+' : ''}${d.toFixed(1)} MiB |`);
+    const growth = (quarter(s, 3) - quarter(s, 1)) / minutesApart;
+    console.log(`| ${s.name} | ${late(s).toFixed(1)} MiB | ${signed(late(s) - without, 1)} MiB | ${signed(growth, 2)} MiB/min |`);
   }
 })();

@@ -9,33 +9,18 @@
 // accounting, the bundle's disk use vs its budget, dropped timeline records,
 // and the disk per day and per month extrapolated from the measured bytes.
 'use strict';
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const zlib = require('node:zlib');
 const autocannon = require('autocannon');
+const { startSoakServer } = require('./soak-spawn');
 
-const root = path.resolve(__dirname, '..');
 const MINUTES = Number(process.env.SOAK_MINUTES || 10);
 const SLICE_S = Number(process.env.SOAK_SLICE_S || 30);
 const CONNECTIONS = Number(process.env.SOAK_CONNECTIONS || 10);
 const WARMUP_S = Number(process.env.SOAK_WARMUP_S || 20);
 const TIMELINE_BUDGET = 64 * 2 ** 20; // MEMGUARD_TIMELINE_MAX's default
-
-function startServer(name, withMemguard, dir) {
-  const args = [...(withMemguard ? ['-r', root] : []), path.join(__dirname, 'soak-server.js'), '0'];
-  const env = { ...process.env, MEMGUARD_DIR: dir };
-  for (const k of Object.keys(env)) if (k.startsWith('MEMGUARD_') && k !== 'MEMGUARD_DIR') delete env[k];
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    child.on('exit', (code) => reject(new Error(`${name} exited (${code})`)));
-    child.stdout.on('data', (d) => {
-      const m = /listening (\S+)/.exec(String(d));
-      if (m) resolve({ name, child, url: m[1], slices: [], rss: [] });
-    });
-  });
-}
 
 const facts = async (server) => (await fetch(`${server.url}/__soak`)).json();
 
@@ -71,8 +56,8 @@ function bundleBytes(dir) {
 
 (async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memguard-soak-'));
-  const plain = await startServer('without memguard', false, dir);
-  const guarded = await startServer('memguard (defaults)', true, dir);
+  const plain = { ...(await startSoakServer('without memguard', { memguard: false, dir })), slices: [], rss: [] };
+  const guarded = { ...(await startSoakServer('memguard (defaults)', { memguard: true, dir })), slices: [], rss: [] };
   const started = Date.now();
   try {
     console.log(`Soak: ${MINUTES} min of load per side in ${SLICE_S} s slices, ${CONNECTIONS} connections, after ${WARMUP_S} s of warm-up each (Node ${process.version}, ${os.cpus().length} CPUs)`);
