@@ -335,7 +335,6 @@ pub fn snapshot(thread: u64, drain: bool) -> Value {
     value
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
