@@ -244,7 +244,14 @@ test('a GC-heavy app killed with SIGKILL mid-ring leaves every segment readable'
     env: h.childEnv({ ...RING_ENV, MEMGUARD_DIR: dir }),
     stdio: 'ignore',
   });
-  await new Promise((resolve) => setTimeout(resolve, 6500));
+  // Killed once the ring has turned (segment 1 removed) while it keeps
+  // turning: waiting a fixed time was too short on a loaded machine.
+  const rotated = () => h.bundles(dir).some((b) => {
+    const files = h.timelineFiles(b);
+    return files.length >= 2 && !files.includes('timeline-1.ndjson.gz');
+  });
+  const deadline = Date.now() + 45_000;
+  while (!rotated() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   child.kill('SIGKILL');
   await new Promise((resolve) => child.on('close', resolve));
   const [bundle] = h.bundles(dir);
